@@ -1,0 +1,16 @@
+"""Print lskd's configuration errors as one line on the command line instead of a traceback."""
+import sys
+
+from lskd import InvalidConfig
+
+_default_hook = sys.excepthook
+
+
+def _one_line_config_errors(exc_type, exc, tb):
+    if issubclass(exc_type, InvalidConfig):
+        print(f"lskd error: {exc}", file=sys.stderr)
+    else:
+        _default_hook(exc_type, exc, tb)
+
+
+sys.excepthook = _one_line_config_errors
