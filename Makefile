@@ -16,7 +16,7 @@ $(STAMP): setup.py requirements.txt constraints.txt
 	$(PIP) install -c constraints.txt -r requirements.txt pytest cython wheel setuptools
 	$(PIP) install -c constraints.txt --no-deps --no-build-isolation \
 		"$$($(PY) -c 'import sys; print("fairseq-fixed==0.12.3.1" if sys.version_info >= (3, 11) else "fairseq==0.12.2")')"
-	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) install --no-deps --no-build-isolation --use-pep517 -e .
 	touch $(STAMP)
 
 test: $(STAMP)

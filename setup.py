@@ -17,11 +17,16 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["lskd", "lskd.*", "lskd_fairseq", "lskd_fairseq.*"]),
+    packages=find_packages(include=["lskd", "lskd.*", "lskd_fairseq", "lskd_fairseq.*"]) + ["lskd_vision"],
+    package_dir={"lskd_vision": "vision"},
     install_requires=REQUIREMENTS
     + [
         "fairseq==0.12.2; python_version < '3.11'",
         "fairseq-fixed==0.12.3.1; python_version >= '3.11'",
     ],
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "lskd-toy-corpus = lskd.toy_corpus:main",
+        ]
+    },
 )
