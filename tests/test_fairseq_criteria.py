@@ -1,0 +1,152 @@
+"""The fairseq criteria against fairseq's own criterion and a float64 formula, on real toy batches."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+
+from lskd import InvalidConfig, fairseq_epsilon
+from lskd_fairseq.label_smoothed_teacher import LabelSmoothedTeacherCriterion
+from lskd_fairseq.word_kd import WordKDCriterion
+
+from conftest import build_training, first_batch
+
+
+def loss_and_grads(criterion, model, sample):
+    model.zero_grad()
+    loss, sample_size, log = criterion(model, sample)
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), log, grads
+
+
+@pytest.fixture(scope="module")
+def student(toy_bin):
+    task, model, _ = build_training(toy_bin, "--criterion", "label_smoothed_teacher")
+    return task, model, first_batch(task)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.3])
+def test_label_smoothed_teacher_equals_fairseq_criterion(student, alpha):
+    task, model, sample = student
+    vocab = len(task.target_dictionary)
+    ours = LabelSmoothedTeacherCriterion(task, sentence_avg=False, label_smoothing=alpha)
+    reference = LabelSmoothedCrossEntropyCriterion(
+        task, sentence_avg=False, label_smoothing=fairseq_epsilon(alpha, vocab), report_accuracy=True
+    )
+    loss, log, grads = loss_and_grads(ours, model, sample)
+    ref_loss, ref_log, ref_grads = loss_and_grads(reference, model, sample)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(log["nll_loss"], ref_log["nll_loss"])
+    assert (log["n_correct"], log["total"]) == (ref_log["n_correct"], ref_log["total"])
+    assert grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def with_teacher(task, teacher, sample):
+    with torch.no_grad():
+        logits, _ = teacher(**sample["net_input"])
+    return {**sample, "teacher": {"logits": logits}}
+
+
+def test_word_kd_with_zero_weight_is_label_smoothed_teacher(student):
+    task, model, sample = student
+    teacher = copy.deepcopy(model).eval()
+    kd = WordKDCriterion(task, False, label_smoothing=0.1, kd_temperature=2.0, kd_weight=0.0)
+    ls = LabelSmoothedTeacherCriterion(task, False, label_smoothing=0.1)
+    loss, log, grads = loss_and_grads(kd, model, with_teacher(task, teacher, sample))
+    ref_loss, ref_log, ref_grads = loss_and_grads(ls, model, sample)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(log["nll_loss"], ref_log["nll_loss"])
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name])
+
+
+def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, weight, alpha):
+    """Tan et al.'s per-token loss written out with explicit sums, in float64."""
+    total = 0.0
+    s_rows = student_logits.double().reshape(-1, student_logits.size(-1))
+    t_rows = teacher_logits.double().reshape(-1, teacher_logits.size(-1))
+    for s, t, y in zip(s_rows, t_rows, target.reshape(-1).tolist()):
+        if y == pad:
+            continue
+        vocab = s.numel()
+        log_p_t = s / temperature - torch.logsumexp(s / temperature, 0)
+        q = torch.exp(t / temperature - torch.logsumexp(t / temperature, 0))
+        log_p = s - torch.logsumexp(s, 0)
+        kd = -(q * log_p_t).sum().item()
+        ls = (1 - alpha) * -log_p[y].item() + alpha / vocab * -log_p.sum().item()
+        total += weight * temperature**2 * kd + (1 - weight) * ls
+    return total
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0, 64.0])
+def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature):
+    task, model, sample = student
+    from lskd_fairseq.teacher import load_teacher
+
+    teacher = load_teacher(str(teacher_checkpoint), task)
+    kd = WordKDCriterion(task, False, label_smoothing=0.1, kd_temperature=temperature, kd_weight=0.9)
+    batch = with_teacher(task, teacher, sample)
+    with torch.no_grad():
+        loss, _, _ = kd(model, batch)
+        student_logits, _ = model(**sample["net_input"])
+    expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
+                               task.target_dictionary.pad(), temperature, 0.9, 0.1)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kd_loss_is_zero_when_student_is_the_teacher(student):
+    task, model, sample = student
+    model.eval()
+    kd = WordKDCriterion(task, False, label_smoothing=0.1, kd_temperature=3.0, kd_weight=0.9)
+    with torch.no_grad():
+        _, _, log = kd(model, with_teacher(task, model, sample))
+    model.train()
+    assert abs(log["kd_loss"].item()) < 1e-3 * log["ntokens"]
+
+
+def test_online_topk_equal_to_vocabulary_is_full_vocabulary(student):
+    task, model, sample = student
+    teacher = copy.deepcopy(model).eval()
+    vocab = len(task.target_dictionary)
+    batch = with_teacher(task, teacher, sample)
+    full = WordKDCriterion(task, False, 0.1, kd_temperature=2.0, kd_weight=0.9)
+    top = WordKDCriterion(task, False, 0.1, kd_temperature=2.0, kd_weight=0.9, kd_topk=vocab)
+    with torch.no_grad():
+        torch.testing.assert_close(full(model, batch)[0], top(model, batch)[0])
+
+
+def test_gradients_finite_at_t64_in_fp16(student):
+    task, model, sample = student
+    half = copy.deepcopy(model).half()
+    teacher = copy.deepcopy(model).half().eval()
+    kd = WordKDCriterion(task, False, 0.1, kd_temperature=64.0, kd_weight=0.9)
+    loss, _, grads = loss_and_grads(kd, half, with_teacher(task, teacher, sample))
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(g.float()).all() for g in grads.values())
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"kd_temperature": 0.0}, "got 0.0"),
+        ({"kd_weight": -0.1}, "got -0.1"),
+        ({"label_smoothing": 1.0}, "got 1.0"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(student, settings, message):
+    task = student[0]
+    values = {"label_smoothing": 0.1, "kd_temperature": 1.0, "kd_weight": 0.5, **settings}
+    with pytest.raises(InvalidConfig, match=message):
+        WordKDCriterion(task, False, **values)
+
+
+def test_word_kd_without_teacher_says_what_to_use(student):
+    task, model, sample = student
+    kd = WordKDCriterion(task, False, 0.1, kd_temperature=1.0, kd_weight=0.5)
+    with pytest.raises(InvalidConfig, match="translation_kd"):
+        kd(model, sample)
