@@ -1,11 +1,14 @@
 """Load a frozen fairseq translation teacher that is safe to run next to a student being trained."""
+import logging
 import os
 
 import torch
 from fairseq import checkpoint_utils, models
-from fairseq.data import Dictionary
+from fairseq.data import Dictionary, data_utils
 
 from lskd import InvalidConfig
+
+logger = logging.getLogger(__name__)
 
 
 def _first_difference(expected: Dictionary, found: Dictionary) -> str:
@@ -19,9 +22,13 @@ def _teacher_dictionaries(cfg):
     """The teacher's own dictionaries, read from the data folder it was trained on (None if gone)."""
     task_cfg = cfg.task
     data = str(task_cfg.data).split(os.pathsep)[0]
+    if not os.path.isdir(data):
+        return None
     src, tgt = task_cfg.source_lang, task_cfg.target_lang
+    if src is None or tgt is None:
+        src, tgt = data_utils.infer_language_pair(data)
     paths = [os.path.join(data, f"dict.{lang}.txt") for lang in (src, tgt)]
-    if src is None or tgt is None or not all(os.path.isfile(p) for p in paths):
+    if not all(os.path.isfile(p) for p in paths):
         return None
     return [Dictionary.load(p) for p in paths]
 
@@ -46,6 +53,11 @@ def check_dictionaries(path: str, state: dict, task) -> None:
                 f"teacher {path} has a {side} vocabulary of {weights[key].size(0)} symbols, "
                 f"the data's dictionary has {len(ours)}"
             )
+    logger.warning(
+        "teacher %s: its training data folder is gone, so only the dictionary sizes could be checked; "
+        "make sure it was trained on the same dictionaries",
+        path,
+    )
 
 
 def disable_fast_path(model: torch.nn.Module) -> None:

@@ -79,7 +79,7 @@ def build_training(data: Path, *extra):
 
     parser = options.get_training_parser()
     args = options.parse_args_and_arch(
-        parser, [str(data), "--user-dir", PLUGIN_DIR, *TINY_TRANSFORMER, *TRAINING, "--dropout", "0", *extra]
+        parser, [str(data), "--user-dir", PLUGIN_DIR, *TINY_TRANSFORMER, *TRAINING, "--dropout", "0", *map(str, extra)]
     )
     cfg = convert_namespace_to_omegaconf(args)
     utils.set_torch_seed(cfg.common.seed)
