@@ -188,14 +188,16 @@ def _project_split(templates: TemplateProjection, features, labels) -> tuple[np.
 
 
 def project_model(weight, bias, classes: Sequence[int], train_features, train_labels,
-                  valid_features, valid_labels, max_per_class: Optional[int] = None) -> ModelProjection:
+                  valid_features, valid_labels, max_train_per_class: Optional[int] = None,
+                  max_valid_per_class: Optional[int] = None) -> ModelProjection:
     """Algorithm 1 (§4.2 of the digest): the PCA is fitted on the training points plus the three training
-    centroids, all in 3-D, and reused unchanged for the validation split."""
+    centroids, all in 3-D, and reused unchanged for the validation split. The caps keep the first N
+    samples of each class (the authors: 150 training and 50 validation images)."""
     templates = TemplateProjection.from_classifier(weight, bias, classes)
     splits = {}
-    for split, features, labels in (("train", train_features, train_labels),
-                                    ("valid", valid_features, valid_labels)):
-        features, labels = select_classes(features, labels, templates.classes, split, max_per_class)
+    for split, features, labels, cap in (("train", train_features, train_labels, max_train_per_class),
+                                         ("valid", valid_features, valid_labels, max_valid_per_class)):
+        features, labels = select_classes(features, labels, templates.classes, split, cap)
         splits[split] = (features, labels, *_project_split(templates, features, labels))
     _, _, train_points, train_centroids = splits["train"]
     pca = PlanePCA.fit(np.vstack([train_points, train_centroids]))

@@ -9,15 +9,16 @@ For a target class a and another class b, with class means μ_a, μ_b and the un
 u = (μ_b − μ_a)/‖μ_b − μ_a‖ in a d-dimensional space:
 
 * σ_∥(a) = std over x∈a of (x − μ_a)·u: spread along the line toward b;
-* σ_⊥(a) = sqrt(mean over x∈a of ‖(x − μ_a) − ((x − μ_a)·u) u‖² / (d − 1)): spread per orthogonal dimension;
+* σ_⊥(a) = sqrt(mean over x∈a of ‖(x − μ_a) − ((x − μ_a)·u) u‖² / (d − 1)): spread per orthogonal
+  dimension;
 * anisotropy η = σ_∥(a)/σ_⊥(a): 1 for an isotropic cluster, ≫ 1 when a is stretched toward (or away
   from) b;
 * separation = ‖μ_a − μ_b‖ / (σ_∥(a) + σ_∥(b)): centroid distance in units of the spread along that line.
 
 Systematic diffusion is η rising and separation falling for a semantically similar pair (a, b) while a
 dissimilar control pair (a, c) changes much less. A ratio whose denominator is 0 (a class without spread)
-is None. Both standard deviations divide by n (not n − 1) so that
-η of an isotropic cluster is 1 in expectation whatever n is.
+is None. Both spreads divide by n (not n − 1), so the small-sample bias of measuring around the sample
+mean is the same factor in σ_∥² and σ_⊥² and cancels in η.
 """
 from dataclasses import asdict, dataclass
 from typing import Optional

@@ -79,14 +79,16 @@ def analyse_models(
     classes: Sequence[int],
     out_dir,
     class_names: Optional[Sequence[str]] = None,
-    max_per_class: Optional[int] = None,
+    max_train_per_class: Optional[int] = None,
+    max_valid_per_class: Optional[int] = None,
     stem: str = "diffusion",
 ) -> AnalysisOutputs:
     """Algorithm 1 and the diffusion measure for every model, then ``out_dir/{stem}.png`` and
     ``out_dir/{stem}.json``.
 
     ``classes`` = (a, b, c): target class, a semantically similar class, a dissimilar control class.
-    ``max_per_class`` keeps the first N samples of each class per split (the paper: 150 train, 50 val).
+    ``max_train_per_class`` / ``max_valid_per_class`` keep the first N samples of each class of that split
+    (the paper: 150 and 50); None keeps all.
     Every input is checked, and every number computed, before anything is written.
     """
     if not models:
@@ -99,7 +101,7 @@ def analyse_models(
             projection = project_model(
                 features.classifier_weight, features.classifier_bias, classes,
                 features.train_features, features.train_labels,
-                features.valid_features, features.valid_labels, max_per_class,
+                features.valid_features, features.valid_labels, max_train_per_class, max_valid_per_class,
             )
         except InvalidConfig as error:
             raise InvalidConfig(f"model {name!r}: {error}") from None

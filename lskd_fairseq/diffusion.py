@@ -112,7 +112,7 @@ def target_counts(dataset, vocab_size: int, max_sentences: Optional[int] = None)
     count = len(dataset) if max_sentences is None else min(max_sentences, len(dataset))
     counts = np.zeros(vocab_size, dtype=np.int64)
     for i in range(count):
-        np.add.at(counts, dataset.tgt[i].numpy(), 1)
+        counts += np.bincount(dataset.tgt[i].numpy(), minlength=vocab_size)
     return counts
 
 

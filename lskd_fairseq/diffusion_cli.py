@@ -111,7 +111,8 @@ def run(args) -> None:
         extracted[name] = ModelFeatures(splits[0].features, splits[0].labels, splits[1].features,
                                         splits[1].labels, weight, bias)
     names = [task.target_dictionary[i] for i in classes]
-    outputs = analyse_models(extracted, classes, args.out, class_names=names, max_per_class=args.max_per_class)
+    outputs = analyse_models(extracted, classes, args.out, class_names=names,
+                             max_train_per_class=args.max_per_class, max_valid_per_class=args.max_per_class)
     print(f"{PROGRAM}: wrote {outputs.png} and {outputs.json}")
 
 

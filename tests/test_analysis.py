@@ -108,12 +108,12 @@ def test_plane_pca_matches_sklearn_up_to_sign():
     np.testing.assert_allclose(ours.explained_variance_ratio, reference.explained_variance_ratio_, atol=1e-10)
 
 
-def model_projection(classifier, valid_scale=1.0, max_per_class=None):
+def model_projection(classifier, valid_scale=1.0, caps=(None, None)):
     rng = np.random.default_rng(3)
     weight = classifier.weight.detach().double().numpy()
     train = clusters(rng, weight, 40)
     valid = clusters(rng, weight, 15, scale=valid_scale)
-    result = project_model(classifier.weight, classifier.bias, CLASSES, *train, *valid, max_per_class=max_per_class)
+    result = project_model(classifier.weight, classifier.bias, CLASSES, *train, *valid, *caps)
     return result, train, valid
 
 
@@ -151,10 +151,10 @@ def test_first_samples_of_each_class_are_kept_in_order():
     np.testing.assert_array_equal(kept_labels, [5, 7, 5, 9, 7, 9])
 
 
-def test_max_per_class_caps_both_splits(classifier):
-    result, _, _ = model_projection(classifier, max_per_class=10)
-    for split in (result.train, result.valid):
-        assert [int(np.sum(split.labels == c)) for c in CLASSES] == [10, 10, 10]
+def test_each_split_has_its_own_cap(classifier):
+    result, _, _ = model_projection(classifier, caps=(12, 5))
+    assert [int(np.sum(result.train.labels == c)) for c in CLASSES] == [12, 12, 12]
+    assert [int(np.sum(result.valid.labels == c)) for c in CLASSES] == [5, 5, 5]
 
 
 def test_a_class_with_one_sample_is_refused(classifier):
