@@ -56,7 +56,7 @@ def _check_vocabularies(path: str, weights: dict, task: TranslationTask) -> None
     for side, dictionary in expected:
         key = f"{side}.embed_tokens.weight"
         if key in weights and weights[key].size(0) != len(dictionary):
-            raise InvalidConfig(f"checkpoint {path} has a {side} vocabulary of {weights[key].size(0)} symbols, "
+            raise InvalidConfig(f"checkpoint {path}: its {side} vocabulary has {weights[key].size(0)} symbols, "
                                 f"the data's dictionary has {len(dictionary)}")
 
 

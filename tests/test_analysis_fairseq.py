@@ -129,3 +129,17 @@ def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
                            "--min-count", "30"]) == 0
     classes = json.loads((tmp_path / "diffusion.json").read_text())["classes"]
     assert {classes["target"]["name"], classes["similar"]["name"]} == expected_pair
+
+
+def test_checkpoint_with_another_vocabulary_is_refused(toy, tmp_path, capsys):
+    state = torch.load(toy / "ckpt/checkpoint_best.pt", weights_only=False)
+    for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
+        state["model"][key] = state["model"][key][:-8]
+    torch.save(state, tmp_path / "smaller.pt")
+    argv = [str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path / "never"),
+            "--checkpoints", f"small={tmp_path / 'smaller.pt'}", "--tokens", *TOKENS]
+    assert diffusion_main(argv) == 1
+    vocabulary = len(load_translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
+    assert (f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "never").exists()
