@@ -31,7 +31,9 @@ PROGRAM = "lskd-fairseq-diffusion"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Fig. 1-style penultimate-layer plot and diffusion measures for translation "
+                                  "checkpoints (see docs/analysis.md).")
     parser.add_argument("data_bin", metavar="DATA_BIN", help="fairseq-preprocess output folder")
     parser.add_argument("--checkpoints", nargs="+", required=True, metavar="NAME=CKPT",
                         help="models to compare, one figure row each, in this order")
