@@ -1,0 +1,208 @@
+"""Algorithm 1 of Chandrasegaran et al. (ICML 2022): penultimate features of three classes, projected onto
+the span of their bias-augmented classifier templates, then to 2-D by a PCA fitted on the training split.
+
+This follows the authors' script (``alpha-LS-KD_imagenet_centroids.py``) step by step, with one fix: the
+script appends ``bias[0:3]`` to the templates whatever the chosen classes; here the bias of each chosen
+class is used (``bias[classes]``).
+
+Plain numpy in float64; torch tensors are accepted anywhere an array is.
+"""
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from lskd.losses import InvalidConfig
+
+NUM_CLASSES = 3
+# Relative size of QR's R diagonal below which a template is taken to lie in the span of the others.
+RANK_TOLERANCE = 1e-10
+
+
+def as_array(values, name: str, ndim: int) -> np.ndarray:
+    """``values`` (numpy or torch) as a finite float64 array with ``ndim`` dimensions."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != ndim:
+        raise InvalidConfig(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InvalidConfig(f"{name} contains NaN or infinite values")
+    return array
+
+
+def as_labels(values, name: str, length: int) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    labels = np.asarray(values)
+    if labels.shape != (length,) or not np.issubdtype(labels.dtype, np.integer):
+        raise InvalidConfig(f"{name} must be {length} integer labels (one per feature row), "
+                            f"got shape {labels.shape} of {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def check_classes(classes: Sequence[int], num_classes: int) -> tuple[int, ...]:
+    """The three distinct classifier rows the analysis uses, each inside the classifier."""
+    chosen = tuple(int(c) for c in classes)
+    if len(chosen) != NUM_CLASSES or len(set(chosen)) != NUM_CLASSES:
+        raise InvalidConfig(f"classes must be {NUM_CLASSES} distinct class indices, got {list(chosen)}")
+    for c in chosen:
+        if not 0 <= c < num_classes:
+            raise InvalidConfig(f"class index {c} is outside the classifier's {num_classes} classes")
+    return chosen
+
+
+def augment_features(features) -> np.ndarray:
+    """``[h, 1]``: the constant input that the classifier's bias multiplies."""
+    features = as_array(features, "features", 2)
+    return np.hstack([features, np.ones((features.shape[0], 1))])
+
+
+def augmented_templates(weight, bias: Optional[object], classes: Sequence[int]) -> np.ndarray:
+    """``[w_c, b_c]`` for each chosen class c, shape (3, D+1), so that ``[h, 1]·[w_c, b_c]`` is the logit
+    of c. A classifier without bias (fairseq's output projection) gets zeros."""
+    weight = as_array(weight, "classifier weight", 2)
+    chosen = list(check_classes(classes, weight.shape[0]))
+    if bias is None:
+        bias = np.zeros(weight.shape[0])
+    bias = as_array(bias, "classifier bias", 1)
+    if bias.shape[0] != weight.shape[0]:
+        raise InvalidConfig(f"classifier bias has {bias.shape[0]} entries, the weight has {weight.shape[0]} rows")
+    return np.hstack([weight[chosen], bias[chosen, None]])
+
+
+@dataclass(frozen=True)
+class TemplateProjection:
+    """Orthonormal basis Q (D+1, 3) of the span of the three augmented templates; ``project`` gives
+    ``[h, 1] Q``, the coordinates of a feature's component inside that span."""
+
+    classes: tuple[int, ...]
+    templates: np.ndarray
+    basis: np.ndarray
+
+    @classmethod
+    def from_classifier(cls, weight, bias, classes: Sequence[int]) -> "TemplateProjection":
+        templates = augmented_templates(weight, bias, classes)
+        basis, triangle = np.linalg.qr(templates.T)
+        diagonal = np.abs(np.diag(triangle))
+        if diagonal.min() <= RANK_TOLERANCE * diagonal.max():
+            raise InvalidConfig(f"the augmented templates of classes {list(classes)} are linearly dependent; "
+                                "they do not span 3 dimensions")
+        return cls(classes=check_classes(classes, weight.shape[0]), templates=templates, basis=basis)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.basis.shape[0] - 1
+
+    def project(self, features) -> np.ndarray:
+        augmented = augment_features(features)
+        if augmented.shape[1] != self.basis.shape[0]:
+            raise InvalidConfig(f"features have {augmented.shape[1] - 1} dimensions, "
+                                f"the classifier expects {self.feature_dim}")
+        return augmented @ self.basis
+
+    def reconstruct(self, coordinates) -> np.ndarray:
+        """The augmented-space vectors (N, D+1) with these coordinates in the basis."""
+        return as_array(coordinates, "coordinates", 2) @ self.basis.T
+
+
+@dataclass(frozen=True)
+class PlanePCA:
+    """2-D PCA computed with numpy's SVD (not sklearn) on centred data.
+
+    Each component's sign is fixed so that its largest-magnitude entry is positive, which makes the
+    figure's orientation reproducible; up to that sign it equals ``sklearn.decomposition.PCA(2)``.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained_variance_ratio: np.ndarray
+
+    @classmethod
+    def fit(cls, points) -> "PlanePCA":
+        points = as_array(points, "points", 2)
+        if points.shape[0] < 2 or points.shape[1] < 2:
+            raise InvalidConfig(f"PCA to 2-D needs at least 2 points of at least 2 dimensions, got {points.shape}")
+        mean = points.mean(axis=0)
+        _, singular_values, right = np.linalg.svd(points - mean, full_matrices=False)
+        components = right[:2]
+        largest = np.argmax(np.abs(components), axis=1)
+        components = components * np.sign(components[np.arange(2), largest])[:, None]
+        variance = singular_values**2
+        ratio = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
+        return cls(mean=mean, components=components, explained_variance_ratio=ratio)
+
+    def transform(self, points) -> np.ndarray:
+        return (as_array(points, "points", 2) - self.mean) @ self.components.T
+
+
+def select_classes(features, labels, classes: Sequence[int], split: str,
+                   max_per_class: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the chosen classes (the first ``max_per_class`` of each, in order, as the authors take
+    the first 150 training and 50 validation images), refusing a class with fewer than 2 rows."""
+    features = as_array(features, f"{split} features", 2)
+    labels = as_labels(labels, f"{split} labels", features.shape[0])
+    if max_per_class is not None and max_per_class < 2:
+        raise InvalidConfig(f"max_per_class must be at least 2, got {max_per_class}")
+    keep = []
+    for c in classes:
+        rows = np.flatnonzero(labels == c)
+        if rows.size < 2:
+            raise InvalidConfig(f"{split} split has {rows.size} sample(s) of class {c}; at least 2 are needed")
+        keep.append(rows[:max_per_class])
+    rows = np.sort(np.concatenate(keep))
+    return features[rows], labels[rows]
+
+
+def class_centroids(points: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Mean of ``points`` per class, in the order of ``classes``."""
+    return np.stack([points[labels == c].mean(axis=0) for c in classes])
+
+
+@dataclass(frozen=True)
+class SplitProjection:
+    """One split of one model: its selected penultimate features and their 3-D and 2-D images."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    points_3d: np.ndarray
+    centroids_3d: np.ndarray
+    points_2d: np.ndarray
+    centroids_2d: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelProjection:
+    """Algorithm 1 for one model: its template basis, its training-fitted PCA and both splits."""
+
+    templates: TemplateProjection
+    pca: PlanePCA
+    train: SplitProjection
+    valid: SplitProjection
+
+
+def _project_split(templates: TemplateProjection, features, labels) -> tuple[np.ndarray, np.ndarray]:
+    points_3d = templates.project(features)
+    centroids_augmented = class_centroids(augment_features(features), labels, templates.classes)
+    return points_3d, centroids_augmented @ templates.basis
+
+
+def project_model(weight, bias, classes: Sequence[int], train_features, train_labels,
+                  valid_features, valid_labels, max_train_per_class: Optional[int] = None,
+                  max_valid_per_class: Optional[int] = None) -> ModelProjection:
+    """Algorithm 1 (§4.2 of the digest): the PCA is fitted on the training points plus the three training
+    centroids, all in 3-D, and reused unchanged for the validation split. The caps keep the first N
+    samples of each class (the authors: 150 training and 50 validation images)."""
+    templates = TemplateProjection.from_classifier(weight, bias, classes)
+    splits = {}
+    for split, features, labels, cap in (("train", train_features, train_labels, max_train_per_class),
+                                         ("valid", valid_features, valid_labels, max_valid_per_class)):
+        features, labels = select_classes(features, labels, templates.classes, split, cap)
+        splits[split] = (features, labels, *_project_split(templates, features, labels))
+    _, _, train_points, train_centroids = splits["train"]
+    pca = PlanePCA.fit(np.vstack([train_points, train_centroids]))
+    projected = {
+        split: SplitProjection(features, labels, points, centroids, pca.transform(points), pca.transform(centroids))
+        for split, (features, labels, points, centroids) in splits.items()
+    }
+    return ModelProjection(templates=templates, pca=pca, train=projected["train"], valid=projected["valid"])

@@ -1,0 +1,123 @@
+"""The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from lskd.analysis import ModelProjection, SplitProjection, check_classes, project_model
+from lskd.diffusion_measure import space_diffusion
+from lskd.diffusion_plot import plot_projections
+from lskd.losses import InvalidConfig
+
+MEASURE_NOTE = (
+    "anisotropy = sigma_parallel / sigma_perpendicular and separation = |mu_a - mu_b| / "
+    "(sigma_parallel(a) + sigma_parallel(b)) are this project's measure of systematic diffusion; the "
+    "paper's own diffusion index was never published and is not reproduced here"
+)
+PCA_NOTE = "numpy SVD PCA to 2-D, fitted on each model's training points plus its 3 training centroids"
+
+
+@dataclass
+class ModelFeatures:
+    """What a front-end extracts from one model.
+
+    Features are penultimate activations (N, D), one row per sample; labels are classifier indices (N,),
+    the same indices as ``classes``. Rows of other classes are allowed and ignored. The classifier is
+    ``logits = features @ classifier_weight.T + classifier_bias``; pass ``classifier_bias=None`` for a
+    layer without bias.
+    """
+
+    train_features: Any
+    train_labels: Any
+    valid_features: Any
+    valid_labels: Any
+    classifier_weight: Any
+    classifier_bias: Optional[Any] = None
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    name: str
+    projection: ModelProjection
+
+    def measures(self, split: SplitProjection) -> dict:
+        target, similar, control = self.projection.templates.classes
+        spaces = (("penultimate", split.features), ("projection_3d", split.points_3d))
+        return {space: space_diffusion(space, points, split.labels, target, similar, control).to_dict()
+                for space, points in spaces}
+
+    def to_dict(self) -> dict:
+        projection = self.projection
+        summary: dict = {"explained_variance_ratio": projection.pca.explained_variance_ratio.tolist()}
+        for split_name in ("train", "valid"):
+            split = getattr(projection, split_name)
+            summary[split_name] = {
+                "samples": {str(c): int(np.sum(split.labels == c)) for c in projection.templates.classes},
+                "centroids_2d": split.centroids_2d.tolist(),
+                **self.measures(split),
+            }
+        return summary
+
+
+class AnalysisOutputs(NamedTuple):
+    png: Path
+    json: Path
+
+
+def _class_names(classes: tuple[int, ...], class_names: Optional[Sequence[str]]) -> list[str]:
+    if class_names is None:
+        return [str(c) for c in classes]
+    if len(class_names) != len(classes):
+        raise InvalidConfig(f"class_names must name the {len(classes)} classes, got {list(class_names)}")
+    return [str(name) for name in class_names]
+
+
+def analyse_models(
+    models: Mapping[str, ModelFeatures],
+    classes: Sequence[int],
+    out_dir,
+    class_names: Optional[Sequence[str]] = None,
+    max_train_per_class: Optional[int] = None,
+    max_valid_per_class: Optional[int] = None,
+    stem: str = "diffusion",
+) -> AnalysisOutputs:
+    """Algorithm 1 and the diffusion measure for every model, then ``out_dir/{stem}.png`` and
+    ``out_dir/{stem}.json``.
+
+    ``classes`` = (a, b, c): target class, a semantically similar class, a dissimilar control class.
+    ``max_train_per_class`` / ``max_valid_per_class`` keep the first N samples of each class of that split
+    (the paper: 150 and 50); None keeps all.
+    Every input is checked, and every number computed, before anything is written.
+    """
+    if not models:
+        raise InvalidConfig("analyse_models needs at least one model")
+    if any(not str(name).strip() for name in models):
+        raise InvalidConfig(f"model names must be non-empty, got {list(models)}")
+    analyses = []
+    for name, features in models.items():
+        try:
+            projection = project_model(
+                features.classifier_weight, features.classifier_bias, classes,
+                features.train_features, features.train_labels,
+                features.valid_features, features.valid_labels, max_train_per_class, max_valid_per_class,
+            )
+        except InvalidConfig as error:
+            raise InvalidConfig(f"model {name!r}: {error}") from None
+        analyses.append(ModelAnalysis(str(name), projection))
+    chosen = check_classes(classes, np.shape(models[next(iter(models))].classifier_weight)[0])
+    names = _class_names(chosen, class_names)
+    report = {
+        "measure": MEASURE_NOTE,
+        "projection": PCA_NOTE,
+        "classes": {role: {"index": c, "name": label}
+                    for role, c, label in zip(("target", "similar", "control"), chosen, names)},
+        "models": {analysis.name: analysis.to_dict() for analysis in analyses},
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_projections({a.name: a.projection for a in analyses}, names, out_dir / f"{stem}.png")
+    json_path = out_dir / f"{stem}.json"
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return AnalysisOutputs(png=png, json=json_path)

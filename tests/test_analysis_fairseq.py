@@ -1,0 +1,145 @@
+"""lskd-fairseq-diffusion on a tiny transformer trained on the toy corpus (about 30 s, CPU)."""
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lskd.toy_corpus import main as toy_corpus_main
+from lskd_fairseq.diffusion import batch_features, load_subset, load_translation_model, load_translation_task
+from lskd_fairseq.diffusion_cli import main as diffusion_main
+
+BIN = Path(sys.executable).parent
+TOKENS = ("der", "die", "hund")
+ERROR_PREFIX = "lskd-fairseq-diffusion: error: "
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy_nmt")
+    toy_corpus_main(["--out", str(root / "text"), "--train", "300", "--valid", "60", "--test", "20"])
+    text = root / "text"
+    subprocess.run([BIN / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
+                    "--trainpref", text / "train", "--validpref", text / "valid", "--testpref", text / "test",
+                    "--destdir", root / "bin", "--joined-dictionary", "--workers", "1"],
+                   check=True, capture_output=True)
+    subprocess.run([BIN / "fairseq-train", root / "bin", "--user-dir", Path(__file__).parents[1] / "lskd_fairseq",
+                    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
+                    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+                    "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+                    "--share-all-embeddings", "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler",
+                    "inverse_sqrt", "--warmup-updates", "10", "--criterion", "label_smoothed_teacher",
+                    "--label-smoothing", "0.1", "--max-tokens", "2000", "--max-epoch", "2",
+                    "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--data-buffer-size", "0",
+                    "--num-workers", "0", "--seed", "1"],
+                   check=True, capture_output=True)
+    return root
+
+
+def run_cli(toy, out, *extra):
+    return diffusion_main([str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(out),
+                           "--checkpoints", f"teacher={toy / 'ckpt/checkpoint_best.pt'}",
+                           f"last={toy / 'ckpt/checkpoint_last.pt'}", *extra])
+
+
+def first_lines_token_counts(path, lines):
+    with open(path) as text:
+        return Counter(token for _, line in zip(range(lines), text) for token in line.split())
+
+
+def test_named_tokens_give_png_and_json(toy, tmp_path):
+    assert run_cli(toy, tmp_path / "out", "--tokens", *TOKENS, "--max-sentences", "200") == 0
+    content = json.loads((tmp_path / "out/diffusion.json").read_text())
+    assert (tmp_path / "out/diffusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert [content["classes"][role]["name"] for role in ("target", "similar", "control")] == list(TOKENS)
+    assert list(content["models"]) == ["teacher", "last"]
+    index = {content["classes"][role]["name"]: str(content["classes"][role]["index"]) for role in content["classes"]}
+    for split, text, lines in (("train", "train.tgt", 200), ("valid", "valid.tgt", 60)):
+        expected = first_lines_token_counts(toy / "text" / text, lines)
+        samples = content["models"]["teacher"][split]["samples"]
+        assert samples == {index[token]: expected[token] for token in TOKENS}
+    assert content["models"]["teacher"]["train"]["penultimate"]["dimension"] == 32
+
+
+def test_max_per_class_caps_positions(toy, tmp_path):
+    assert run_cli(toy, tmp_path, "--tokens", *TOKENS, "--max-per-class", "5") == 0
+    for split in ("train", "valid"):
+        assert set(json.loads((tmp_path / "diffusion.json").read_text())["models"]["last"][split]["samples"]
+                   .values()) == {5}
+
+
+def test_penultimate_features_reproduce_the_logits(toy):
+    task = load_translation_task(str(toy / "bin"), "src", "tgt")
+    model = load_translation_model(str(toy / "ckpt/checkpoint_best.pt"), task)
+    dataset = load_subset(task, "valid")
+    batch = dataset.collater([dataset[i] for i in range(8)])
+    features, target = batch_features(model, batch, torch.device("cpu"))
+    with torch.no_grad():
+        logits, _ = model(**batch["net_input"])
+    weight = model.decoder.embed_tokens.weight  # shared embeddings: the output projection has no bias
+    assert model.decoder.output_projection.bias is None
+    torch.testing.assert_close(features @ weight.T, logits, rtol=1e-4, atol=1e-4)
+    assert target.shape == logits.shape[:2]
+
+
+def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
+    assert run_cli(toy, tmp_path, "--suggest", "--min-count", "30") == 0
+    content = json.loads((tmp_path / "diffusion.json").read_text())
+    names = [content["classes"][role]["name"] for role in ("target", "similar", "control")]
+    counts = first_lines_token_counts(toy / "text/train.tgt", 300)
+    assert len(set(names)) == 3 and all(counts[name] >= 30 for name in names)
+    assert f"suggested tokens {names}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(("--tokens", "der", "die", "zzunknown"), "token 'zzunknown' is not in the target dictionary"),
+     (("--tokens", "der", "die", "hund", "--checkpoints", "nameless"), "entry 'nameless' is not NAME=CKPT"),
+     (("--tokens", "der", "die", "hund", "--checkpoints", "x=/nonexistent.pt"), "checkpoint /nonexistent.pt: no such"),
+     (("--tokens", "der", "die", "hund", "--subset-valid", "dev"), "subset 'dev' not found"),
+     (("--suggest", "--min-count", "100000"), "have at least 100000 samples; 3 are needed")],
+)
+def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path, capsys, extra, message):
+    assert run_cli(toy, tmp_path / "never", *extra) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "never").exists()
+
+
+def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
+    """The suggested pair is the highest-cosine pair of output embeddings, checked here with numpy."""
+    task = load_translation_task(str(toy / "bin"), "src", "tgt")
+    model = load_translation_model(str(toy / "ckpt/checkpoint_best.pt"), task)
+    dictionary = task.target_dictionary
+    counts = first_lines_token_counts(toy / "text/train.tgt", 300)
+    valid_counts = first_lines_token_counts(toy / "text/valid.tgt", 60)
+    eligible = [dictionary.index(t) for t, n in counts.items() if n >= 30 and valid_counts[t] >= 2]
+    weight = model.decoder.output_projection.weight.detach().double().numpy()[eligible]
+    unit = weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    best = np.unravel_index(np.argmax(cosine), cosine.shape)
+    expected_pair = {dictionary[eligible[i]] for i in best}
+    assert diffusion_main([task.cfg.data, "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path),
+                           "--checkpoints", f"first={toy / 'ckpt/checkpoint_best.pt'}", "--suggest",
+                           "--min-count", "30"]) == 0
+    classes = json.loads((tmp_path / "diffusion.json").read_text())["classes"]
+    assert {classes["target"]["name"], classes["similar"]["name"]} == expected_pair
+
+
+def test_checkpoint_with_another_vocabulary_is_refused(toy, tmp_path, capsys):
+    state = torch.load(toy / "ckpt/checkpoint_best.pt", weights_only=False)
+    for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
+        state["model"][key] = state["model"][key][:-8]
+    torch.save(state, tmp_path / "smaller.pt")
+    argv = [str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path / "never"),
+            "--checkpoints", f"small={tmp_path / 'smaller.pt'}", "--tokens", *TOKENS]
+    assert diffusion_main(argv) == 1
+    vocabulary = len(load_translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
+    assert (f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "never").exists()
