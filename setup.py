@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lskd-toy-corpus = lskd.toy_corpus:main",
+            "lskd-dump-teacher = lskd_fairseq.dump_teacher:main",
             "lskd-fairseq-diffusion = lskd_fairseq.diffusion_cli:main",
         ]
     },

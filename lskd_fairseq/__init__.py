@@ -1,8 +1,35 @@
 """fairseq ``--user-dir`` plugin: the label-smoothed teacher criterion, the word-level KD criterion and
-the ``translation_kd`` task that feeds a frozen teacher's outputs to it.
+the ``translation_kd`` task that feeds a teacher's outputs to it.
 
 fairseq imports this package once per process (train, generate, validate); importing it also lets fairseq
 checkpoints load under torch's ``weights_only=True`` and prints configuration errors as one line.
 """
-from lskd_fairseq import checkpoints, cli_errors  # noqa: F401  (side effects: allow-list, excepthook)
-from lskd_fairseq import label_smoothed_teacher, translation_kd, word_kd  # noqa: F401  (registration)
+import logging
+import warnings
+
+
+def _import_fairseq_quietly() -> None:
+    """Import fairseq without its import-time side effects on lskd's own commands.
+
+    fairseq's speech tasks call ``logging.basicConfig`` when imported, which would send every later log
+    line of any library to stderr at DEBUG level, and its TorchScript decorators raise deprecation
+    warnings on current torch. A placeholder handler turns that ``basicConfig`` into a no-op.
+    """
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            import fairseq.models  # noqa: F401
+            import fairseq.tasks  # noqa: F401
+    finally:
+        root.removeHandler(placeholder)
+
+
+_import_fairseq_quietly()
+# fairseq's attention passes a float attn_mask with a bool padding mask; torch warns on every forward.
+warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+
+from lskd_fairseq import checkpoints, cli_errors  # noqa: E402,F401  (side effects: allow-list, excepthook)
+from lskd_fairseq import label_smoothed_teacher, translation_kd, word_kd  # noqa: E402,F401  (registration)

@@ -3,19 +3,15 @@
 A target token plays the part of a class: the penultimate representation is the decoder output just
 before the output projection, taken with teacher forcing at every gold target position of that token.
 """
-import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from fairseq import checkpoint_utils
 from fairseq.data import Dictionary
-from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from tqdm import tqdm
 
 from lskd import InvalidConfig
-from lskd_fairseq.teacher import disable_fast_path
 
 
 @dataclass
@@ -24,55 +20,6 @@ class TokenFeatures:
 
     features: np.ndarray
     labels: np.ndarray
-
-
-def load_translation_task(data_bin: str, source_lang: str, target_lang: str,
-                          train_subset: str = "train") -> TranslationTask:
-    """A plain translation task over ``data_bin``, whatever task each checkpoint was trained with.
-
-    The fields fairseq fills from its global config (``${dataset...}``) are set here: the binary format is
-    inferred from the files, and sequences are not padded to a multiple.
-    """
-    for lang in (source_lang, target_lang):
-        path = os.path.join(data_bin, f"dict.{lang}.txt")
-        if not os.path.isfile(path):
-            raise InvalidConfig(f"no dictionary {path}; expected a fairseq-preprocess folder for {lang}")
-    cfg = TranslationConfig(data=data_bin, source_lang=source_lang, target_lang=target_lang,
-                            train_subset=train_subset, dataset_impl=None, required_seq_len_multiple=1)
-    return TranslationTask.setup_task(cfg)
-
-
-def load_subset(task: TranslationTask, subset: str):
-    try:
-        task.load_dataset(subset)
-    except FileNotFoundError as error:
-        raise InvalidConfig(f"subset {subset!r} not found in {task.cfg.data} ({error})") from None
-    return task.dataset(subset)
-
-
-def _check_vocabularies(path: str, weights: dict, task: TranslationTask) -> None:
-    """Refuse a checkpoint trained on other dictionaries before its weights fail to load with a shape error."""
-    expected = (("encoder", task.source_dictionary), ("decoder", task.target_dictionary))
-    for side, dictionary in expected:
-        key = f"{side}.embed_tokens.weight"
-        if key in weights and weights[key].size(0) != len(dictionary):
-            raise InvalidConfig(f"checkpoint {path}: its {side} vocabulary has {weights[key].size(0)} symbols, "
-                                f"the data's dictionary has {len(dictionary)}")
-
-
-def load_translation_model(path: str, task: TranslationTask) -> torch.nn.Module:
-    """The checkpoint's model built for ``task``'s dictionaries, in eval mode."""
-    if not os.path.isfile(path):
-        raise InvalidConfig(f"checkpoint {path}: no such file")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as error:  # a truncated or foreign file fails deep inside torch.load
-        raise InvalidConfig(f"checkpoint {path} could not be read ({type(error).__name__}: {error})") from None
-    _check_vocabularies(path, state["model"], task)
-    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([path], task=task, state=state)
-    model = models[0]
-    disable_fast_path(model)
-    return model.eval()
 
 
 def output_classifier(model: torch.nn.Module) -> tuple[np.ndarray, Optional[np.ndarray]]:

@@ -17,15 +17,8 @@ from fairseq import utils as fairseq_utils
 from lskd import InvalidConfig
 from lskd.class_suggestion import suggest_classes
 from lskd.diffusion_report import ModelFeatures, analyse_models
-from lskd_fairseq.diffusion import (
-    decoder_features,
-    load_subset,
-    load_translation_model,
-    load_translation_task,
-    output_classifier,
-    target_counts,
-    token_indices,
-)
+from lskd_fairseq.diffusion import decoder_features, output_classifier, target_counts, token_indices
+from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 
 PROGRAM = "lskd-fairseq-diffusion"
 
@@ -100,9 +93,9 @@ def run(args) -> None:
     checkpoints = parse_checkpoints(args.checkpoints)
     for user_dir in args.user_dir:
         fairseq_utils.import_user_module(SimpleNamespace(user_dir=user_dir))
-    task = load_translation_task(args.data_bin, args.source_lang, args.target_lang, args.subset_train)
+    task = translation_task(args.data_bin, args.source_lang, args.target_lang, args.subset_train)
     datasets = {"train": load_subset(task, args.subset_train), "valid": load_subset(task, args.subset_valid)}
-    models = {name: load_translation_model(path, task) for name, path in checkpoints.items()}
+    models = {name: load_frozen_model(path, task) for name, path in checkpoints.items()}
     classes = choose_tokens(args, task, next(iter(models.values())), datasets)
     extracted = {}
     for name, model in models.items():

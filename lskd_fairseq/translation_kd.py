@@ -1,7 +1,9 @@
-"""Task ``translation_kd``: translation whose batches carry a frozen teacher's outputs for ``word_kd``.
+"""Task ``translation_kd``: translation whose batches carry a teacher's outputs for ``word_kd``.
 
-The teacher lives on the task, not on the model or the criterion: fairseq's trainer would otherwise
-hand its weights to the optimizer, wrap them in DDP and save them in every student checkpoint.
+The teacher comes either live (``--teacher-path``: a frozen model run on every batch) or from an offline
+top-k cache (``--teacher-cache``, written by ``lskd-dump-teacher``; no teacher model is loaded). A live
+teacher lives on the task, not on the model or the criterion: fairseq's trainer would otherwise hand its
+weights to the optimizer, wrap them in DDP and save them in every student checkpoint.
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -10,13 +12,18 @@ import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from lskd_fairseq.teacher import load_teacher
+from lskd import InvalidConfig
+from lskd_fairseq.loading import load_frozen_model
+from lskd_fairseq.teacher_cache import Fingerprint, TeacherCache, TeacherCacheDataset
 
 
 @dataclass
 class TranslationKDConfig(TranslationConfig):
     teacher_path: Optional[str] = field(
-        default=None, metadata={"help": "fairseq checkpoint of the teacher (same dictionaries as the data)"}
+        default=None, metadata={"help": "fairseq checkpoint of a live teacher (same dictionaries as the data)"}
+    )
+    teacher_cache: Optional[str] = field(
+        default=None, metadata={"help": "folder written by lskd-dump-teacher; replaces --teacher-path"}
     )
 
 
@@ -24,16 +31,28 @@ class TranslationKDConfig(TranslationConfig):
 class TranslationKDTask(TranslationTask):
     def __init__(self, cfg, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
+        if cfg.teacher_path and cfg.teacher_cache:
+            raise InvalidConfig("give either --teacher-path or --teacher-cache, not both")
+        if cfg.teacher_cache and cfg.left_pad_target:
+            raise InvalidConfig("--teacher-cache aligns teacher rows with right-padded targets; drop --left-pad-target")
         self.teacher = None
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        super().load_dataset(split, epoch, combine, **kwargs)
+        if self.cfg.teacher_cache:
+            dataset = self.datasets[split]
+            data = Fingerprint.of_data(split, dataset, self.target_dictionary)
+            cache = TeacherCache(self.cfg.teacher_cache, split, data)
+            self.datasets[split] = TeacherCacheDataset(dataset, cache, self.target_dictionary.pad())
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         if self.cfg.teacher_path and not from_checkpoint and self.teacher is None:
-            self.teacher = load_teacher(self.cfg.teacher_path, self)
+            self.teacher = load_frozen_model(self.cfg.teacher_path, self)
         return model
 
     def teacher_for(self, model) -> torch.nn.Module:
-        """The teacher on the student's device and in its floating-point dtype (fp16/bf16 runs)."""
+        """The live teacher on the student's device and in its floating-point dtype (fp16/bf16 runs)."""
         reference = next(model.parameters())
         current = next(self.teacher.parameters())
         if current.device != reference.device or current.dtype != reference.dtype:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lskd.toy_corpus import main as toy_corpus_main
-from lskd_fairseq.diffusion import batch_features, load_subset, load_translation_model, load_translation_task
+from lskd_fairseq.diffusion import batch_features
+from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.diffusion_cli import main as diffusion_main
 
 BIN = Path(sys.executable).parent
@@ -73,8 +74,8 @@ def test_max_per_class_caps_positions(toy, tmp_path):
 
 
 def test_penultimate_features_reproduce_the_logits(toy):
-    task = load_translation_task(str(toy / "bin"), "src", "tgt")
-    model = load_translation_model(str(toy / "ckpt/checkpoint_best.pt"), task)
+    task = translation_task(str(toy / "bin"), "src", "tgt")
+    model = load_frozen_model(str(toy / "ckpt/checkpoint_best.pt"), task)
     dataset = load_subset(task, "valid")
     batch = dataset.collater([dataset[i] for i in range(8)])
     features, target = batch_features(model, batch, torch.device("cpu"))
@@ -112,8 +113,8 @@ def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path, capsys, extra
 
 def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
     """The suggested pair is the highest-cosine pair of output embeddings, checked here with numpy."""
-    task = load_translation_task(str(toy / "bin"), "src", "tgt")
-    model = load_translation_model(str(toy / "ckpt/checkpoint_best.pt"), task)
+    task = translation_task(str(toy / "bin"), "src", "tgt")
+    model = load_frozen_model(str(toy / "ckpt/checkpoint_best.pt"), task)
     dictionary = task.target_dictionary
     counts = first_lines_token_counts(toy / "text/train.tgt", 300)
     valid_counts = first_lines_token_counts(toy / "text/valid.tgt", 60)
@@ -132,14 +133,14 @@ def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
 
 
 def test_checkpoint_with_another_vocabulary_is_refused(toy, tmp_path, capsys):
-    state = torch.load(toy / "ckpt/checkpoint_best.pt", weights_only=False)
+    state = torch.load(toy / "ckpt/checkpoint_best.pt", weights_only=True)
     for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
         state["model"][key] = state["model"][key][:-8]
     torch.save(state, tmp_path / "smaller.pt")
     argv = [str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path / "never"),
             "--checkpoints", f"small={tmp_path / 'smaller.pt'}", "--tokens", *TOKENS]
     assert diffusion_main(argv) == 1
-    vocabulary = len(load_translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
+    vocabulary = len(translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
     assert (f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
             in capsys.readouterr().err)
     assert not (tmp_path / "never").exists()

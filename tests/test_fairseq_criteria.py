@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
 from lskd import InvalidConfig, fairseq_epsilon
+from lskd_fairseq.loading import load_frozen_model
 from lskd_fairseq.label_smoothed_teacher import LabelSmoothedTeacherCriterion
 from lskd_fairseq.word_kd import WordKDCriterion
 
@@ -86,9 +87,7 @@ def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, we
 @pytest.mark.parametrize("temperature", [1.0, 3.0, 64.0])
 def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature):
     task, model, sample = student
-    from lskd_fairseq.teacher import load_teacher
-
-    teacher = load_teacher(str(teacher_checkpoint), task)
+    teacher = load_frozen_model(str(teacher_checkpoint), task)
     kd = WordKDCriterion(task, False, label_smoothing=0.1, kd_temperature=temperature, kd_weight=0.9)
     batch = with_teacher(task, teacher, sample)
     with torch.no_grad():

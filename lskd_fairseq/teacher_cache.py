@@ -1,0 +1,199 @@
+"""An offline top-k teacher cache: the teacher runs once, students read its top-k logits per target token.
+
+Layout of a cache folder, per dumped subset (``train``, ``valid``, ...):
+
+- ``{subset}.indices.npy``  int32 [tokens, k]: vocabulary ids of the teacher's k largest logits
+- ``{subset}.logits.npy``   float16/float32 [tokens, k]: those raw logits
+- ``{subset}.offsets.npy``  int64 [sentences + 1]: sentence ``i`` owns rows ``offsets[i]:offsets[i+1]``
+- ``{subset}.json``          the fingerprint; written last, so a dump that stopped half way never loads
+
+The fingerprint ties the cache to the binarised data (sentence count, target lengths, target dictionary)
+so a re-binarised corpus is refused instead of being silently misaligned token by token.
+"""
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fairseq.data import BaseWrapperDataset
+
+from lskd import InvalidConfig
+
+CACHE_FORMAT = 1
+DTYPES = {"fp16": np.float16, "fp32": np.float32}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dictionary_sha256(dictionary) -> str:
+    return sha256_bytes("\n".join(dictionary.symbols).encode())
+
+
+def target_lengths(dataset) -> np.ndarray:
+    return np.asarray(dataset.tgt_sizes, dtype=np.int64)
+
+
+@dataclass
+class Fingerprint:
+    """What a cache was computed from; the data-side fields must match the data it is used with."""
+
+    subset: str
+    sentences: int
+    tokens: int
+    target_lengths_sha256: str
+    target_dictionary_sha256: str
+    teacher_checkpoint_sha256: str
+    topk: int
+    dtype: str
+    format: int = CACHE_FORMAT
+
+    DATA_FIELDS = ("sentences", "tokens", "target_lengths_sha256", "target_dictionary_sha256")
+
+    @classmethod
+    def of_data(cls, subset, dataset, dictionary, teacher_checkpoint_sha256="", topk=0, dtype=""):
+        lengths = target_lengths(dataset)
+        return cls(
+            subset=subset,
+            sentences=len(lengths),
+            tokens=int(lengths.sum()),
+            target_lengths_sha256=sha256_bytes(lengths.tobytes()),
+            target_dictionary_sha256=dictionary_sha256(dictionary),
+            teacher_checkpoint_sha256=teacher_checkpoint_sha256,
+            topk=topk,
+            dtype=dtype,
+        )
+
+    def differences(self, data: "Fingerprint") -> list[str]:
+        return [
+            f"{name} (cache: {getattr(self, name)}, data: {getattr(data, name)})"
+            for name in self.DATA_FIELDS
+            if getattr(self, name) != getattr(data, name)
+        ]
+
+
+def cache_paths(directory, subset: str) -> dict[str, Path]:
+    directory = Path(directory)
+    return {part: directory / f"{subset}.{part}.npy" for part in ("indices", "logits", "offsets")} | {
+        "fingerprint": directory / f"{subset}.json"
+    }
+
+
+class CacheWriter:
+    """Fills memory-mapped arrays under temporary names and publishes them atomically in ``close``."""
+
+    def __init__(self, directory, fingerprint: Fingerprint, lengths: np.ndarray):
+        self.paths = cache_paths(directory, fingerprint.subset)
+        self.fingerprint = fingerprint
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.offsets[1:])
+        shape = (int(self.offsets[-1]), fingerprint.topk)
+        self.indices = np.lib.format.open_memmap(self._temporary("indices"), "w+", np.int32, shape)
+        self.logits = np.lib.format.open_memmap(self._temporary("logits"), "w+", DTYPES[fingerprint.dtype], shape)
+        self.filled = np.zeros(len(lengths), dtype=bool)
+
+    def _temporary(self, part: str) -> Path:
+        return self.paths[part].with_name(self.paths[part].name + ".partial")
+
+    def write(self, sentence_id: int, indices: np.ndarray, logits: np.ndarray) -> None:
+        start, end = self.offsets[sentence_id], self.offsets[sentence_id + 1]
+        if len(indices) != end - start:
+            raise RuntimeError(f"sentence {sentence_id}: {len(indices)} target tokens, expected {end - start}")
+        self.indices[start:end] = indices
+        self.logits[start:end] = logits
+        self.filled[sentence_id] = True
+
+    def close(self) -> None:
+        missing = np.flatnonzero(~self.filled)
+        if len(missing):
+            raise RuntimeError(f"{len(missing)} sentences were never scored (first id {missing[0]})")
+        self.indices.flush()
+        self.logits.flush()
+        del self.indices, self.logits
+        with open(self._temporary("offsets"), "wb") as f:
+            np.save(f, self.offsets)
+        self.paths["fingerprint"].unlink(missing_ok=True)
+        for part in ("indices", "logits", "offsets"):
+            os.replace(self._temporary(part), self.paths[part])
+        self.paths["fingerprint"].write_text(json.dumps(asdict(self.fingerprint), indent=2) + "\n")
+
+
+class TeacherCache:
+    """Read side of one subset of a cache, checked against the data it will be aligned with."""
+
+    def __init__(self, directory, subset: str, data: Fingerprint):
+        paths = cache_paths(directory, subset)
+        if not paths["fingerprint"].is_file():
+            raise InvalidConfig(
+                f"--teacher-cache {directory} has no complete cache for subset '{subset}' "
+                f"(missing {paths['fingerprint'].name}); run: lskd-dump-teacher DATA --subset {subset} --out {directory} ..."
+            )
+        stored = json.loads(paths["fingerprint"].read_text())
+        if stored.get("format") != CACHE_FORMAT:
+            raise InvalidConfig(f"teacher cache {paths['fingerprint']} has format {stored.get('format')}, "
+                                f"expected {CACHE_FORMAT}")
+        self.fingerprint = Fingerprint(**stored)
+        differences = self.fingerprint.differences(data)
+        if differences:
+            raise InvalidConfig(
+                f"teacher cache {paths['fingerprint']} does not match the '{subset}' data: "
+                + "; ".join(differences)
+                + " — re-run lskd-dump-teacher on the current data"
+            )
+        self.indices = np.load(paths["indices"], mmap_mode="r")
+        self.logits = np.load(paths["logits"], mmap_mode="r")
+        self.offsets = np.load(paths["offsets"])
+
+    def sentence(self, sentence_id: int) -> tuple[np.ndarray, np.ndarray]:
+        start, end = self.offsets[sentence_id], self.offsets[sentence_id + 1]
+        return self.indices[start:end], self.logits[start:end]
+
+
+class TeacherCacheDataset(BaseWrapperDataset):
+    """A language-pair dataset whose batches also carry the cached teacher top-k, aligned to ``target``."""
+
+    def __init__(self, dataset, cache: TeacherCache, pad_index: int):
+        super().__init__(dataset)
+        self.cache = cache
+        self.pad_index = pad_index
+
+    def __getitem__(self, index):
+        item = self.dataset[index]
+        indices, logits = self.cache.sentence(index)
+        if len(indices) != len(item["target"]):
+            raise RuntimeError(
+                f"teacher cache row of sentence {index} has {len(indices)} tokens, the target {len(item['target'])}"
+            )
+        item["teacher_topk"] = (torch.from_numpy(np.array(indices, dtype=np.int64)), torch.from_numpy(np.array(logits)))
+        return item
+
+    def collater(self, samples):
+        batch = self.dataset.collater(samples)
+        if not batch:
+            return batch
+        by_id = {sample["id"]: sample["teacher_topk"] for sample in samples}
+        target = batch["target"]
+        rows, steps = target.shape
+        k = self.cache.fingerprint.topk
+        indices = torch.full((rows, steps, k), self.pad_index, dtype=torch.long)
+        logits = torch.zeros((rows, steps, k), dtype=torch.float32)
+        for row, sentence_id in enumerate(batch["id"].tolist()):
+            sentence_indices, sentence_logits = by_id[sentence_id]
+            length = len(sentence_indices)
+            indices[row, :length] = sentence_indices
+            logits[row, :length] = sentence_logits.float()
+        batch["teacher"] = {"topk_indices": indices, "topk_logits": logits}
+        return batch
