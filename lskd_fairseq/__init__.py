@@ -2,7 +2,8 @@
 the ``translation_kd`` task that feeds a teacher's outputs to it.
 
 fairseq imports this package once per process (train, generate, validate); importing it also lets fairseq
-checkpoints load under torch's ``weights_only=True`` and prints configuration errors as one line.
+checkpoints load under torch's ``weights_only=True``, prints configuration errors as one line and lets
+fairseq-train exit cleanly when its prefetch thread is still running (``clean_exit``).
 """
 import logging
 import warnings
@@ -31,5 +32,5 @@ _import_fairseq_quietly()
 # fairseq's attention passes a float attn_mask with a bool padding mask; torch warns on every forward.
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
 
-from lskd_fairseq import checkpoints, cli_errors  # noqa: E402,F401  (side effects: allow-list, excepthook)
+from lskd_fairseq import checkpoints, clean_exit, cli_errors  # noqa: E402,F401  (allow-list, exit hook, excepthook)
 from lskd_fairseq import label_smoothed_teacher, translation_kd, word_kd  # noqa: E402,F401  (registration)
