@@ -83,8 +83,108 @@ class KDTerms:
     kl: Tensor
 
 
-def _teacher_log_probs(teacher_logits: Tensor, temperature: float) -> Tensor:
-    return F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+# Rows per chunk of the fused loss: bounds its temporaries to about 16 MB of float32 whatever the batch.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _smoothed_target_weights(smoothing: float, vocab_size: int, convention: str) -> tuple[float, float]:
+    """(weight on the gold token, weight on every other token) of the smoothed target distribution."""
+    if convention == "uniform":
+        other = smoothing / vocab_size
+        return 1.0 - smoothing + other, other
+    return 1.0 - smoothing, smoothing / (vocab_size - 1)
+
+
+class _FusedKD(torch.autograd.Function):
+    """Per-row LS-NLL, NLL, T²·CE and T²·KL of student logits against a teacher, in one pass.
+
+    Autograd over the plain formulas keeps several [tokens, V] float32 intermediates alive for the
+    backward pass. Here the forward works in row chunks and keeps only the teacher distribution (the one
+    extra [tokens, V] buffer of online KD; [tokens, k] for a top-k teacher); the backward recomputes the
+    student softmaxes chunk by chunk and writes the gradient directly:
+    ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)``.
+    """
+
+    @staticmethod
+    def forward(ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing,
+                convention):
+        rows, vocab = student.shape
+        compute = torch.promote_types(student.dtype, torch.float32)
+        sparse = topk_indices is not None
+        teacher = teacher_logits is not None or sparse
+        outputs = torch.zeros(4, rows, dtype=compute, device=student.device)
+        hard, nll, cross_entropy, kl = outputs
+        q_saved = None
+        if teacher:
+            q_shape = topk_logits.shape if sparse else (rows, vocab)
+            q_saved = torch.empty(q_shape, dtype=compute, device=student.device)
+        step = max(1, CHUNK_ELEMENTS // vocab)
+        for start in range(0, rows, step):
+            chunk = slice(start, start + step)
+            logits = student[chunk].to(compute)
+            if target is not None:
+                lprobs = F.log_softmax(logits, dim=-1)
+                hard[chunk], nll[chunk] = label_smoothed_nll(lprobs, target[chunk], smoothing, convention=convention)
+                del lprobs
+            if not teacher:
+                continue
+            scaled = logits / temperature
+            if sparse:
+                log_q = F.log_softmax(topk_logits[chunk].to(compute) / temperature, dim=-1)
+                log_p = scaled.gather(-1, topk_indices[chunk]) - torch.logsumexp(scaled, dim=-1, keepdim=True)
+            else:
+                log_q = F.log_softmax(teacher_logits[chunk].to(compute) / temperature, dim=-1)
+                log_p = F.log_softmax(scaled, dim=-1)
+            q = log_q.exp()
+            q_saved[chunk] = q
+            # -inf student log-probs where the teacher puts no mass would make 0 · inf = nan.
+            log_p = log_p.clamp(min=torch.finfo(compute).min)
+            cross_entropy[chunk] = -(q * log_p).sum(-1)
+            # KL summed per entry, not as CE - H: at T = 64 both are ~1000x the KL in float32.
+            kl[chunk] = (torch.special.xlogy(q, q) - q * log_p).sum(-1)
+        outputs[2:] *= temperature**2
+        if mask is not None:
+            outputs.masked_fill_(~mask, 0.0)
+        ctx.save_for_backward(student, target, mask, q_saved, topk_indices)
+        ctx.settings = (temperature, smoothing, convention, sparse)
+        return hard, nll, cross_entropy, kl
+
+    @staticmethod
+    def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
+        student, target, mask, q_saved, topk_indices = ctx.saved_tensors
+        temperature, smoothing, convention, sparse = ctx.settings
+        rows, vocab = student.shape
+        compute = grad_hard.dtype
+        gold_weight, other_weight = _smoothed_target_weights(smoothing, vocab, convention)
+        coef_kd = (grad_ce + grad_kl) * temperature
+        coef_probs = grad_hard + grad_nll
+        coef_gold = grad_hard * (gold_weight - other_weight) + grad_nll
+        grad = torch.empty_like(student)
+        step = max(1, CHUNK_ELEMENTS // vocab)
+        for start in range(0, rows, step):
+            chunk = slice(start, start + step)
+            logits = student[chunk].to(compute)
+            if target is not None:
+                g = F.softmax(logits, dim=-1) * coef_probs[chunk, None] - (grad_hard[chunk, None] * other_weight)
+                g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
+            else:
+                g = torch.zeros_like(logits)
+            if q_saved is not None:
+                g += F.softmax(logits / temperature, dim=-1) * coef_kd[chunk, None]
+                if sparse:
+                    g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q_saved[chunk])
+                else:
+                    g -= coef_kd[chunk, None] * q_saved[chunk]
+            if mask is not None:
+                g.masked_fill_(~mask[chunk, None], 0.0)
+            grad[chunk] = g
+        return grad, None, None, None, None, None, None, None, None
+
+
+def _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits) -> None:
+    sparse = teacher_topk_indices is not None
+    if sparse == (teacher_logits is not None) or sparse != (teacher_topk_logits is not None):
+        raise ValueError("give either teacher_logits or both teacher_topk_indices and teacher_topk_logits")
 
 
 def distillation_terms(
@@ -102,30 +202,11 @@ def distillation_terms(
     Rows where ``mask`` is False are zero.
     """
     check_temperature(temperature)
-    sparse = teacher_topk_indices is not None
-    if sparse == (teacher_logits is not None) or sparse != (teacher_topk_logits is not None):
-        raise ValueError("give either teacher_logits or both teacher_topk_indices and teacher_topk_logits")
-
-    student_scaled = student_logits.float() / temperature
-    if sparse:
-        log_q = _teacher_log_probs(teacher_topk_logits, temperature)
-        log_p = student_scaled.gather(-1, teacher_topk_indices.long()) - torch.logsumexp(
-            student_scaled, dim=-1, keepdim=True
-        )
-    else:
-        log_q = _teacher_log_probs(teacher_logits, temperature)
-        log_p = F.log_softmax(student_scaled, dim=-1)
-    q = log_q.exp()
-    # -inf student log-probs where the teacher puts no mass would make 0 · inf = nan.
-    log_p = log_p.clamp(min=torch.finfo(log_p.dtype).min)
-    cross_entropy = -(q * log_p).sum(-1)
-    neg_entropy = torch.special.xlogy(q, q).sum(-1)
-    scale = temperature**2
-    cross_entropy = cross_entropy * scale
-    kl = cross_entropy + neg_entropy * scale
-    if mask is not None:
-        cross_entropy = cross_entropy * mask
-        kl = kl * mask
+    _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits)
+    indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
+    _, _, cross_entropy, kl = _FusedKD.apply(
+        student_logits, None, mask, teacher_logits, indices, teacher_topk_logits, temperature, 0.0, "uniform"
+    )
     return KDTerms(cross_entropy=cross_entropy, kl=kl)
 
 
@@ -162,16 +243,15 @@ def kd_objective(
     pure KD loss (summed; divide by the batch size for ``batchmean``)."""
     check_kd_weight(kd_weight)
     check_smoothing(smoothing)
+    check_temperature(temperature)
+    _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits)
+    if convention not in SMOOTHING_CONVENTIONS:
+        raise InvalidConfig(f"smoothing convention must be one of {SMOOTHING_CONVENTIONS}, got {convention!r}")
     mask = target.ne(ignore_index) if ignore_index is not None else None
-    lprobs = F.log_softmax(student_logits.float(), dim=-1)
-    hard, nll = label_smoothed_nll(lprobs, target, smoothing, ignore_index, convention)
-    kd = distillation_terms(
-        student_logits,
-        temperature,
-        teacher_logits=teacher_logits,
-        teacher_topk_indices=teacher_topk_indices,
-        teacher_topk_logits=teacher_topk_logits,
-        mask=mask,
+    indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
+    hard, nll, cross_entropy, kl = _FusedKD.apply(
+        student_logits, target, mask, teacher_logits, indices, teacher_topk_logits, temperature, smoothing,
+        convention,
     )
-    loss = kd_weight * kd.cross_entropy.sum() + (1.0 - kd_weight) * hard.sum()
-    return KDObjective(loss=loss, nll=nll.sum(), kd_kl=kd.kl.sum())
+    loss = kd_weight * cross_entropy.sum() + (1.0 - kd_weight) * hard.sum()
+    return KDObjective(loss=loss, nll=nll.sum(), kd_kl=kl.sum())

@@ -150,3 +150,62 @@ def test_bad_settings_name_the_value(logits, kwargs, message):
     with pytest.raises(InvalidConfig) as error:
         kd_objective(student, target, teacher_logits=teacher, **settings)
     assert message in str(error.value)
+
+
+def reference_objective(student, target, teacher, temperature, weight, smoothing, convention, pad, topk=None):
+    """The objective through plain autograd ops, as a reference for the fused backward."""
+    keep = target.ne(pad)
+    vocab = student.size(-1)
+    lprobs = torch.log_softmax(student, -1)
+    gold, other = (1 - smoothing + smoothing / vocab, smoothing / vocab) if convention == "uniform" else (
+        1 - smoothing, smoothing / (vocab - 1))
+    smoothed = torch.full_like(lprobs, other).scatter(-1, target[:, None], gold)
+    hard = -(smoothed * lprobs).sum(-1)
+    log_p_t = torch.log_softmax(student / temperature, -1)
+    if topk is None:
+        kd = -(torch.softmax(teacher / temperature, -1) * log_p_t).sum(-1)
+    else:
+        values, indices = teacher.topk(topk, -1)
+        kd = -(torch.softmax(values / temperature, -1) * log_p_t.gather(-1, indices)).sum(-1)
+    return (weight * temperature**2 * kd[keep]).sum() + ((1 - weight) * hard[keep]).sum()
+
+
+@pytest.mark.parametrize("convention", ["uniform", "fairseq"])
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_fused_gradient_equals_autograd_of_the_plain_formula(logits, convention, topk, temperature):
+    student, teacher, target = (t.double() if t.is_floating_point() else t for t in logits)
+    student = student.requires_grad_()
+    kwargs = {"teacher_logits": teacher} if topk is None else dict(
+        zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    fused = kd_objective(student, target, temperature, 0.7, 0.2, ignore_index=PAD, convention=convention, **kwargs)
+    (fused_grad,) = torch.autograd.grad(fused.loss, student)
+    reference = reference_objective(student, target, teacher, temperature, 0.7, 0.2, convention, PAD, topk)
+    (reference_grad,) = torch.autograd.grad(reference, student)
+    torch.testing.assert_close(fused.loss, reference)
+    torch.testing.assert_close(fused_grad, reference_grad)
+
+
+def test_fused_terms_pass_gradcheck(logits):
+    student, teacher, target = (t.double() if t.is_floating_point() else t for t in logits)
+
+    def all_terms(s):
+        terms = distillation_terms(s, 2.0, teacher_logits=teacher, mask=target.ne(PAD))
+        mixed = kd_objective(s, target, 2.0, 0.5, 0.1, teacher_logits=teacher, ignore_index=PAD)
+        return terms.cross_entropy, terms.kl, mixed.loss, mixed.nll
+
+    assert torch.autograd.gradcheck(all_terms, (student.requires_grad_(),))
+
+
+def test_chunked_and_whole_batch_agree(logits, monkeypatch):
+    import lskd.losses
+
+    student, teacher, target = logits
+    student = student.requires_grad_()
+    whole = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
+    (whole_grad,) = torch.autograd.grad(whole.loss, student)
+    monkeypatch.setattr(lskd.losses, "CHUNK_ELEMENTS", student.size(-1) * 2)  # two rows per chunk
+    chunked = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
+    (chunked_grad,) = torch.autograd.grad(chunked.loss, student)
+    torch.testing.assert_close(chunked.loss, whole.loss)
+    torch.testing.assert_close(chunked_grad, whole_grad)
