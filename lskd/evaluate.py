@@ -8,6 +8,7 @@ import argparse
 import importlib.util
 import json
 import re
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lskd.bleu import (
 from lskd.prepare_iwslt import MANIFEST
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
+MMAP_INDEX_MAGIC = b"MMIDIDX\x00\x00"
 
 
 def plugin_dir() -> Path:
@@ -55,6 +57,18 @@ class EvalConfig:
         return self.out.parent / f"generate-{self.subset}.txt"
 
 
+def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: str) -> int:
+    """Sentences in fairseq's mmap index (magic, u64 version, u8 dtype, u64 count), read without fairseq."""
+    for pair in (f"{source}-{target}", f"{target}-{source}"):
+        index = data_bin / f"{subset}.{pair}.{target}.idx"
+        if index.is_file():
+            header = index.read_bytes()[:26]
+            if not header.startswith(MMAP_INDEX_MAGIC):
+                raise ValueError(f"{index}: not a fairseq mmap index")
+            return struct.unpack("<Q", header[18:26])[0]
+    raise ValueError(f"{data_bin}: no {subset}.{source}-{target}.{target}.idx or {subset}.{target}-{source}.{target}.idx")
+
+
 def generate_command(config: EvalConfig) -> list[str]:
     return [
         sys.executable, "-m", "fairseq_cli.generate", str(config.data_bin),
@@ -63,6 +77,8 @@ def generate_command(config: EvalConfig) -> list[str]:
         "--source-lang", config.source_lang, "--target-lang", config.target_lang,
         "--gen-subset", config.subset, "--beam", str(config.beam), "--batch-size", str(config.batch_size),
         "--max-len-a", str(config.max_len_a), "--max-len-b", str(config.max_len_b),
+        # fairseq-fixed 0.12.3.1 drops the last (n mod multiple) sentences when this is above 1.
+        "--required-batch-size-multiple", "1",
         "--results-path", str(config.out.parent),
     ]
 
@@ -131,6 +147,9 @@ def evaluate(config: EvalConfig) -> dict:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
         raise RuntimeError(f"fairseq-generate failed (exit {result.returncode}): {' '.join(tail)}")
     scores = score_generation(config, config.generate_output.read_text(encoding="utf-8"))
+    expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
+    if scores["n_sentences"] != expected:
+        raise RuntimeError(f"fairseq-generate translated {scores['n_sentences']} of {expected} {config.subset} sentences")
     config.out.write_text(json.dumps(scores, indent=2) + "\n")
     return scores
 
