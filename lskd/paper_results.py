@@ -1,7 +1,8 @@
 """The paper's published numbers (paper.md §2.1-2.6), stored as data in ``paper_results.json``.
 
 Each table id maps to its teacher row (per teacher LS factor α) and student rows (per temperature T, then
-α), with the metric names it reports (``top1``/``top5`` for vision, ``bleu`` for NMT) and the table it cites.
+α), with the metric names it reports (``top1``/``top5`` for vision, ``bleu`` for NMT), the table it cites and,
+where the digest flags one, a caveat (``note``).
 """
 import json
 from functools import lru_cache

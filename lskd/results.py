@@ -155,7 +155,7 @@ def build_table(run_dir: Path, metric: str, paper_id: str, metrics_file: Optiona
         alphas |= set(table["teacher"])
         temperatures |= set(table["student"])
         title = f"{table['title']} ({paper_id})"
-        caption += f" Paper: `{column}`, {table['source']}."
+        caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
     rows = [TEACHER] + sorted(temperatures, key=float)
     return Table(title, caption, sorted(alphas, key=float), rows, grid.values, paper)
 

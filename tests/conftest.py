@@ -1,4 +1,6 @@
 """Release folders in the real IWSLT formats: the shared de-en XML files plus generated ``train.tags``."""
+import hashlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -6,10 +8,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from release_fixtures import DE_EN, TEST_SETS, seg_pairs_of, write_train_tags, write_xml  # noqa: E402
+from release_fixtures import DE_EN, TEST_SETS, make_archive, seg_pairs_of, write_train_tags, write_xml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
+MAX_LINES = 700  # the generated de-en train.tags has ~1700 pairs, the test concatenation 6750
 
 # Pairs the paper profile's clean rule must drop (ratio > 1.5, empty side, > 175 tokens).
 BAD_PAIRS = [
@@ -65,3 +68,46 @@ def en_ru_release(tmp_path_factory):
                       {doc: [pair[side] for pair in pairs] for doc, pairs in docs.items()})
         offset += 1000
     return folder
+
+
+def start_script(script, *args):
+    return subprocess.Popen(["bash", str(REPO / "data-prep" / script), *map(str, args)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="session")
+def prepared(de_en_release, en_ru_release, tmp_path_factory):
+    """The three preparations, run concurrently (each spends most of its time importing fairseq)."""
+    folder, _ = de_en_release
+    root = tmp_path_factory.mktemp("prep")
+    archive = make_archive(folder, root / "de-en.tgz", "de-en")
+    outs = {name: root / name for name in ("paper_de_en", "modern_de_en", "paper_en_ru")}
+    jobs = {
+        "paper_de_en": start_script("prepare-iwslt14.sh", "--profile", "paper", "--out", outs["paper_de_en"],
+                                    "--orig", folder, "--vocab-size", 500, "--max-lines", MAX_LINES),
+        "modern_de_en": start_script("prepare-iwslt14.sh", "--profile", "modern", "--out", outs["modern_de_en"],
+                                     "--archive", archive, "--sha256", hashlib.sha256(archive.read_bytes()).hexdigest(),
+                                     "--direction", "de-en", "--vocab-size", 500, "--max-lines", MAX_LINES),
+        "paper_en_ru": start_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", outs["paper_en_ru"],
+                                    "--orig", en_ru_release, "--vocab-size", 120),
+    }
+    for name, job in jobs.items():
+        _, stderr = job.communicate()
+        assert job.returncode == 0, f"{name}: {stderr}"
+    return outs
+
+
+@pytest.fixture
+def paper_de_en(prepared):
+    return prepared["paper_de_en"]
+
+
+@pytest.fixture
+def modern_de_en(prepared):
+    return prepared["modern_de_en"]
+
+
+@pytest.fixture
+def paper_en_ru(prepared):
+    return prepared["paper_en_ru"]

@@ -1,17 +1,15 @@
 """data-prep/prepare-iwslt*.sh end to end on release-format files, plus the split and clean rules."""
-import hashlib
 import json
 import re
 import subprocess
 
 import pytest
-from conftest import BAD_PAIRS, PYTHON, REPO
-from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, make_archive, seg_pairs_of
+from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
+from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
 
 from lskd.nmt_profiles import CleanRule, profile_named
 from lskd.prepare_iwslt import PrepConfig, clean_and_split
 
-MAX_LINES = 700  # the generated train.tags has ~1700 pairs; the test concatenation 6750
 SPLITS = ("train", "valid", "test")
 
 
@@ -22,49 +20,6 @@ def run_script(script, *args):
 
 def read(path):
     return path.read_text(encoding="utf-8").splitlines()
-
-
-def start_script(script, *args):
-    return subprocess.Popen(["bash", str(REPO / "data-prep" / script), *map(str, args)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
-
-
-@pytest.fixture(scope="session")
-def prepared(de_en_release, en_ru_release, tmp_path_factory):
-    """The three preparations, run concurrently (each spends most of its time importing fairseq)."""
-    folder, _ = de_en_release
-    root = tmp_path_factory.mktemp("prep")
-    archive = make_archive(folder, root / "de-en.tgz", "de-en")
-    outs = {name: root / name for name in ("paper_de_en", "modern_de_en", "paper_en_ru")}
-    jobs = {
-        "paper_de_en": start_script("prepare-iwslt14.sh", "--profile", "paper", "--out", outs["paper_de_en"],
-                                    "--orig", folder, "--vocab-size", 500, "--max-lines", MAX_LINES),
-        "modern_de_en": start_script("prepare-iwslt14.sh", "--profile", "modern", "--out", outs["modern_de_en"],
-                                     "--archive", archive, "--sha256", hashlib.sha256(archive.read_bytes()).hexdigest(),
-                                     "--direction", "de-en", "--vocab-size", 500, "--max-lines", MAX_LINES),
-        "paper_en_ru": start_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", outs["paper_en_ru"],
-                                    "--orig", en_ru_release, "--vocab-size", 120),
-    }
-    for name, job in jobs.items():
-        _, stderr = job.communicate()
-        assert job.returncode == 0, f"{name}: {stderr}"
-    return outs
-
-
-@pytest.fixture
-def paper_de_en(prepared):
-    return prepared["paper_de_en"]
-
-
-@pytest.fixture
-def modern_de_en(prepared):
-    return prepared["modern_de_en"]
-
-
-@pytest.fixture
-def paper_en_ru(prepared):
-    return prepared["paper_en_ru"]
 
 
 def load_both_directions(data_bin, lang_a, lang_b, split):
