@@ -63,6 +63,7 @@ case "$DIRECTION" in
 esac
 [[ -z "$SHA256" || "$SHA256" =~ ^[0-9a-fA-F]{64}$ ]] || fail "--sha256 '$SHA256': expected 64 hex digits"
 [[ -z "$ORIG" || -z "$ARCHIVE" ]] || fail "give --orig or --archive, not both"
+[[ -z "$ORIG" || -z "$SHA256" ]] || fail "--sha256 checks an archive; it cannot check --orig $ORIG"
 if [[ -d "$OUT" && -n "$(ls -A "$OUT")" ]]; then fail "--out $OUT: folder is not empty (expected a new or empty folder)"; fi
 
 if [[ -n "$ORIG" ]]; then

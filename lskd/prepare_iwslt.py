@@ -70,8 +70,10 @@ def clean_and_split(config: PrepConfig, train: dict) -> tuple[dict, dict, int]:
     kept = [pair for pair in zip(train[source], train[target]) if rule.keeps(*pair)]
     valid_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every == 0]
     train_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every != 0]
-    unzip = lambda pairs: {source: [s for s, _ in pairs], target: [t for _, t in pairs]}  # noqa: E731
-    return unzip(train_pairs), unzip(valid_pairs), len(train[source]) - len(kept)
+    def by_language(pairs):
+        return {source: [s for s, _ in pairs], target: [t for _, t in pairs]}
+
+    return by_language(train_pairs), by_language(valid_pairs), len(train[source]) - len(kept)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

@@ -117,7 +117,9 @@ class Table:
         return columns
 
     def body(self, missing: str) -> list[list[str]]:
-        show = lambda value: missing if value is None else f"{value:.3f}"  # noqa: E731
+        def show(value):
+            return missing if value is None else f"{value:.3f}"
+
         lines = []
         for row in self.rows:
             cells = ["Teacher", "-"] if row == TEACHER else ["Student", row]

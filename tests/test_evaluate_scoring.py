@@ -76,7 +76,10 @@ def test_modern_profile_scores_equal_sacrebleu_cli(tmp_path):
     assert (tmp_path / "test.hyp.detok").read_text(encoding="utf-8").splitlines() == hypotheses
     assert scores["sacrebleu"]["score"] == pytest.approx(cli_bleu(tmp_path, hypotheses, references), abs=1e-4)
     tokenizer = MosesTokenizer(lang="en")
-    tokenize = lambda lines: [tokenizer.tokenize(line, return_str=True, escape=True) for line in lines]  # noqa: E731
+
+    def tokenize(lines):
+        return [tokenizer.tokenize(line, return_str=True, escape=True) for line in lines]
+
     expected = cli_bleu(tmp_path, tokenize(hypotheses), tokenize(references), "-tok", "none", "-lc")
     assert scores["tokenized_bleu"]["score"] == pytest.approx(expected, abs=1e-4)
     assert scores["sacrebleu"]["score"] != pytest.approx(scores["tokenized_bleu"]["score"], abs=0.01)
