@@ -19,6 +19,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["lskd", "lskd.*", "lskd_fairseq", "lskd_fairseq.*"]) + ["lskd_vision"],
     package_dir={"lskd_vision": "vision"},
+    package_data={"lskd": ["paper_results.json"]},
     install_requires=REQUIREMENTS
     + [
         "fairseq==0.12.2; python_version < '3.11'",
@@ -29,6 +30,9 @@ setup(
             "lskd-toy-corpus = lskd.toy_corpus:main",
             "lskd-dump-teacher = lskd_fairseq.dump_teacher:main",
             "lskd-fairseq-diffusion = lskd_fairseq.diffusion_cli:main",
+            "lskd-prepare-iwslt = lskd.prepare_iwslt:main",
+            "lskd-evaluate = lskd.evaluate:main",
+            "lskd-results = lskd.results:main",
         ]
     },
 )

@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny binarised toy corpus and a tiny label-smoothed teacher trained through the CLIs."""
+"""Shared fixtures: a tiny binarised toy corpus, a tiny label-smoothed teacher trained through the CLIs, and
+release folders in the real IWSLT formats (the shared de-en XML files plus generated ``train.tags``)."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import pytest
 
 import lskd_fairseq
 from lskd.toy_corpus import write_corpus
+from release_fixtures import DE_EN, TEST_SETS, make_archive, seg_pairs_of, write_train_tags, write_xml
 
 BIN_DIR = Path(sys.executable).parent
 PLUGIN_DIR = str(Path(lskd_fairseq.__file__).parent)
@@ -93,3 +96,106 @@ def first_batch(task, split: str = "valid"):
     task.load_dataset(split)
     iterator = task.get_batch_iterator(task.dataset(split), max_tokens=600, seed=1)
     return next(iter(iterator.next_epoch_itr(shuffle=False)))
+
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = Path(sys.executable)
+MAX_LINES = 700  # the generated de-en train.tags has ~1700 pairs, the test concatenation 6750
+
+# Pairs the paper profile's clean rule must drop (ratio > 1.5, empty side, > 175 tokens).
+BAD_PAIRS = [
+    ("Ja .", "Yes , I think that this is what we should have done a long time ago ."),
+    ("", "An English line whose German side is empty ."),
+    (" ".join(["wort"] * 180), " ".join(["word"] * 180)),
+]
+
+
+def talks_from(pairs, talk_size=120):
+    return [pairs[start:start + talk_size] for start in range(0, len(pairs), talk_size)]
+
+
+@pytest.fixture(scope="session")
+def de_en_release(tmp_path_factory):
+    """Folder with links to the real de-en XML files and a train.tags pair built from real tst2012 segments."""
+    folder = tmp_path_factory.mktemp("de-en")
+    for path in DE_EN.glob("IWSLT14.*.xml"):
+        (folder / path.name).symlink_to(path)
+    pairs = seg_pairs_of(DE_EN / "IWSLT14.TED.tst2012.de-en.de.xml", DE_EN / "IWSLT14.TED.tst2012.de-en.en.xml")
+    pairs = pairs[:600] + BAD_PAIRS + pairs[600:]
+    expected = write_train_tags(folder, "de-en", talks_from(pairs))
+    return folder, expected
+
+
+RUSSIAN_WORDS = ["мы", "видим", "большой", "дом", "у", "реки", "она", "читает", "новую", "книгу", "сегодня", "утром"]
+ENGLISH_WORDS = ["we", "see", "a", "big", "house", "near", "the", "river", "she", "reads", "new", "book"]
+
+
+def generated_pairs(count, offset=0):
+    """Deterministic En-Ru sentence pairs of varying length (Cyrillic target, mixed case, punctuation)."""
+    pairs = []
+    for n in range(offset, offset + count):
+        length = 3 + n % 9
+        english = " ".join(ENGLISH_WORDS[(n + k) % len(ENGLISH_WORDS)] for k in range(length))
+        russian = " ".join(RUSSIAN_WORDS[(n * 7 + k) % len(RUSSIAN_WORDS)] for k in range(length))
+        pairs.append((english.capitalize() + ", ok.", russian.capitalize() + ", да."))
+    return pairs
+
+
+@pytest.fixture(scope="session")
+def en_ru_release(tmp_path_factory):
+    """A generated IWSLT 2014 en-ru release folder (train.tags + the four TED test sets, no TEDX)."""
+    folder = tmp_path_factory.mktemp("en-ru")
+    write_train_tags(folder, "en-ru", talks_from(generated_pairs(500)))
+    offset = 1000
+    for test_set in TEST_SETS:
+        if test_set.startswith("TEDX"):
+            continue
+        docs = {str(offset + d): generated_pairs(20 + d, offset + 100 * d) for d in range(3)}
+        for side, lang in enumerate(("en", "ru")):
+            write_xml(folder / f"IWSLT14.{test_set}.en-ru.{lang}.xml", f"iwslt2014-{test_set}", lang,
+                      {doc: [pair[side] for pair in pairs] for doc, pairs in docs.items()})
+        offset += 1000
+    return folder
+
+
+def start_script(script, *args):
+    return subprocess.Popen(["bash", str(REPO / "data-prep" / script), *map(str, args)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="session")
+def prepared(de_en_release, en_ru_release, tmp_path_factory):
+    """The three preparations, run concurrently (each spends most of its time importing fairseq)."""
+    folder, _ = de_en_release
+    root = tmp_path_factory.mktemp("prep")
+    archive = make_archive(folder, root / "de-en.tgz", "de-en")
+    outs = {name: root / name for name in ("paper_de_en", "modern_de_en", "paper_en_ru")}
+    jobs = {
+        "paper_de_en": start_script("prepare-iwslt14.sh", "--profile", "paper", "--out", outs["paper_de_en"],
+                                    "--orig", folder, "--vocab-size", 500, "--max-lines", MAX_LINES),
+        "modern_de_en": start_script("prepare-iwslt14.sh", "--profile", "modern", "--out", outs["modern_de_en"],
+                                     "--archive", archive, "--sha256", hashlib.sha256(archive.read_bytes()).hexdigest(),
+                                     "--direction", "de-en", "--vocab-size", 500, "--max-lines", MAX_LINES),
+        "paper_en_ru": start_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", outs["paper_en_ru"],
+                                    "--orig", en_ru_release, "--vocab-size", 120),
+    }
+    for name, job in jobs.items():
+        _, stderr = job.communicate()
+        assert job.returncode == 0, f"{name}: {stderr}"
+    return outs
+
+
+@pytest.fixture
+def paper_de_en(prepared):
+    return prepared["paper_de_en"]
+
+
+@pytest.fixture
+def modern_de_en(prepared):
+    return prepared["modern_de_en"]
+
+
+@pytest.fixture
+def paper_en_ru(prepared):
+    return prepared["paper_en_ru"]

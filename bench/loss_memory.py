@@ -1,0 +1,65 @@
+"""Peak memory of one loss forward + backward, measured alone in a fresh process (CPU) or by the CUDA
+allocator's statistics (GPU).
+
+CPU: large tensors are mmapped by the C allocator, so the process's maximum resident set size rises by
+the peak of what the loss allocates on top of its inputs; inputs are allocated and touched first.
+"""
+import argparse
+import json
+import resource
+import sys
+
+import torch
+
+from lskd import kd_objective, label_smoothed_nll, topk_teacher
+
+PAD = 1
+
+
+def inputs(tokens: int, vocab: int, k: int, device: str, dtype: torch.dtype):
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    student = (torch.randn(tokens, vocab, generator=generator) * 3).to(device=device, dtype=dtype).requires_grad_()
+    teacher = (torch.randn(tokens, vocab, generator=generator) * 3).to(device=device, dtype=dtype)
+    target = torch.randint(2, vocab, (tokens,), generator=generator).to(device)
+    indices, values = topk_teacher(teacher, k)
+    return student, teacher, target, indices.contiguous(), values.contiguous()
+
+
+def loss(mode: str, student, teacher, target, indices, values):
+    if mode == "ls":
+        lprobs = torch.log_softmax(student.float(), -1)
+        return label_smoothed_nll(lprobs, target, 0.1, PAD)[0].sum()
+    teacher_kwargs = {"teacher_logits": teacher} if mode == "kd_online" else {
+        "teacher_topk_indices": indices, "teacher_topk_logits": values}
+    return kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **teacher_kwargs).loss
+
+
+def peak_bytes(mode: str, tokens: int, vocab: int, k: int, device: str, dtype: torch.dtype) -> int:
+    tensors = inputs(tokens, vocab, k, device, dtype)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        loss(mode, *tensors).backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loss(mode, *tensors).backward()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["ls", "kd_online", "kd_cached"], required=True)
+    parser.add_argument("--tokens", type=int, required=True)
+    parser.add_argument("--vocab", type=int, required=True)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fp16", action="store_true")
+    args = parser.parse_args(argv)
+    dtype = torch.float16 if args.fp16 else torch.float32
+    json.dump({"peak_bytes": peak_bytes(args.mode, args.tokens, args.vocab, args.k, args.device, dtype)}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# IWSLT 2014 English-Russian (TED) for the paper's En->Ru runs. No public copy is known: the archive must
+# be supplied by the user. See --help.
+set -euo pipefail
+SCRIPT_NAME=prepare-iwslt-en-ru.sh
+LANG_PAIR=en-ru
+PAPER_SOURCE=en
+PAPER_TARGET=ru
+ARCHIVE_NAME=en-ru.tgz
+ARCHIVE_URL=""
+ARCHIVE_SHA256=""
+ARCHIVE_HINT="en-ru.tgz (IWSLT 2014 en-ru release, WIT3 2014-01 texts/en/ru/en-ru.tgz, holding train.tags.en-ru.{en,ru} and IWSLT14.TED.*.en-ru.*.xml)"
+source "$(dirname "${BASH_SOURCE[0]}")/iwslt-common.sh"

@@ -1,0 +1,57 @@
+"""The two BLEU flavours reported for every translation run, both computed by sacreBLEU.
+
+* ``sacrebleu``: detokenised hypotheses against detokenised references with sacreBLEU's own 13a
+  tokenisation, case-sensitive. Comparable across papers; carries a signature.
+* ``tokenized_bleu``: Moses-tokenised, lowercased text scored with ``tokenize='none', lowercase=True``.
+  This is what the paper's pipeline (fairseq's built-in scorer on its Moses-tokenised, lowercased IWSLT
+  data) reports; it is usually a few points higher, because Moses splits more than 13a and case is ignored.
+"""
+from dataclasses import dataclass
+
+from sacrebleu.metrics import BLEU
+
+from lskd.nmt_profiles import moses_detokenize, moses_tokenize
+
+SUBWORD_SCHEMES = ("sentencepiece", "none")
+TEXT_PROFILES = ("paper", "modern")
+
+
+@dataclass(frozen=True)
+class Score:
+    score: float
+    signature: str
+    text: str  # what was scored, in words
+
+    def as_dict(self) -> dict:
+        return {"score": self.score, "signature": self.signature, "text": self.text}
+
+
+def remove_subwords(line: str, scheme: str) -> str:
+    """sentencepiece pieces back to words: drop the spaces between pieces, word boundaries are the '▁'."""
+    if scheme == "sentencepiece":
+        return "".join(line.split()).replace("\u2581", " ").strip()
+    if scheme == "none":
+        return line.strip()
+    raise ValueError(f"unknown subword scheme {scheme!r} (expected one of: {', '.join(SUBWORD_SCHEMES)})")
+
+
+def detokenized(lines: list[str], profile: str, lang: str) -> list[str]:
+    """paper text is Moses-tokenised, so undo it; modern text is raw already."""
+    return moses_detokenize(lines, lang) if profile == "paper" else list(lines)
+
+
+def tokenized(lines: list[str], profile: str, lang: str) -> list[str]:
+    """paper text is Moses-tokenised already; modern text gets the same Moses tokenisation the paper used."""
+    return list(lines) if profile == "paper" else moses_tokenize(lines, lang)
+
+
+def sacrebleu_score(hypotheses: list[str], references: list[str]) -> Score:
+    metric = BLEU()
+    result = metric.corpus_score(hypotheses, [references])
+    return Score(result.score, str(metric.get_signature()), "detokenised text, sacreBLEU 13a tokenisation")
+
+
+def tokenized_bleu_score(hypotheses: list[str], references: list[str]) -> Score:
+    metric = BLEU(tokenize="none", lowercase=True)
+    result = metric.corpus_score(hypotheses, [references])
+    return Score(result.score, str(metric.get_signature()), "Moses-tokenised lowercased text (the paper's BLEU)")

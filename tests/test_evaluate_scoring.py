@@ -1,0 +1,148 @@
+"""lskd-evaluate's scoring half: fairseq-generate output -> ordered text -> both BLEU flavours.
+
+Expected scores come from sacreBLEU's command line run on text files the test writes itself.
+"""
+import html
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON
+from release_fixtures import DE_EN, seg_pairs_of
+from sacremoses import MosesTokenizer
+
+from lskd.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
+from lskd.nmt_profiles import moses_detokenize, moses_tokenize
+
+SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
+
+
+def cli_bleu(tmp_path: Path, hypotheses, references, *options) -> float:
+    (tmp_path / "cli.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    (tmp_path / "cli.ref").write_text("\n".join(references) + "\n", encoding="utf-8")
+    result = subprocess.run([str(SACREBLEU_CLI), str(tmp_path / "cli.ref"), "-i", str(tmp_path / "cli.hyp"),
+                             "-b", "-w", "6", *options], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip())
+
+
+def english_segments(count):
+    pairs = seg_pairs_of(DE_EN / "IWSLT14.TED.tst2011.de-en.de.xml", DE_EN / "IWSLT14.TED.tst2011.de-en.en.xml")
+    return [" ".join(html.unescape(en).split()) for _, en in pairs[:count]]
+
+
+def degrade(sentence: str, rng: random.Random) -> str:
+    """A plausible system output: some words dropped or swapped."""
+    words = sentence.split()
+    words = [w for w in words if rng.random() > 0.15] or words[:1]
+    if len(words) > 3 and rng.random() < 0.5:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def pieces(text: str) -> str:
+    """Sentencepiece-style pieces: '▁' opens each word, long words are cut into 3-character pieces."""
+    out = []
+    for word in text.split():
+        word = "\u2581" + word
+        out += [word[i:i + 3] for i in range(0, len(word), 3)]
+    return " ".join(out)
+
+
+def generate_output(hypotheses, references, seed=0) -> str:
+    """fairseq-generate's text format, sentences in shuffled (batch) order, with the S/D/P and log lines."""
+    ids = list(range(len(hypotheses)))
+    random.Random(seed).shuffle(ids)
+    lines = ["2026-01-01 | INFO | fairseq_cli.generate | loading model(s)"]
+    for i in ids:
+        lines += [f"S-{i}\tsource {i}", f"T-{i}\t{references[i]}", f"H-{i}\t-0.4521\t{hypotheses[i]}",
+                  f"D-{i}\t-0.4521\tdetok {i}", f"P-{i}\t-0.1 -0.2"]
+    lines.append("Generate test with beam=5: BLEU4 = 12.34, 1/2/3/4 (BP=1.000)")
+    return "\n".join(lines) + "\n"
+
+
+def config(tmp_path, profile, subword="sentencepiece", lang="en", references=None):
+    return EvalConfig(data_bin=tmp_path, checkpoint=tmp_path / "checkpoint.pt", source_lang="de", target_lang=lang,
+                      out=tmp_path / "bleu.json", profile=profile, subword=subword, references=references)
+
+
+def test_modern_profile_scores_equal_sacrebleu_cli(tmp_path):
+    references = english_segments(300)
+    rng = random.Random(1)
+    hypotheses = [degrade(line, rng) for line in references]
+    text = generate_output([pieces(h) for h in hypotheses], [pieces(r) for r in references])
+    scores = score_generation(config(tmp_path, "modern"), text)
+    assert (tmp_path / "test.hyp.detok").read_text(encoding="utf-8").splitlines() == hypotheses
+    assert scores["sacrebleu"]["score"] == pytest.approx(cli_bleu(tmp_path, hypotheses, references), abs=1e-4)
+    tokenizer = MosesTokenizer(lang="en")
+
+    def tokenize(lines):
+        return [tokenizer.tokenize(line, return_str=True, escape=True) for line in lines]
+
+    expected = cli_bleu(tmp_path, tokenize(hypotheses), tokenize(references), "-tok", "none", "-lc")
+    assert scores["tokenized_bleu"]["score"] == pytest.approx(expected, abs=1e-4)
+    assert scores["sacrebleu"]["score"] != pytest.approx(scores["tokenized_bleu"]["score"], abs=0.01)
+    assert "tok:13a" in scores["sacrebleu"]["signature"] and "case:mixed" in scores["sacrebleu"]["signature"]
+    assert "tok:none" in scores["tokenized_bleu"]["signature"] and "case:lc" in scores["tokenized_bleu"]["signature"]
+    assert scores["n_sentences"] == len(references)
+
+
+def test_paper_profile_detokenises_for_sacrebleu_and_scores_tokens_as_is(tmp_path):
+    raw = ["it's a test, isn't it?", "we don't know (yet) what 2.5 means.", "she said: yes; he said: no!",
+           "costs rose by 5% in 2020 & 2021.", "one, two, three -- four."] * 8
+    rng = random.Random(2)
+    raw_hypotheses = [degrade(line, rng) for line in raw]
+    tokenizer = MosesTokenizer(lang="en")
+    tokenized = [tokenizer.tokenize(line, return_str=True, escape=True) for line in raw]
+    tokenized_hypotheses = [tokenizer.tokenize(line, return_str=True, escape=True) for line in raw_hypotheses]
+    text = generate_output([pieces(h) for h in tokenized_hypotheses], [pieces(r) for r in tokenized])
+    scores = score_generation(config(tmp_path, "paper"), text)
+    assert (tmp_path / "test.ref.detok").read_text(encoding="utf-8").splitlines() == raw
+    assert scores["sacrebleu"]["score"] == pytest.approx(cli_bleu(tmp_path, raw_hypotheses, raw), abs=1e-4)
+    expected = cli_bleu(tmp_path, tokenized_hypotheses, tokenized, "-tok", "none", "-lc")
+    assert scores["tokenized_bleu"]["score"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_references_file_replaces_generate_targets(tmp_path):
+    references = english_segments(40)
+    (tmp_path / "test.en").write_text("\n".join(references) + "\n", encoding="utf-8")
+    text = generate_output([pieces(r) for r in references], [pieces("<<unk>> x") for _ in references])
+    scores = score_generation(config(tmp_path, "modern", references=tmp_path / "test.en"), text)
+    assert scores["sacrebleu"]["score"] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="expected 39"):
+        score_generation(config(tmp_path, "modern", references=tmp_path / "test.en"),
+                         generate_output([pieces(r) for r in references[:39]], references[:39]))
+
+
+def test_hypotheses_and_references_are_ordered_by_sentence_id():
+    text = "H-2\t-1\tc\nT-0\tA\nH-10\t-1\tk\nT-2\tC\nH-0\t-1\ta\nT-10\tK\n" + "".join(
+        f"H-{i}\t-1\th{i}\nT-{i}\tt{i}\n" for i in (1, 3, 4, 5, 6, 7, 8, 9))
+    hypotheses, references = parse_generate_output(text)
+    assert hypotheses[:3] == ["a", "h1", "c"] and hypotheses[10] == "k"
+    assert references[:3] == ["A", "t1", "C"] and references[10] == "K"
+
+
+def test_missing_sentences_are_reported():
+    with pytest.raises(ValueError, match="not 0..1"):
+        parse_generate_output("H-0\t-1\ta\nT-0\tA\nH-2\t-1\tc\nT-2\tC\n")
+
+
+def test_empty_hypothesis_is_kept():
+    hypotheses, _ = parse_generate_output("H-0\t-1.5\t\nT-0\tA\n")
+    assert hypotheses == [""]
+
+
+def test_moses_detokenisation_inverts_tokenisation_on_real_segments():
+    """Round trip on TED talks' English; known Moses losses (quotes, '...', 'R&D') keep it below 100%."""
+    raw = english_segments(10_000)
+    round_trip = moses_detokenize(moses_tokenize(raw, "en"), "en")
+    exact = sum(a == b for a, b in zip(raw, round_trip))
+    assert exact / len(raw) > 0.97
+    assert not any("&apos;" in line or "&quot;" in line for line in round_trip)
+
+
+def test_binarised_count_reads_fairseq_index(tmp_path):
+    index = tmp_path / "test.en-de.en.idx"  # the reversed pair name serves de->en too
+    index.write_bytes(b"MMIDIDX\x00\x00" + (1).to_bytes(8, "little") + bytes([8]) + (1234).to_bytes(8, "little"))
+    assert binarised_sentence_count(tmp_path, "test", "de", "en") == 1234

@@ -1,0 +1,178 @@
+"""data-prep/prepare-iwslt*.sh end to end on release-format files, plus the split and clean rules."""
+import json
+import re
+import subprocess
+
+import pytest
+from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
+from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
+
+from lskd.nmt_profiles import CleanRule, profile_named
+from lskd.prepare_iwslt import PrepConfig, clean_and_split
+
+SPLITS = ("train", "valid", "test")
+
+
+def run_script(script, *args):
+    return subprocess.run(["bash", str(REPO / "data-prep" / script), *map(str, args)],
+                          capture_output=True, text=True, env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
+
+
+def read(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def load_both_directions(data_bin, lang_a, lang_b, split):
+    """Sentence counts fairseq's translation loader sees for a->b and b->a from the same bin/."""
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import load_langpair_dataset
+
+    sizes = []
+    for src, tgt in ((lang_a, lang_b), (lang_b, lang_a)):
+        dictionaries = {lang: Dictionary.load(str(data_bin / f"dict.{lang}.txt")) for lang in (src, tgt)}
+        assert dictionaries[src].symbols == dictionaries[tgt].symbols, "expected one joined dictionary"
+        dataset = load_langpair_dataset(str(data_bin), split, src, dictionaries[src], tgt, dictionaries[tgt],
+                                        combine=False, dataset_impl=None, upsample_primary=1,
+                                        left_pad_source=True, left_pad_target=False,
+                                        max_source_positions=1024, max_target_positions=1024)
+        sizes.append(len(dataset))
+    return sizes
+
+
+@pytest.mark.parametrize("name, langs", [("paper_de_en", ("en", "de")), ("modern_de_en", ("de", "en")),
+                                             ("paper_en_ru", ("en", "ru"))])
+def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs, prepared):
+    out = prepared[name]
+    source, target = langs
+    assert sorted(p.name for p in (out / "bin").glob("dict.*.txt")) == sorted(f"dict.{l}.txt" for l in langs)
+    for split in SPLITS:
+        assert (out / "bin" / f"{split}.{source}-{target}.{target}.bin").is_file()
+        lines = len(read(out / f"{split}.{source}"))
+        assert lines == len(read(out / f"{split}.{target}")) == len(read(out / "subword" / f"{split}.{target}"))
+        assert load_both_directions(out / "bin", source, target, split) == [lines, lines]
+
+
+def test_modern_profile_keeps_raw_test_segments(modern_de_en):
+    expected = [pair for name in TEST_SETS for pair in
+                seg_pairs_of(DE_EN / f"IWSLT14.{name}.de-en.de.xml", DE_EN / f"IWSLT14.{name}.de-en.en.xml")]
+    expected = [(" ".join(de.split()), " ".join(en.split())) for de, en in expected[:MAX_LINES]]
+    expected = [(de.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"),
+                 en.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")) for de, en in expected]
+    assert list(zip(read(modern_de_en / "test.de"), read(modern_de_en / "test.en"))) == expected
+
+
+def test_paper_profile_text_is_moses_tokenised_and_lowercased(paper_de_en):
+    for split in SPLITS:
+        for lang in ("de", "en"):
+            lines = read(paper_de_en / f"{split}.{lang}")
+            assert all(line == line.lower() for line in lines)
+            assert not any(re.search(r"\w[,?!]( |$)", line) for line in lines), "punctuation left attached"
+    assert any("&apos;" in line for line in read(paper_de_en / "train.en")), "expected Moses escaping"
+
+
+def labels_in_raw_order(raw_pairs, train_pairs, valid_pairs):
+    """Walk the raw pairs and label each as train (T), valid (V) or dropped (-), by prepared order."""
+    labels, t, v = [], 0, 0
+    for pair in raw_pairs:
+        if t < len(train_pairs) and pair == train_pairs[t]:
+            labels.append("T")
+            t += 1
+        elif v < len(valid_pairs) and pair == valid_pairs[v]:
+            labels.append("V")
+            v += 1
+        else:
+            labels.append("-")
+    assert (t, v) == (len(train_pairs), len(valid_pairs)), "prepared pairs are not in release order"
+    return labels
+
+
+def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_release, modern_de_en):
+    _, expected = de_en_release
+    raw = [(" ".join(de.split()), " ".join(en.split())) for de, en in zip(expected["de"], expected["en"])][:MAX_LINES]
+    train = list(zip(read(modern_de_en / "train.de"), read(modern_de_en / "train.en")))
+    valid = list(zip(read(modern_de_en / "valid.de"), read(modern_de_en / "valid.en")))
+    kept = [label for label in labels_in_raw_order(raw, train, valid) if label != "-"]
+    assert [i for i, label in enumerate(kept, start=1) if label == "V"] == list(range(23, len(kept) + 1, 23))
+    bad = {(" ".join(de.split()), " ".join(en.split())) for de, en in BAD_PAIRS}
+    assert bad <= set(raw) and not bad & set(train + valid)
+    manifest = json.loads((modern_de_en / "bin" / "lskd-prep.json").read_text())
+    assert manifest["counts"]["train"] + manifest["counts"]["valid"] + manifest["counts"]["dropped_by_clean"] == len(raw)
+    assert manifest["release_sha256"] and manifest["profile"] == "modern"
+
+
+def test_en_ru_uses_en_and_ru_files_and_lowercases_cyrillic(paper_en_ru, en_ru_release):
+    assert {p.name for p in paper_en_ru.glob("test.*")} == {"test.en", "test.ru"}
+    test_ru = read(paper_en_ru / "test.ru")
+    assert len(test_ru) == sum(count_seg_lines(p) for p in en_ru_release.glob("IWSLT14.*.en-ru.ru.xml"))
+    assert all(line == line.lower() for line in test_ru) and any("да" in line for line in test_ru)
+
+
+def test_clean_rule_matches_clean_corpus_limits():
+    rule = CleanRule()
+    assert rule.keeps("a b c", "x y")                       # ratio 1.5 is allowed
+    assert not rule.keeps("a b c d", "x y")                 # ratio 2
+    assert not rule.keeps("", "x")                          # empty side
+    assert rule.keeps(" ".join("a" * 175), " ".join("b" * 175))
+    assert not rule.keeps(" ".join("a" * 176), " ".join("b" * 176))
+
+
+def test_split_takes_every_23rd_kept_pair(tmp_path):
+    config = PrepConfig(release=tmp_path, out=tmp_path, source_lang="de", target_lang="en",
+                        profile=profile_named("paper"))
+    source = [f"s{i}" if i % 10 else "" for i in range(1, 101)]  # every 10th source line empty -> dropped
+    train, valid, dropped = clean_and_split(config, {"de": source, "en": [f"t{i}" for i in range(1, 101)]})
+    kept = [i for i in range(1, 101) if i % 10]
+    assert dropped == 10
+    assert valid["en"] == [f"t{kept[n - 1]}" for n in range(23, len(kept) + 1, 23)]
+    assert train["en"] == [f"t{i}" for i in kept if f"t{i}" not in valid["en"]]
+
+
+def one_line_error(result, code, *needles):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1, result.stderr
+    assert all(needle in lines[0] for needle in needles), lines[0]
+
+
+def test_missing_en_ru_archive_is_one_line_naming_the_file(tmp_path):
+    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", tmp_path / "out",
+                        "--archive", tmp_path / "en-ru.tgz")
+    one_line_error(result, 1, f"missing {tmp_path / 'en-ru.tgz'}", "en-ru.tgz", "--archive")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_default_en_ru_archive_names_where_to_put_it(tmp_path):
+    default = REPO / "data-prep" / "archives" / "en-ru.tgz"
+    if default.exists():
+        pytest.skip(f"{default} exists on this machine")
+    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "modern", "--out", tmp_path / "out")
+    one_line_error(result, 1, str(default))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--profile", "fancy"], "--profile 'fancy'"),
+    (["--profile", "paper", "--vocab-size", "ten"], "--vocab-size 'ten'"),
+    (["--profile", "paper", "--direction", "fr-en"], "--direction 'fr-en'"),
+    (["--profile", "paper", "--orig", "/nonexistent/release"], "--orig /nonexistent/release"),
+    (["--profile", "paper", "--archive", "x.tgz", "--sha256", "0" * 64], "sha256"),
+])
+def test_bad_arguments_fail_with_one_line_before_writing(args, needle, tmp_path):
+    if "x.tgz" in args:
+        (tmp_path / "x.tgz").write_bytes(b"not the archive")
+        args = [str(tmp_path / a) if a == "x.tgz" else a for a in args]
+    result = run_script("prepare-iwslt14.sh", *args, "--out", tmp_path / "out")
+    one_line_error(result, 2, needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_non_empty_out_is_refused(tmp_path, de_en_release):
+    (tmp_path / "keep.txt").write_text("user data")
+    result = run_script("prepare-iwslt14.sh", "--profile", "paper", "--out", tmp_path, "--orig", de_en_release[0])
+    one_line_error(result, 2, "not empty")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_help_documents_every_flag():
+    result = run_script("prepare-iwslt14.sh", "--help")
+    assert result.returncode == 0
+    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256"):
+        assert flag in result.stdout
