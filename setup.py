@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lskd-toy-corpus = lskd.toy_corpus:main",
+            "lskd-vision = lskd_vision.cli:main",
         ]
     },
 )

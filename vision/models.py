@@ -1,0 +1,161 @@
+"""Architectures by name, checkpoint loading and the penultimate-layer hook point.
+
+torchvision models are always built with random weights: pretrained weights only ever come from a
+file the user names, so nothing is downloaded behind their back.
+"""
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from lskd import InvalidConfig
+
+
+class DigitsCNN(nn.Module):
+    """A small convnet for scikit-learn's 8×8 digits; no BatchNorm or dropout, so a multi-process run
+    computes exactly what a single process does with the same global batch."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.avgpool(self.features(x)))
+
+
+def _torchvision(name: str) -> Callable[[int], nn.Module]:
+    def build(num_classes: int) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+    return build
+
+
+ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+    "resnet18": _torchvision("resnet18"),
+    "resnet50": _torchvision("resnet50"),
+    "mobilenet_v2": _torchvision("mobilenet_v2"),
+    "efficientnet_b0": _torchvision("efficientnet_b0"),
+    "convnext_tiny": _torchvision("convnext_tiny"),
+    "digits_cnn": lambda num_classes: DigitsCNN(num_classes, width=32),
+    "digits_cnn_small": lambda num_classes: DigitsCNN(num_classes, width=8),
+}
+
+# (module whose output is the penultimate feature, the final linear layer), as attribute paths.
+_HOOK_POINTS = {
+    "resnet18": ("avgpool", "fc"),
+    "resnet50": ("avgpool", "fc"),
+    "digits_cnn": ("avgpool", "fc"),
+    "digits_cnn_small": ("avgpool", "fc"),
+    "mobilenet_v2": ("classifier.0", "classifier.1"),
+    "efficientnet_b0": ("classifier.0", "classifier.1"),
+    "convnext_tiny": ("classifier.1", "classifier.2"),
+}
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    check_arch(arch)
+    model = ARCHITECTURES[arch](num_classes)
+    model.lskd_arch = arch
+    return model
+
+
+def check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise InvalidConfig(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+
+
+def _arch_of(model: nn.Module) -> str:
+    arch = getattr(model, "lskd_arch", None)
+    if arch is None:
+        if isinstance(model, DigitsCNN):
+            return "digits_cnn"
+        import torchvision
+
+        if isinstance(model, torchvision.models.ResNet):
+            return "resnet18"
+        if isinstance(model, torchvision.models.MobileNetV2):
+            return "mobilenet_v2"
+        if isinstance(model, torchvision.models.EfficientNet):
+            return "efficientnet_b0"
+        if isinstance(model, torchvision.models.ConvNeXt):
+            return "convnext_tiny"
+        raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}")
+    return arch
+
+
+def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """The module whose output is the penultimate representation and the final ``nn.Linear``.
+
+    For ResNets and the digits CNN the hooked module is ``avgpool`` (ResNet output is [N, C, 1, 1]:
+    flatten it); for MobileNetV2/EfficientNet it is the dropout before the classifier (identity in
+    eval mode); for ConvNeXt the flatten before the last linear.
+    """
+    hook_path, linear_path = _HOOK_POINTS[_arch_of(model)]
+    return model.get_submodule(hook_path), model.get_submodule(linear_path)
+
+
+def classifier_path(arch: str) -> str:
+    return _HOOK_POINTS[arch][1]
+
+
+def num_classes_of(state_dict: dict, arch: str) -> int:
+    return state_dict[classifier_path(arch) + ".weight"].shape[0]
+
+
+def read_state_dict(path: Path) -> dict:
+    """Weights from our checkpoints, the official repo's ``.pth.tar`` (``state_dict`` with DDP's
+    ``module.`` prefixes) or a bare state dict, loaded with ``weights_only=True``."""
+    if not Path(path).is_file():
+        raise InvalidConfig(f"checkpoint {path} does not exist; expected a .pth/.pth.tar file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle/zip errors have many types; all mean "not a safe checkpoint"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InvalidConfig(f"cannot load checkpoint {path} with weights_only=True: {first_line}") from error
+    state = payload
+    if isinstance(payload, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(payload.get(key), dict):
+                state = payload[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InvalidConfig(f"checkpoint {path} holds no state dict of tensors")
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def checkpoint_arch(path: Path) -> str | None:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return payload.get("arch") if isinstance(payload, dict) else None
+
+
+def load_weights(model: nn.Module, state: dict, arch: str, path: Path, keep_classifier: bool) -> None:
+    """Load ``state`` strictly; with ``keep_classifier=False`` the checkpoint's head is dropped and the
+    model keeps its freshly initialised one (fine-tuning onto a dataset with other classes)."""
+    if not keep_classifier:
+        head = classifier_path(arch) + "."
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches, e.g. a resnet50 file given for resnet18
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise InvalidConfig(f"checkpoint {path} does not fit --arch {arch}: {detail}") from error
+    if not keep_classifier:
+        missing = [k for k in missing if not k.startswith(classifier_path(arch) + ".")]
+    if missing or unexpected:
+        raise InvalidConfig(
+            f"checkpoint {path} does not fit --arch {arch}: "
+            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        )
