@@ -119,10 +119,12 @@ def distillation_terms(
     # -inf student log-probs where the teacher puts no mass would make 0 · inf = nan.
     log_p = log_p.clamp(min=torch.finfo(log_p.dtype).min)
     cross_entropy = -(q * log_p).sum(-1)
-    neg_entropy = torch.special.xlogy(q, q).sum(-1)
+    # KL summed per class, not as CE - H: at T = 64 both totals are ~1000x the KL and float32
+    # subtraction would lose three digits of it.
+    kl = (torch.special.xlogy(q, q) - q * log_p).sum(-1)
     scale = temperature**2
     cross_entropy = cross_entropy * scale
-    kl = cross_entropy + neg_entropy * scale
+    kl = kl * scale
     if mask is not None:
         cross_entropy = cross_entropy * mask
         kl = kl * mask
