@@ -7,6 +7,7 @@ from pathlib import Path
 from lskd import InvalidConfig
 from lskd_vision.config import PRESETS, build_config
 from lskd_vision.data import DATASETS
+from lskd_vision.errors import DataError
 from lskd_vision.models import ARCHITECTURES
 
 
@@ -62,7 +63,7 @@ def main(argv=None) -> None:
     try:
         config = build_config(role, args.dataset, args.preset, vars(args))
         plan = plan_run(config)
-    except InvalidConfig as error:
+    except (InvalidConfig, DataError) as error:
         sys.exit(f"lskd-vision: error: {error}")
     train(plan)
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from lskd import InvalidConfig
+from lskd_vision.errors import DataError
 
 METADATA_FILES = ("images.txt", "train_test_split.txt", "image_class_labels.txt")
 ARCHIVE_NAME = "CUB_200_2011.tgz"
@@ -24,7 +24,7 @@ def _read_id_table(path: Path) -> dict[int, str]:
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2 or not parts[0].isdigit():
-            raise InvalidConfig(f"{path}:{number}: expected '<image_id> <value>', got {line!r}")
+            raise DataError(f"{path}:{number}: expected '<image_id> <value>', got {line!r}")
         table[int(parts[0])] = parts[1].strip()
     return table
 
@@ -33,12 +33,12 @@ def check_cub_folder(root: Path) -> None:
     """Fail with the name of the first missing piece before anything is built or written."""
     root = Path(root)
     if not root.is_dir():
-        raise InvalidConfig(f"CUB folder {root} does not exist; expected the extracted CUB_200_2011/ folder")
+        raise DataError(f"CUB folder {root} does not exist; expected the extracted CUB_200_2011/ folder")
     for name in METADATA_FILES:
         if not (root / name).is_file():
-            raise InvalidConfig(f"CUB folder {root} has no {name}; expected the release files {', '.join(METADATA_FILES)}")
+            raise DataError(f"CUB folder {root} has no {name}; expected the release files {', '.join(METADATA_FILES)}")
     if not (root / "images").is_dir():
-        raise InvalidConfig(f"CUB folder {root} has no images/ folder; expected images/<class>/<file>.jpg")
+        raise DataError(f"CUB folder {root} has no images/ folder; expected images/<class>/<file>.jpg")
 
 
 def read_cub_split(root: Path, train: bool, check_images: bool = True) -> CubSplit:
@@ -48,7 +48,7 @@ def read_cub_split(root: Path, train: bool, check_images: bool = True) -> CubSpl
     is_train = _read_id_table(root / "train_test_split.txt")
     classes = _read_id_table(root / "image_class_labels.txt")
     if not names.keys() == is_train.keys() == classes.keys():
-        raise InvalidConfig(f"CUB metadata in {root} lists different image ids in {', '.join(METADATA_FILES)}")
+        raise DataError(f"CUB metadata in {root} lists different image ids in {', '.join(METADATA_FILES)}")
     num_classes = max(int(label) for label in classes.values())
     wanted = "1" if train else "0"
     ids = [image_id for image_id in sorted(names) if is_train[image_id] == wanted]
@@ -56,5 +56,5 @@ def read_cub_split(root: Path, train: bool, check_images: bool = True) -> CubSpl
     if check_images:
         missing = [path for path in paths if not path.is_file()]
         if missing:
-            raise InvalidConfig(f"CUB folder {root} lacks {len(missing)} listed images, e.g. {missing[0]}")
+            raise DataError(f"CUB folder {root} lacks {len(missing)} listed images, e.g. {missing[0]}")
     return CubSplit(paths=paths, labels=[int(classes[image_id]) - 1 for image_id in ids], num_classes=num_classes)

@@ -7,7 +7,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from lskd import InvalidConfig
+from lskd_vision.errors import DataError
 from lskd_vision.cub import ARCHIVE_MD5, ARCHIVE_NAME, read_cub_split
 
 URLS = (
@@ -39,7 +39,7 @@ def verify(root: Path) -> str:
 def extract(archive: Path, dest: Path, expected_md5: str) -> Path:
     actual = md5_of(archive)
     if actual != expected_md5:
-        raise InvalidConfig(f"{archive} has md5 {actual}; expected {expected_md5} (the official {ARCHIVE_NAME})")
+        raise DataError(f"{archive} has md5 {actual}; expected {expected_md5} (the official {ARCHIVE_NAME})")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
@@ -58,7 +58,7 @@ def download(dest: Path) -> Path:
             return target
         except OSError:
             continue
-    raise InvalidConfig(
+    raise DataError(
         f"could not download {ARCHIVE_NAME}; fetch {ARCHIVE_NAME} (md5 {ARCHIVE_MD5}) from "
         f"https://data.caltech.edu/records/65de6-vp158 and put it at {target}, then run this again"
     )
@@ -70,13 +70,13 @@ def prepare(dest: Path, source: Path | None, allow_download: bool, expected_md5:
             return verify(cub_root(source))
         if source.is_file():
             return verify(extract(source, dest, expected_md5))
-        raise InvalidConfig(f"{source} does not exist; expected {ARCHIVE_NAME} or an extracted {FOLDER_NAME}/ folder")
+        raise DataError(f"{source} does not exist; expected {ARCHIVE_NAME} or an extracted {FOLDER_NAME}/ folder")
     if (cub_root(dest) / "images.txt").is_file():
         return verify(cub_root(dest))
     archive = dest / ARCHIVE_NAME
     if not archive.is_file():
         if not allow_download:
-            raise InvalidConfig(
+            raise DataError(
                 f"no {ARCHIVE_NAME} at {archive}; fetch it (md5 {ARCHIVE_MD5}) from "
                 f"https://data.caltech.edu/records/65de6-vp158 and put it at {archive}"
             )
@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         print(prepare(args.dest, args.source, not args.no_download, args.md5))
-    except InvalidConfig as error:
+    except DataError as error:
         sys.exit(f"prepare-cub: error: {error}")
 
 
