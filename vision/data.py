@@ -84,6 +84,8 @@ def check_data(dataset: str, root: Path | None) -> None:
     if dataset not in DATASETS:
         raise InvalidConfig(f"unknown --dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     if dataset == "digits":
+        if root is not None:
+            raise InvalidConfig(f"--dataset digits is embedded (scikit-learn); expected no --data, got {root}")
         return
     if root is None:
         raise InvalidConfig(f"--dataset {dataset} needs --data DIR")

@@ -178,7 +178,7 @@ def train(plan: Plan) -> Optional[dict]:
     teacher = plan.teacher.to(device, memory_format=memory_format) if plan.teacher is not None else None
 
     sampler = DistributedSampler(data.train, num_replicas=info.world, rank=info.rank, shuffle=True, seed=config.seed)
-    loader_args = dict(num_workers=config.workers, pin_memory=device.type == "cuda", persistent_workers=False)
+    loader_args = dict(num_workers=config.workers, pin_memory=device.type == "cuda")
     train_loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler, **loader_args)
     val_shard = Subset(data.val, range(info.rank, len(data.val), info.world))  # unpadded, so counts are exact
     val_loader = DataLoader(val_shard, batch_size=config.batch_size, shuffle=False, **loader_args)
