@@ -2,14 +2,17 @@
 global batch, and an interrupted run resumes to exactly the uninterrupted result."""
 import csv
 import json
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from lskd_vision.cli import main
 from lskd_vision.models import build_model
-from lskd_vision_testdata import cli, run
+from lskd_vision_testdata import REPO, cli, run
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +52,52 @@ def without_timing(history):
     return [{key: value for key, value in record.items() if key != "seconds"} for record in history]
 
 
-def test_stop_and_resume_continues_identically(tmp_path, teacher):
-    common = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "2", "--epochs", "3",
-              "--lr-step", "2", "--device", "cpu"]
-    main([*common, "--out", str(tmp_path / "straight")])
-    main([*common, "--out", str(tmp_path / "resumed"), "--stop-after", "1"])
-    assert not (tmp_path / "resumed" / "metrics.json").exists()
-    assert torch.load(tmp_path / "resumed" / "checkpoint.pth", weights_only=True)["epoch"] == 1
-    main([*common, "--out", str(tmp_path / "resumed"), "--resume"])
+def resume_args(teacher):
+    return ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "2", "--epochs", "4",
+            "--lr-step", "2", "--device", "cpu"]
 
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pth", weights_only=True)
-    for key, value in straight["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][key], value), key
-    assert without_timing(resumed["history"]) == without_timing(straight["history"])
-    assert step_losses(tmp_path / "resumed") == step_losses(tmp_path / "straight")
-    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
-    b = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+
+@pytest.fixture(scope="module")
+def straight(teacher, tmp_path_factory):
+    """The uninterrupted reference run the interrupted ones must reproduce exactly."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    main([*resume_args(teacher), "--out", str(out)])
+    return out
+
+
+def assert_same_run(run_dir, reference_dir):
+    ours = torch.load(run_dir / "checkpoint.pth", weights_only=True)
+    reference = torch.load(reference_dir / "checkpoint.pth", weights_only=True)
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(ours["state_dict"][key], value), key
+    assert without_timing(ours["history"]) == without_timing(reference["history"])
+    a = json.loads((run_dir / "metrics.json").read_text())
+    b = json.loads((reference_dir / "metrics.json").read_text())
     assert (a["final"], a["best"], a["teacher"]) == (b["final"], b["best"], b["teacher"])
+
+
+def test_stop_and_resume_continues_identically(tmp_path, teacher, straight):
+    out = tmp_path / "resumed"
+    main([*resume_args(teacher), "--out", str(out), "--stop-after", "1"])
+    assert not (out / "metrics.json").exists()
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["epoch"] == 1
+    main([*resume_args(teacher), "--out", str(out), "--resume"])
+    assert_same_run(out, straight)
+    assert step_losses(out) == step_losses(straight)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, teacher, straight):
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "lskd_vision.cli", *resume_args(teacher), "--out", str(out)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pth").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "metrics.json").exists(), "the run finished before it could be killed"
+    main([*resume_args(teacher), "--out", str(out), "--resume"])
+    assert_same_run(out, straight)
 
 
 def test_existing_run_needs_resume(tmp_path, teacher):
@@ -75,3 +106,15 @@ def test_existing_run_needs_resume(tmp_path, teacher):
     main([*args, "--stop-after", "1"])
     with pytest.raises(SystemExit, match="pass --resume"):
         main(args)
+
+
+def test_rows_of_an_epoch_without_checkpoint_are_dropped_on_resume(tmp_path, teacher, straight):
+    """A kill after an epoch's CSV rows but before its checkpoint must not leave duplicate rows."""
+    out = tmp_path / "run"
+    main([*resume_args(teacher), "--out", str(out), "--stop-after", "1"])
+    for name in ("metrics.csv", "steps.csv"):
+        with (out / name).open("a") as handle:
+            handle.write("2,999,999\n")
+    main([*resume_args(teacher), "--out", str(out), "--resume"])
+    assert step_losses(out) == step_losses(straight)
+    assert (out / "metrics.csv").read_text().count("\n2,") == 1

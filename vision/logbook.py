@@ -1,5 +1,8 @@
 """Where a run's numbers go: ``metrics.csv`` (one row per epoch), ``steps.csv`` (global loss per
-step), TensorBoard when ``torch.utils.tensorboard`` imports, and ``metrics.json`` at the very end."""
+step), TensorBoard when ``torch.utils.tensorboard`` imports, and ``metrics.json`` at the very end.
+
+An epoch's rows are written before its checkpoint; a resumed run first drops rows of epochs its
+checkpoint does not hold, so a kill between the two never leaves duplicated rows."""
 import csv
 import json
 from pathlib import Path
@@ -8,16 +11,27 @@ EPOCH_FIELDS = ("epoch", "lr", "train_loss", "train_kd_kl", "val_loss", "top1", 
 
 
 class Logbook:
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, completed_epochs: int = 0):
         self.out, self.enabled = out, enabled
         self.tensorboard = None
         if enabled:
+            for name in ("metrics.csv", "steps.csv"):
+                self._keep_epochs(name, completed_epochs)
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional; the CSV/JSON files carry the same numbers
                 SummaryWriter = None
             if SummaryWriter is not None:
                 self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+
+    def _keep_epochs(self, name: str, completed_epochs: int) -> None:
+        path = self.out / name
+        if not path.exists():
+            return
+        with path.open(newline="") as handle:
+            header, *rows = list(csv.reader(handle))
+        with path.open("w", newline="") as handle:
+            csv.writer(handle).writerows([header] + [row for row in rows if int(row[0]) <= completed_epochs])
 
     def _append(self, name: str, header, rows) -> None:
         path = self.out / name

@@ -207,7 +207,7 @@ def train(plan: Plan) -> Optional[dict]:
         if teacher is not None:
             teacher_metrics = _evaluate(teacher, val_loader, precision, data.num_classes, info)
 
-    logbook = Logbook(out, enabled=info.main)
+    logbook = Logbook(out, enabled=info.main, completed_epochs=start_epoch)
     if info.main:
         print(f"lskd-vision: {config.role} {config.arch} on {config.dataset}: {len(data.train)} train / "
               f"{len(data.val)} val, {data.num_classes} classes, {info.world} process(es), device {device}", flush=True)
