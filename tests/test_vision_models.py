@@ -63,3 +63,11 @@ def test_wrong_architecture_names_the_mismatch(tmp_path):
     torch.save(build_model("digits_cnn_small", 10).state_dict(), path)
     with pytest.raises(InvalidConfig, match="does not fit --arch digits_cnn"):
         load_weights(build_model("digits_cnn", 10), read_state_dict(path), "digits_cnn", path, keep_classifier=True)
+
+
+def test_hook_point_found_for_a_plain_torchvision_model():
+    import torchvision
+
+    model = torchvision.models.resnet50(weights=None, num_classes=3)
+    hooked, linear = penultimate_and_classifier(model)
+    assert hooked is model.avgpool and linear is model.fc

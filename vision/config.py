@@ -1,5 +1,5 @@
 """Run settings as one dataclass, and the paper's schedules as named presets that any flag overrides."""
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 

@@ -76,23 +76,24 @@ def check_arch(arch: str) -> None:
         raise InvalidConfig(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
 
 
-def _arch_of(model: nn.Module) -> str:
+def _hook_paths(model: nn.Module) -> tuple[str, str]:
+    """Models built here carry their arch name; others are recognised by class."""
     arch = getattr(model, "lskd_arch", None)
-    if arch is None:
-        if isinstance(model, DigitsCNN):
-            return "digits_cnn"
-        import torchvision
+    if arch is not None:
+        return _HOOK_POINTS[arch]
+    import torchvision
 
-        if isinstance(model, torchvision.models.ResNet):
-            return "resnet18"
-        if isinstance(model, torchvision.models.MobileNetV2):
-            return "mobilenet_v2"
-        if isinstance(model, torchvision.models.EfficientNet):
-            return "efficientnet_b0"
-        if isinstance(model, torchvision.models.ConvNeXt):
-            return "convnext_tiny"
-        raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}")
-    return arch
+    by_class = (
+        (DigitsCNN, _HOOK_POINTS["digits_cnn"]),
+        (torchvision.models.ResNet, _HOOK_POINTS["resnet18"]),
+        (torchvision.models.MobileNetV2, _HOOK_POINTS["mobilenet_v2"]),
+        (torchvision.models.EfficientNet, _HOOK_POINTS["efficientnet_b0"]),
+        (torchvision.models.ConvNeXt, _HOOK_POINTS["convnext_tiny"]),
+    )
+    for model_class, paths in by_class:
+        if isinstance(model, model_class):
+            return paths
+    raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}")
 
 
 def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -102,7 +103,7 @@ def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     flatten it); for MobileNetV2/EfficientNet it is the dropout before the classifier (identity in
     eval mode); for ConvNeXt the flatten before the last linear.
     """
-    hook_path, linear_path = _HOOK_POINTS[_arch_of(model)]
+    hook_path, linear_path = _hook_paths(model)
     return model.get_submodule(hook_path), model.get_submodule(linear_path)
 
 
