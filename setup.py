@@ -33,6 +33,7 @@ setup(
             "lskd-prepare-iwslt = lskd.prepare_iwslt:main",
             "lskd-evaluate = lskd.evaluate:main",
             "lskd-results = lskd.results:main",
+            "lskd-vision = lskd_vision.cli:main",
         ]
     },
 )

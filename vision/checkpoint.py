@@ -1,0 +1,37 @@
+"""Per-epoch checkpoints that restore a run exactly: weights, optimizer, scheduler, scaler, RNG
+states of every rank and the epoch history. Everything is plain tensors and Python values so the
+file loads with ``torch.load(weights_only=True)``."""
+import os
+import random
+from pathlib import Path
+
+import torch
+
+LATEST = "checkpoint.pth"
+BEST = "best.pth"
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    """Write then rename, so a kill during saving never leaves a truncated checkpoint behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
