@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import lskd_fairseq
+from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd.toy_corpus import write_corpus
 from release_fixtures import DE_EN, TEST_SETS, make_archive, seg_pairs_of, write_train_tags, write_xml
 
@@ -76,20 +77,8 @@ def teacher_checkpoint(tmp_path_factory, toy_bin) -> Path:
 
 
 def build_training(data: Path, *extra):
-    """task, model and criterion exactly as fairseq-train builds them from these arguments."""
-    from fairseq import options, tasks, utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(
-        parser, [str(data), "--user-dir", PLUGIN_DIR, *TINY_TRANSFORMER, *TRAINING, "--dropout", "0", *map(str, extra)]
-    )
-    cfg = convert_namespace_to_omegaconf(args)
-    utils.set_torch_seed(cfg.common.seed)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return task, model, criterion
+    """task, model and criterion exactly as fairseq-train builds them from these arguments (no dropout)."""
+    return build_fairseq_training([data, *TINY_TRANSFORMER, *TRAINING, "--dropout", "0", *extra])
 
 
 def first_batch(task, split: str = "valid"):
