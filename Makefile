@@ -26,7 +26,8 @@ demo: $(STAMP)
 	bash recipes/demo.sh
 
 bench: $(STAMP)
-	$(PY) -m bench.run
+	$(PY) -m bench.nmt_kd
+	$(PY) -m bench.vision_kd
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-runs

@@ -12,11 +12,11 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from bench.timing import timed
 from lskd_vision.engine import Precision, StudentObjective, TeacherObjective, teacher_logits_for, train_step
 from lskd_vision.models import build_model
 
@@ -40,18 +40,6 @@ def parse_args(argv=None):
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent)
     return parser.parse_args(argv)
-
-
-def timed(fn, steps: int, device: torch.device) -> float:
-    """Mean seconds per call; CUDA is synchronised so queued kernels are counted."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
 
 
 def measure(args) -> dict:

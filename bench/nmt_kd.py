@@ -1,0 +1,323 @@
+"""Word-level KD against its physical limits, on the fairseq objects a training run uses.
+
+Online KD cannot cost less than a label-smoothed step plus one teacher forward; cached KD reads the
+teacher from disk and should cost what a label-smoothed step costs. Reported, as medians over repeats
+whose configurations are interleaved (so machine noise hits them alike):
+
+- ``kd_online_over_limit`` = t_kd_online / (t_ls + t_fwd)   goal <= 1.05
+- ``kd_cached_over_ls``    = t_kd_cached / t_ls             goal <= 1.05
+- loss memory (peak of one loss forward + backward, see ``bench.loss_memory``): KD online over LS
+  at most one extra [tokens x V] float32 buffer; cached KD O(tokens x k)
+- teacher cache: dump throughput over a plain teacher forward on the same split (goal >= 0.9) and bytes
+  per target token
+- scaling of the loss alone with vocabulary size and tokens per batch
+
+    python -m bench.nmt_kd                          # CPU size, a few minutes
+    python -m bench.nmt_kd --size iwslt --device cuda --fp16
+"""
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+
+import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
+from bench.timing import timed
+from lskd import kd_objective, label_smoothed_nll, topk_teacher
+from lskd.toy_corpus import write_corpus
+from lskd_fairseq.build import build_training
+from lskd_fairseq.dump_teacher import dump
+from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+
+GOAL = 1.05
+DUMP_GOAL = 0.9
+SIZES = {
+    "cpu": {"model": ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",
+                      "--encoder-embed-dim", "256", "--decoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024",
+                      "--decoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4",
+                      "--decoder-attention-heads", "4"],
+            "vocab": 8000, "tokens": 2048, "length": 32},
+    "iwslt": {"model": ["--arch", "transformer_iwslt_de_en"], "vocab": 10000, "tokens": 4096, "length": 32},
+}
+SCALING_VOCABS = (2000, 8000, 32000)
+SCALING_TOKENS = (1024, 4096)
+TOPK = 4
+PAD, EOS = 1, 2
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--fp16", action="store_true", help="student and teacher in fp16 (GPU)")
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--batches", type=int, default=3, help="batches per timed measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads; 1 keeps timings steady on shared machines")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent)
+    return parser.parse_args(argv)
+
+
+def synthetic_dictionary(folder: Path, vocab: int) -> None:
+    """dict files of ``vocab`` entries in all (fairseq adds 4 special symbols)."""
+    words = "".join(f"w{i} 1\n" for i in range(vocab - 4))
+    for lang in ("src", "tgt"):
+        (folder / f"dict.{lang}.txt").write_text(words)
+
+
+def synthetic_batches(count: int, vocab: int, tokens: int, length: int, device) -> list[dict]:
+    generator = torch.Generator().manual_seed(0)
+    rows = tokens // length
+    batches = []
+    for index in range(count):
+        source = torch.randint(4, vocab, (rows, length), generator=generator)
+        target = torch.randint(4, vocab, (rows, length), generator=generator)
+        target[:, -1] = EOS
+        previous = torch.cat([torch.full((rows, 1), EOS), target[:, :-1]], dim=1)
+        batch = {"id": torch.arange(index * rows, (index + 1) * rows), "nsentences": rows, "ntokens": rows * length,
+                 "net_input": {"src_tokens": source, "src_lengths": torch.full((rows,), length),
+                               "prev_output_tokens": previous},
+                 "target": target}
+        batches.append(move(batch, device))
+    return batches
+
+
+def move(batch, device):
+    if isinstance(batch, dict):
+        return {key: move(value, device) for key, value in batch.items()}
+    return batch.to(device) if torch.is_tensor(batch) else batch
+
+
+def step_timings(args, size: dict, device, dtype) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="lskd-bench-"))
+    synthetic_dictionary(work, size["vocab"])
+    common = [work, "--source-lang", "src", "--target-lang", "tgt", *size["model"], "--dropout", "0.1",
+              "--share-all-embeddings", "--max-tokens", str(size["tokens"])]
+    _, model, ls = build_training([*common, "--criterion", "label_smoothed_teacher", "--label-smoothing", "0.1"])
+    task, _, kd = build_training([*common, "--task", "translation_kd", "--criterion", "word_kd",
+                                  "--kd-temperature", str(args.temperature), "--kd-weight", "0.9",
+                                  "--label-smoothing", "0.1"])
+    model = model.to(device=device, dtype=dtype)
+    teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    task.teacher = teacher
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5, eps=1e-4)
+    batches = synthetic_batches(args.batches, size["vocab"], size["tokens"], size["length"], device)
+    with torch.no_grad():
+        cached = []
+        for batch in batches:
+            indices, values = topk_teacher(teacher(**batch["net_input"])[0], TOPK)
+            cached.append({**batch, "teacher": {"topk_indices": indices, "topk_logits": values.float()}})
+
+    def train(criterion, samples, online=False):
+        def run():
+            for sample in samples:
+                if online:
+                    sample = dict(sample)
+                    task.attach_teacher_outputs(sample, model)
+                optimizer.zero_grad(set_to_none=True)
+                loss, _, _ = criterion(model, sample)
+                loss.backward()
+                optimizer.step()
+        return run
+
+    def teacher_forward():
+        with torch.no_grad():
+            for sample in batches:
+                teacher(**sample["net_input"])
+
+    model.train()
+    runs = {"t_ls": train(ls, batches), "t_fwd": teacher_forward, "t_kd_online": train(kd, batches, online=True),
+            "t_kd_cached": train(kd, cached)}
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run, 1, device) / args.batches)
+    online = [o / (ls + f) for o, ls, f in zip(times["t_kd_online"], times["t_ls"], times["t_fwd"])]
+    cached_ratio = [c / ls for c, ls in zip(times["t_kd_cached"], times["t_ls"])]
+    return {"seconds_per_batch": {name: statistics.median(values) for name, values in times.items()},
+            "kd_online_over_limit": statistics.median(online), "kd_cached_over_ls": statistics.median(cached_ratio),
+            "kd_online_over_limit_range": [min(online), max(online)],
+            "kd_cached_over_ls_range": [min(cached_ratio), max(cached_ratio)]}
+
+
+def loss_memory(mode: str, tokens: int, vocab: int, device: str, fp16: bool) -> int:
+    command = [sys.executable, "-m", "bench.loss_memory", "--mode", mode, "--tokens", str(tokens),
+               "--vocab", str(vocab), "--k", str(TOPK), "--device", device] + (["--fp16"] if fp16 else [])
+    # A fixed mmap threshold keeps glibc from serving freed large blocks out of its heap, where they would
+    # stay resident and count towards the peak although torch no longer holds them.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1],
+                            env=env)
+    return json.loads(result.stdout)["peak_bytes"]
+
+
+def memory(tokens: int, vocab: int, device: str, fp16: bool) -> dict:
+    peaks = {mode: loss_memory(mode, tokens, vocab, device, fp16) for mode in ("ls", "kd_online", "kd_cached")}
+    buffer = tokens * vocab * 4
+    return {"peak_bytes": peaks, "tokens_x_vocab_fp32_bytes": buffer,
+            "kd_online_extra_loss_memory_bytes": peaks["kd_online"] - peaks["ls"],
+            "kd_cached_extra_loss_memory_bytes": peaks["kd_cached"] - peaks["ls"]}
+
+
+def loss_step_seconds(mode: str, tokens: int, vocab: int, device, repeats: int) -> float:
+    generator = torch.Generator().manual_seed(0)
+    student = (torch.randn(tokens, vocab, generator=generator) * 3).to(device).requires_grad_()
+    teacher = (torch.randn(tokens, vocab, generator=generator) * 3).to(device)
+    target = torch.randint(4, vocab, (tokens,), generator=generator).to(device)
+    indices, values = topk_teacher(teacher, TOPK)
+
+    def run():
+        if mode == "ls":
+            loss = label_smoothed_nll(torch.log_softmax(student, -1), target, 0.1, PAD)[0].sum()
+        else:
+            kwargs = {"teacher_logits": teacher} if mode == "kd_online" else {
+                "teacher_topk_indices": indices, "teacher_topk_logits": values}
+            loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **kwargs).loss
+        loss.backward()
+        student.grad = None
+
+    run()
+    return statistics.median(timed(run, 1, device) for _ in range(repeats))
+
+
+def scaling(args, device) -> list[dict]:
+    rows = []
+    for vocab in SCALING_VOCABS:
+        for tokens in SCALING_TOKENS:
+            row = {"vocab": vocab, "tokens": tokens}
+            for mode in ("ls", "kd_online", "kd_cached"):
+                row[f"{mode}_ms"] = 1000 * loss_step_seconds(mode, tokens, vocab, device, args.repeats)
+            if tokens == SCALING_TOKENS[-1]:
+                row["memory"] = memory(tokens, vocab, args.device, False)
+            rows.append(row)
+    return rows
+
+
+def cache_benchmark(args, device) -> dict:
+    """Dump throughput vs a plain teacher forward over the same binarised split, and cache bytes per token."""
+    work = Path(tempfile.mkdtemp(prefix="lskd-bench-cache-"))
+    write_corpus(work / "text", train=4000, valid=50, test=50)
+    bin_dir = work / "bin"
+    tools = Path(sys.executable).parent
+    subprocess.run([tools / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--joined-dictionary",
+                    "--trainpref", work / "text/train", "--validpref", work / "text/valid", "--destdir", bin_dir,
+                    "--workers", "1"], check=True, capture_output=True)
+    subprocess.run([tools / "fairseq-train", bin_dir, "--user-dir", lskd_fairseq.__path__[0], *SIZES["cpu"]["model"],
+                    "--share-all-embeddings", "--optimizer", "adam", "--lr", "1e-4", "--max-tokens", "4096",
+                    "--criterion", "label_smoothed_teacher", "--max-update", "1", "--save-dir", work / "teacher",
+                    "--no-epoch-checkpoints", "--disable-validation"], check=True, capture_output=True)
+    checkpoint = work / "teacher" / "checkpoint_last.pt"
+    task = translation_task(str(bin_dir), "src", "tgt")
+    dataset = load_subset(task, "train")
+    teacher = load_frozen_model(str(checkpoint), task).to(device)
+    max_tokens = 4096
+
+    def forward_only():
+        batches = task.get_batch_iterator(dataset, max_tokens=max_tokens, max_positions=teacher.max_positions())
+        with torch.no_grad():
+            for sample in batches.next_epoch_itr(shuffle=False):
+                teacher(**move(sample["net_input"], device))
+
+    def dump_cache():
+        dump(Namespace(data=str(bin_dir), teacher_path=str(checkpoint), out=str(work / "cache"), subset="train",
+                       topk=TOPK, source_lang="src", target_lang="tgt", max_tokens=max_tokens, dtype="fp16",
+                       fp16=False, cpu=args.device == "cpu", force=True))
+
+    ratios = []
+    for _ in range(max(1, args.repeats // 2)):
+        start = time.perf_counter()
+        forward_only()
+        forward_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        dump_cache()
+        ratios.append(forward_seconds / (time.perf_counter() - start))
+    tokens = int(sum(dataset.tgt_sizes))
+    size = sum((work / "cache" / f"train.{part}.npy").stat().st_size for part in ("indices", "logits", "offsets"))
+    return {"dump_throughput_over_forward": statistics.median(ratios), "dump_throughput_range": [min(ratios), max(ratios)],
+            "cache_bytes_per_target_token": size / tokens, "target_tokens": tokens, "topk": TOPK, "dtype": "fp16"}
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def markdown(results: dict) -> str:
+    steps = results["steps"]
+    t = {name: 1000 * value for name, value in steps["seconds_per_batch"].items()}
+    memory_row = results["memory"]
+    mib = 1024 * 1024
+    lines = [
+        f"# NMT KD benchmark ({results['size']} size)", "",
+        f"Device: {results['device']}, torch {results['torch']}, fp16 {results['fp16']}; {results['config']}.", "",
+        "| t_ls (ms) | t_fwd (ms) | t_kd_online (ms) | t_kd_cached (ms) | online / (ls + fwd) | cached / ls | goal <= 1.05 |",
+        "|---:|---:|---:|---:|---:|---:|:---:|",
+        f"| {t['t_ls']:.1f} | {t['t_fwd']:.1f} | {t['t_kd_online']:.1f} | {t['t_kd_cached']:.1f} | "
+        f"{steps['kd_online_over_limit']:.3f} | {steps['kd_cached_over_ls']:.3f} | "
+        f"{'yes' if max(steps['kd_online_over_limit'], steps['kd_cached_over_ls']) <= GOAL else 'no'} |", "",
+        "Loss memory (peak of one loss forward + backward beyond its inputs):", "",
+        "| LS (MiB) | KD online (MiB) | KD cached (MiB) | one [tokens x V] fp32 buffer (MiB) | online extra over LS | goal: <= 1 buffer |",
+        "|---:|---:|---:|---:|---:|:---:|",
+        f"| {memory_row['peak_bytes']['ls'] / mib:.1f} | {memory_row['peak_bytes']['kd_online'] / mib:.1f} | "
+        f"{memory_row['peak_bytes']['kd_cached'] / mib:.1f} | {memory_row['tokens_x_vocab_fp32_bytes'] / mib:.1f} | "
+        f"{memory_row['kd_online_extra_loss_memory_bytes'] / mib:.1f} | "
+        f"{'yes' if memory_row['kd_online_extra_loss_memory_bytes'] <= memory_row['tokens_x_vocab_fp32_bytes'] else 'no'} |",
+    ]
+    cache = results.get("cache")
+    if cache:
+        lines += ["", "Teacher cache (top-4, fp16 logits):", "",
+                  "| dump throughput / plain forward | goal >= 0.9 | bytes per target token |", "|---:|:---:|---:|",
+                  f"| {cache['dump_throughput_over_forward']:.3f} | "
+                  f"{'yes' if cache['dump_throughput_over_forward'] >= DUMP_GOAL else 'no'} | "
+                  f"{cache['cache_bytes_per_target_token']:.1f} |"]
+    if results.get("scaling"):
+        lines += ["", "Scaling of the loss alone (forward + backward, ms; memory at the larger batch):", "",
+                  "| V | tokens | LS | KD online | KD cached | KD online extra memory (MiB) |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for row in results["scaling"]:
+            extra = row.get("memory", {}).get("kd_online_extra_loss_memory_bytes")
+            lines.append(f"| {row['vocab']} | {row['tokens']} | {row['ls_ms']:.1f} | {row['kd_online_ms']:.1f} | "
+                         f"{row['kd_cached_ms']:.1f} | {'' if extra is None else f'{extra / mib:.1f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    dtype = torch.float16 if args.fp16 else torch.float32
+    size = SIZES[args.size]
+    results = {"size": args.size, "device": device_name(device), "torch": torch.__version__, "fp16": args.fp16,
+               "config": f"vocab {size['vocab']}, {size['tokens']} target tokens per batch, T = {args.temperature}, "
+                         f"top-{TOPK} cache, median of {args.repeats} interleaved repeats x {args.batches} batches"}
+    results["steps"] = step_timings(args, size, device, dtype)
+    results["memory"] = memory(size["tokens"], size["vocab"], args.device, args.fp16)
+    results["cache"] = cache_benchmark(args, device)
+    if not args.skip_scaling:
+        results["scaling"] = scaling(args, device)
+    results["kd_online_over_limit"] = results["steps"]["kd_online_over_limit"]
+    results["kd_cached_over_ls"] = results["steps"]["kd_cached_over_ls"]
+    results["kd_online_extra_loss_memory_bytes"] = results["memory"]["kd_online_extra_loss_memory_bytes"]
+    suffix = "" if args.device == "cpu" else f"-{args.device}"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f"results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out_dir / f"results{suffix}.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
