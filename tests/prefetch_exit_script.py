@@ -3,7 +3,6 @@
 Run as ``python prefetch_exit_script.py [--with-plugin]``; the plugin's exit hook must make it exit 0.
 """
 import sys
-import time
 
 import torch
 from fairseq.data.iterators import BufferedIterator
@@ -18,13 +17,12 @@ class BusyBatches:
 
     def __iter__(self):
         for _ in range(1000):
-            batch = torch.randn(300, 300)
-            for _ in range(20):
+            batch = torch.randn(600, 600)
+            for _ in range(40):
                 batch = batch @ batch
                 batch = batch / batch.norm()
             yield batch
 
 
-batches = BufferedIterator(2, BusyBatches())
-next(batches)
-time.sleep(0.05)
+batches = BufferedIterator(1, BusyBatches())
+next(batches)  # the thread is now computing the next batch, which takes far longer than exiting
