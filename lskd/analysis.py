@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from lskd.losses import InvalidConfig
+from lskd.errors import InvalidConfig
 
 NUM_CLASSES = 3
 # Relative size of QR's R diagonal below which a template is taken to lie in the span of the others.

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from lskd.analysis import as_array
-from lskd.losses import InvalidConfig
+from lskd.errors import InvalidConfig
 
 
 @dataclass(frozen=True)

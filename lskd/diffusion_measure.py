@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from lskd.losses import InvalidConfig
+from lskd.errors import InvalidConfig
 
 
 @dataclass(frozen=True)

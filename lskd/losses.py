@@ -12,11 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lskd.errors import InvalidConfig
+
 SMOOTHING_CONVENTIONS = ("uniform", "fairseq")
-
-
-class InvalidConfig(ValueError):
-    """A user-supplied setting is out of range; command-line front-ends print it as one line."""
 
 
 def check_smoothing(smoothing: float) -> None:

@@ -11,7 +11,6 @@ One joined dictionary serves both directions: fairseq's translation task opens `
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Optional
 
 import sentencepiece
 
+from lskd.files import file_digest
 from lskd.iwslt_release import ParallelRelease, ReleaseError, read_release
 from lskd.nmt_profiles import TextNormaliser, TextProfile, profile_named
 
@@ -115,16 +115,6 @@ def binarise(config: PrepConfig) -> None:
         raise RuntimeError(f"fairseq-preprocess failed (exit {result.returncode}): {' '.join(tail)}")
 
 
-def sha256_of(path: Path) -> Optional[str]:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare(config: PrepConfig) -> PreparedCounts:
     """Read, normalise, clean, split, learn subwords, binarise; the release is fully read before writing."""
     release = read_release(config.release, *config.langs)
@@ -157,7 +147,7 @@ def prepare(config: PrepConfig) -> PreparedCounts:
         "vocab_size": model.get_piece_size(),
         "max_lines": config.max_lines,
         "release": str(config.release.resolve()),
-        "release_sha256": sha256_of(config.release),
+        "release_sha256": file_digest(config.release) if config.release.is_file() else None,
         "counts": asdict(counts),
     }
     (config.out / "bin" / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

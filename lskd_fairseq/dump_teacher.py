@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
 from lskd import InvalidConfig
+from lskd.files import file_digest
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
-from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, sha256_file, target_lengths
+from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
 
 logger = logging.getLogger("lskd-dump-teacher")
 
@@ -62,7 +63,7 @@ def dump(args) -> Fingerprint:
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
 
     fingerprint = Fingerprint.of_data(args.subset, dataset, task.target_dictionary,
-                                      sha256_file(args.teacher_path), args.topk, args.dtype)
+                                      file_digest(args.teacher_path), args.topk, args.dtype)
     writer = CacheWriter(args.out, fingerprint, target_lengths(dataset))
     batches = task.get_batch_iterator(dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(),
                                       ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)

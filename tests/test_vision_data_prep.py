@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lskd_vision.cub import read_cub_split
-from lskd_vision.prepare_cub import md5_of
+from lskd.files import file_digest
 from lskd_vision_testdata import CUB_FILES, CUB_META, IMAGENET_META, REPO, cub_subset, run, tiny_jpeg
 
 PREPARE_CUB = str(REPO / "data-prep" / "prepare-cub.sh")
@@ -57,7 +57,7 @@ def test_cub_archive_is_md5_checked_then_extracted(tmp_path):
     assert refused.returncode != 0
     assert refused.stderr.strip().count("\n") == 0 and "97eceeb196236b17998738112f37df78" in refused.stderr
     assert not dest.exists()
-    accepted = run(["bash", PREPARE_CUB, str(dest), str(archive), "--md5", md5_of(archive)])
+    accepted = run(["bash", PREPARE_CUB, str(dest), str(archive), "--md5", file_digest(archive, "md5")])
     assert accepted.returncode == 0, accepted.stderr
     expected_train = sum(
         1 for line in (tmp_path / "build" / "CUB_200_2011" / "train_test_split.txt").read_text().splitlines()

@@ -1,12 +1,12 @@
 """Put CUB-200-2011 in place and check it: from a given folder, a given ``CUB_200_2011.tgz``, or a
 download. Driven by ``data-prep/prepare-cub.sh``."""
 import argparse
-import hashlib
 import sys
 import tarfile
 import urllib.request
 from pathlib import Path
 
+from lskd.files import file_digest
 from lskd_vision.errors import DataError
 from lskd_vision.cub import ARCHIVE_MD5, ARCHIVE_NAME, read_cub_split
 
@@ -15,14 +15,6 @@ URLS = (
     "http://www.vision.caltech.edu/visipedia-data/CUB-200-2011/CUB_200_2011.tgz",
 )
 FOLDER_NAME = "CUB_200_2011"
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cub_root(folder: Path) -> Path:
@@ -37,7 +29,7 @@ def verify(root: Path) -> str:
 
 
 def extract(archive: Path, dest: Path, expected_md5: str) -> Path:
-    actual = md5_of(archive)
+    actual = file_digest(archive, "md5")
     if actual != expected_md5:
         raise DataError(f"{archive} has md5 {actual}; expected {expected_md5} (the official {ARCHIVE_NAME})")
     dest.mkdir(parents=True, exist_ok=True)
