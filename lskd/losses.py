@@ -139,8 +139,7 @@ class _FusedKD(torch.autograd.Function):
             else:
                 log_q = F.log_softmax(teacher_logits[chunk].to(compute) / temperature, dim=-1)
                 log_p = lprobs if temperature == 1 and lprobs is not None else F.log_softmax(logits / temperature, -1)
-            q = log_q.exp()
-            q_saved[chunk] = q
+            q = torch.exp(log_q, out=q_saved[chunk])
             # -inf log-probabilities where the teacher puts no mass would make 0 · inf = nan.
             log_p = log_p.clamp(min=lowest)
             log_q.clamp_(min=lowest)
@@ -170,20 +169,23 @@ class _FusedKD(torch.autograd.Function):
         for start in range(0, rows, step):
             chunk = slice(start, start + step)
             logits = student[chunk].to(compute)
+            g = grad[chunk] if grad.dtype == compute else torch.empty_like(logits)
             if target is not None:
-                g = F.softmax(logits, dim=-1) * coef_probs[chunk, None] - (grad_hard[chunk, None] * other_weight)
+                torch.mul(F.softmax(logits, dim=-1), coef_probs[chunk, None], out=g)
+                g.sub_(grad_hard[chunk, None] * other_weight)
                 g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
             else:
-                g = torch.zeros_like(logits)
+                g.zero_()
             if q_saved is not None:
-                g += F.softmax(logits / temperature, dim=-1) * coef_kd[chunk, None]
+                g.addcmul_(F.softmax(logits / temperature, dim=-1), coef_kd[chunk, None])
                 if sparse:
                     g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q_saved[chunk])
                 else:
-                    g -= coef_kd[chunk, None] * q_saved[chunk]
+                    g.addcmul_(q_saved[chunk], -coef_kd[chunk, None])
             if mask is not None:
                 g.masked_fill_(~mask[chunk, None], 0.0)
-            grad[chunk] = g
+            if g.data_ptr() != grad[chunk].data_ptr():
+                grad[chunk] = g
         return grad, None, None, None, None, None, None, None, None
 
 
