@@ -74,6 +74,19 @@ def _class_names(classes: tuple[int, ...], class_names: Optional[Sequence[str]])
     return [str(name) for name in class_names]
 
 
+def parse_checkpoints(entries: Sequence[str]) -> dict[str, str]:
+    """``NAME=CKPT`` pairs, split at the first ``=`` so checkpoint paths may contain one."""
+    checkpoints: dict[str, str] = {}
+    for entry in entries:
+        name, separator, path = entry.partition("=")
+        if not separator or not name.strip() or not path:
+            raise InvalidConfig(f"--checkpoints entry {entry!r} is not NAME=CKPT")
+        if name in checkpoints:
+            raise InvalidConfig(f"--checkpoints names model {name!r} twice")
+        checkpoints[name] = path
+    return checkpoints
+
+
 def analyse_models(
     models: Mapping[str, ModelFeatures],
     classes: Sequence[int],
@@ -82,6 +95,7 @@ def analyse_models(
     max_train_per_class: Optional[int] = None,
     max_valid_per_class: Optional[int] = None,
     stem: str = "diffusion",
+    inputs: Optional[Mapping[str, Any]] = None,
 ) -> AnalysisOutputs:
     """Algorithm 1 and the diffusion measure for every model, then ``out_dir/{stem}.png`` and
     ``out_dir/{stem}.json``.
@@ -89,6 +103,8 @@ def analyse_models(
     ``classes`` = (a, b, c): target class, a semantically similar class, a dissimilar control class.
     ``max_train_per_class`` / ``max_valid_per_class`` keep the first N samples of each class of that split
     (the paper: 150 and 50); None keeps all.
+    ``inputs`` (JSON-serialisable: checkpoints, dataset, caps, ...) is recorded as the report's "inputs",
+    so a JSON file says which files its rows came from.
     Every input is checked, and every number computed, before anything is written.
     """
     if not models:
@@ -115,6 +131,8 @@ def analyse_models(
                     for role, c, label in zip(("target", "similar", "control"), chosen, names)},
         "models": {analysis.name: analysis.to_dict() for analysis in analyses},
     }
+    if inputs is not None:
+        report["inputs"] = dict(inputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_projections({a.name: a.projection for a in analyses}, names, out_dir / f"{stem}.png")

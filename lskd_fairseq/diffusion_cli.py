@@ -16,7 +16,7 @@ from fairseq import utils as fairseq_utils
 
 from lskd import InvalidConfig
 from lskd.class_suggestion import suggest_classes
-from lskd.diffusion_report import ModelFeatures, analyse_models
+from lskd.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
 from lskd_fairseq.diffusion import decoder_features, output_classifier, target_counts, token_indices
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 
@@ -50,19 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user-dir", action="append", default=[],
                         help="extra fairseq plugin folder a checkpoint's model needs (repeatable)")
     return parser
-
-
-def parse_checkpoints(entries: Sequence[str]) -> dict[str, str]:
-    """``NAME=CKPT`` pairs, split at the first ``=`` so checkpoint paths may contain one."""
-    checkpoints: dict[str, str] = {}
-    for entry in entries:
-        name, separator, path = entry.partition("=")
-        if not separator or not name.strip() or not path:
-            raise InvalidConfig(f"--checkpoints entry {entry!r} is not NAME=CKPT")
-        if name in checkpoints:
-            raise InvalidConfig(f"--checkpoints names model {name!r} twice")
-        checkpoints[name] = path
-    return checkpoints
 
 
 def check_counts(args) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The alpha × T grid on scikit-learn's bundled digits, on CPU in about a minute.
 #   recipes/digits.sh [RUN_DIR]
-# Environment: ALPHAS ("0.0 0.1"), TEMPERATURES ("1 2 3 64"), EPOCHS (preset), GPUS (1), PAPER (cub-r18).
+# Environment: ALPHAS ("0.0 0.1"), TEMPERATURES ("1 2 3 64"), EPOCHS (preset), GPUS (1), PAPER (cub-r18),
+# DIFFUSION_TEMPERATURES ("1 3": the students shown in RUN_DIR/diffusion.png, among those trained).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUN_DIR="${1:-runs/digits}"
@@ -19,4 +20,29 @@ for alpha in $ALPHAS; do
             --teacher "$teacher" --temperature "$T" "${EXTRA[@]}"
     done
 done
+
+# Paper Fig. 1 on digits: one row per teacher, then each teacher's students at DIFFUSION_TEMPERATURES.
+# Names may not contain '=' (NAME=CKPT is split at the first one).
+if [ -f "$RUN_DIR/diffusion.json" ]; then
+    echo "skip diffusion: $RUN_DIR/diffusion.json exists"
+else
+    rows=()
+    for alpha in $ALPHAS; do
+        rows+=("teacher α $(alpha_name "$alpha")=$RUN_DIR/teacher-a$(alpha_name "$alpha")/best.pth")
+    done
+    for alpha in $ALPHAS; do
+        for T in $TEMPERATURES; do
+            case " ${DIFFUSION_TEMPERATURES:-1 3} " in
+                *" $T "*) rows+=("student T $T, teacher α $(alpha_name "$alpha")=$RUN_DIR/student-a$(alpha_name "$alpha")-T$T/best.pth") ;;
+            esac
+        done
+    done
+    echo "run  diffusion (log: $RUN_DIR/logs/diffusion.log)"
+    "$PYTHON" -m lskd_vision.cli visualize --dataset digits --device cpu --checkpoints "${rows[@]}" \
+        --out "$RUN_DIR" >"$RUN_DIR/logs/diffusion.log" 2>&1 || {
+        echo "failed diffusion; last lines of $RUN_DIR/logs/diffusion.log:" >&2
+        tail -n 5 "$RUN_DIR/logs/diffusion.log" >&2
+        exit 1
+    }
+fi
 summarise "${PAPER:-cub-r18}"

@@ -1,5 +1,6 @@
 """``lskd-vision train-teacher|train-student``: every flag defaults to the preset named after the
-dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the command line wins."""
+dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the command line wins.
+``lskd-vision visualize``: the paper's Fig. 1 and diffusion measures for trained checkpoints."""
 import argparse
 import sys
 from pathlib import Path
@@ -52,11 +53,47 @@ def build_parser() -> argparse.ArgumentParser:
     student.add_argument("--teacher-arch", help="teacher architecture when the checkpoint does not record it")
     student.add_argument("--temperature", "-T", type=float, required=True)
     student.add_argument("--kd-weight", type=float, help="weight of the KD term; 1 (default) = pure KD as the paper")
+    _visualize(commands.add_parser("visualize", help="Fig. 1-style plot and diffusion measures of checkpoints"))
     return parser
+
+
+def _visualize(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--checkpoints", nargs="+", required=True, metavar="NAME=CKPT",
+        help="models to compare, one figure row each, in this order (split at the first '=')")
+    add("--dataset", required=True, choices=DATASETS)
+    add("--data", type=Path, help="dataset folder as for training; not for digits")
+    add("--classes", nargs=3, type=int, metavar=("TARGET", "SIMILAR", "CONTROL"),
+        help="classifier indices: a target, a semantically similar class, a dissimilar one "
+             "(default: imagenet 266 267 833, cub 28 29 16, digits 3 9 6)")
+    add("--out", type=Path, required=True, help="folder for diffusion.png and diffusion.json")
+    add("--arch", nargs="+", help="architecture of checkpoints that do not record one (official .pth.tar): "
+                                  "one for all, or one per checkpoint; overrides the recorded one")
+    add("--max-train-per-class", type=int, default=150, help="first N training images of each class (paper: 150)")
+    add("--max-valid-per-class", type=int, default=50, help="first N validation images of each class (paper: 50)")
+    add("--batch-size", type=int, default=128)
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add("--workers", type=int, help="data-loading processes (default 8; 0 for digits)")
+    add("--crop-size", type=int, default=224, help="evaluation centre crop (ImageNet, CUB)")
+    add("--resize-size", type=int, default=256, help="evaluation resize before the crop (ImageNet, CUB)")
+
+
+def _run_visualize(args: argparse.Namespace) -> None:
+    from lskd_vision.visualize import VisualizeConfig, visualize  # torch import deferred until the flags parse
+
+    settings = {key: value for key, value in vars(args).items() if key != "command"}
+    try:
+        outputs = visualize(VisualizeConfig(**settings))
+    except (InvalidConfig, DataError) as error:
+        sys.exit(f"lskd-vision: error: {error}")
+    print(f"lskd-vision: wrote {outputs.png} and {outputs.json}")
 
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "visualize":
+        _run_visualize(args)
+        return
     role = "teacher" if args.command == "train-teacher" else "student"
     from lskd_vision.trainer import plan_run, train  # torch import deferred until the flags parse
 

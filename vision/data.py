@@ -22,6 +22,7 @@ class DataBundle:
     train: Dataset
     val: Dataset
     num_classes: int
+    class_names: list[str]  # indexed by label, for legends
 
 
 class CubImages(Dataset):
@@ -29,6 +30,11 @@ class CubImages(Dataset):
         split = read_cub_split(root, train)
         self.paths, self.labels, self.num_classes = split.paths, split.labels, split.num_classes
         self.transform = transform
+
+    def class_names(self) -> list[str]:
+        """Each class's image folder name (e.g. ``029.American_Crow``), as the release names them."""
+        names = {label: path.parent.name for path, label in zip(self.paths, self.labels)}
+        return [names.get(label, str(label)) for label in range(self.num_classes)]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -118,18 +124,21 @@ def load_digits_split() -> tuple[TensorDataset, TensorDataset]:
     return TensorDataset(images[train_idx], labels[train_idx]), TensorDataset(images[val_idx], labels[val_idx])
 
 
-def load_data(dataset: str, root: Path | None, crop: int, resize: int) -> DataBundle:
+def load_data(dataset: str, root: Path | None, crop: int, resize: int, augment: bool = True) -> DataBundle:
+    """``augment=False`` gives the training split the evaluation transform too, for reading features of
+    the images themselves rather than of random crops."""
     check_data(dataset, root)
     if dataset == "digits":
         train, val = load_digits_split()
-        return DataBundle(train, val, num_classes=10)
+        return DataBundle(train, val, num_classes=10, class_names=[f"digit {d}" for d in range(10)])
+    train_tf, val_tf = (cub_transforms if dataset == "cub" else imagenet_transforms)(crop, resize)
+    if not augment:
+        train_tf = val_tf
     if dataset == "cub":
-        train_tf, val_tf = cub_transforms(crop, resize)
         train = CubImages(root, True, train_tf)
-        return DataBundle(train, CubImages(root, False, val_tf), num_classes=train.num_classes)
+        return DataBundle(train, CubImages(root, False, val_tf), train.num_classes, train.class_names())
     from torchvision import datasets
 
-    train_tf, val_tf = imagenet_transforms(crop, resize)
     train = datasets.ImageFolder(Path(root) / "train", train_tf)
     val = datasets.ImageFolder(Path(root) / "val", val_tf)
     if train.classes != val.classes:
@@ -137,4 +146,4 @@ def load_data(dataset: str, root: Path | None, crop: int, resize: int) -> DataBu
             f"ImageNet train/ has {len(train.classes)} class folders and val/ has {len(val.classes)}; "
             "expected the same wnid folders in both (run data-prep/prepare-imagenet-val.sh)"
         )
-    return DataBundle(train, val, num_classes=len(train.classes))
+    return DataBundle(train, val, num_classes=len(train.classes), class_names=list(train.classes))

@@ -3,6 +3,7 @@
 torchvision models are always built with random weights: pretrained weights only ever come from a
 file the user names, so nothing is downloaded behind their back.
 """
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -139,6 +140,46 @@ def read_state_dict(path: Path) -> dict:
 def checkpoint_arch(path: Path) -> str | None:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     return payload.get("arch") if isinstance(payload, dict) else None
+
+
+@dataclass
+class TrainedCheckpoint:
+    """A checkpoint's weights with the architecture they belong to, read before any data is touched."""
+
+    path: Path
+    arch: str
+    state: dict
+
+    @property
+    def num_classes(self) -> int:
+        return num_classes_of(self.state, self.arch)
+
+
+def read_checkpoint(path: Path, arch: str | None, arch_flag: str) -> TrainedCheckpoint:
+    """Weights of ``path`` and their architecture: ``arch`` when given (the flag named ``arch_flag``
+    wins, as for official files that record none), else the one our checkpoints record."""
+    state = read_state_dict(path)
+    arch = arch or checkpoint_arch(path)
+    if arch is None:
+        raise InvalidConfig(f"checkpoint {path} does not record its architecture; pass {arch_flag}")
+    check_arch(arch)
+    head = classifier_path(arch) + ".weight"
+    if head not in state:
+        raise InvalidConfig(f"checkpoint {path} has no {head}; expected a {arch} state dict")
+    return TrainedCheckpoint(Path(path), arch, state)
+
+
+def build_trained(checkpoint: TrainedCheckpoint, num_classes: int, dataset: str) -> nn.Module:
+    """The checkpoint's model in eval mode, refused when its classifier predicts another number of
+    classes than ``dataset`` has (its class indices would not be the dataset's labels)."""
+    if checkpoint.num_classes != num_classes:
+        raise InvalidConfig(
+            f"checkpoint {checkpoint.path} predicts {checkpoint.num_classes} classes; expected {num_classes} "
+            f"to match --dataset {dataset}"
+        )
+    model = build_model(checkpoint.arch, num_classes)
+    load_weights(model, checkpoint.state, checkpoint.arch, checkpoint.path, keep_classifier=True)
+    return model.eval()
 
 
 def load_weights(model: nn.Module, state: dict, arch: str, path: Path, keep_classifier: bool) -> None:

@@ -26,7 +26,15 @@ from lskd_vision.engine import (
     train_step,
 )
 from lskd_vision.logbook import Logbook
-from lskd_vision.models import build_model, check_arch, checkpoint_arch, classifier_path, load_weights, read_state_dict
+from lskd_vision.models import (
+    build_model,
+    build_trained,
+    check_arch,
+    classifier_path,
+    load_weights,
+    read_checkpoint,
+    read_state_dict,
+)
 
 
 @dataclass
@@ -41,23 +49,8 @@ class Plan:
 
 
 def _teacher_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    state = read_state_dict(config.teacher)
-    arch = config.teacher_arch or checkpoint_arch(config.teacher)
-    if arch is None:
-        raise InvalidConfig(f"teacher checkpoint {config.teacher} does not record its architecture; pass --teacher-arch")
-    check_arch(arch)
-    head = classifier_path(arch) + ".weight"
-    if head not in state:
-        raise InvalidConfig(f"teacher checkpoint {config.teacher} has no {head}; expected a {arch} state dict")
-    teacher_classes = state[head].shape[0]
-    if teacher_classes != num_classes:
-        raise InvalidConfig(
-            f"teacher {config.teacher} predicts {teacher_classes} classes; expected {num_classes} "
-            f"to match --dataset {config.dataset}"
-        )
-    teacher = build_model(arch, num_classes)
-    load_weights(teacher, state, arch, config.teacher, keep_classifier=True)
-    return teacher.eval().requires_grad_(False)
+    teacher = read_checkpoint(config.teacher, config.teacher_arch, "--teacher-arch")
+    return build_trained(teacher, num_classes, config.dataset).requires_grad_(False)
 
 
 def _initial_model(config: TrainConfig, num_classes: int) -> nn.Module:

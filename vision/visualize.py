@@ -1,0 +1,105 @@
+"""``lskd-vision visualize``: the paper's Fig. 1 and the diffusion measures for image classifiers.
+
+Everything that can fail on the user's input (names, checkpoints, data, classes, class counts) is
+checked before the first forward pass, and nothing is written until the analysis has every number.
+The projection, measures and figure are ``lskd.diffusion_report.analyse_models``'s.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from lskd import InvalidConfig
+from lskd.analysis import check_classes
+from lskd.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
+from lskd_vision.data import load_data
+from lskd_vision.features import class_rows, penultimate_features
+from lskd_vision.models import build_trained, penultimate_and_classifier, read_checkpoint
+
+# (target, semantically similar, dissimilar control), as classifier indices.
+DEFAULT_CLASSES = {
+    "imagenet": (266, 267, 833),  # miniature poodle, standard poodle, submarine: the paper's Fig. 1
+    "cub": (28, 29, 16),  # American crow, fish crow (told apart mostly by voice), cardinal
+    "digits": (3, 9, 6),  # closest pair of mean training images, and the class farthest from both
+}
+DEFAULT_WORKERS = {"imagenet": 8, "cub": 8, "digits": 0}
+
+
+@dataclass
+class VisualizeConfig:
+    checkpoints: Sequence[str]  # NAME=CKPT, figure rows in this order
+    dataset: str
+    out: Path
+    data: Optional[Path] = None
+    classes: Optional[Sequence[int]] = None
+    arch: Optional[Sequence[str]] = None  # one for every checkpoint, or one per checkpoint
+    max_train_per_class: int = 150  # the authors' first 150 training and 50 validation images
+    max_valid_per_class: int = 50
+    batch_size: int = 128
+    device: str = "auto"
+    workers: Optional[int] = None
+    crop_size: int = 224
+    resize_size: int = 256
+
+
+def _check_numbers(config: VisualizeConfig) -> None:
+    for flag, value, minimum in (("--max-train-per-class", config.max_train_per_class, 2),
+                                 ("--max-valid-per-class", config.max_valid_per_class, 2),
+                                 ("--batch-size", config.batch_size, 1), ("--workers", config.workers, 0),
+                                 ("--crop-size", config.crop_size, 1), ("--resize-size", config.resize_size, 1)):
+        if value is not None and value < minimum:
+            raise InvalidConfig(f"{flag} must be at least {minimum}, got {value}")
+    if config.out.exists() and not config.out.is_dir():
+        raise InvalidConfig(f"--out {config.out} is a file; expected a folder")
+
+
+def _archs(config: VisualizeConfig, count: int) -> list[Optional[str]]:
+    """``--arch`` given once applies to every checkpoint; otherwise it must name one per checkpoint."""
+    if not config.arch:
+        return [None] * count
+    if len(config.arch) == 1:
+        return list(config.arch) * count
+    if len(config.arch) != count:
+        raise InvalidConfig(f"--arch names {len(config.arch)} architectures for {count} checkpoints; "
+                            "expected one for all or one per checkpoint")
+    return list(config.arch)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def visualize(config: VisualizeConfig) -> AnalysisOutputs:
+    _check_numbers(config)
+    device = _device(config.device)
+    named = parse_checkpoints(config.checkpoints)
+    checkpoints = {name: read_checkpoint(Path(path), arch, "--arch")
+                   for (name, path), arch in zip(named.items(), _archs(config, len(named)))}
+    data = load_data(config.dataset, config.data, config.crop_size, config.resize_size, augment=False)
+    classes = check_classes(config.classes or DEFAULT_CLASSES[config.dataset], data.num_classes)
+    models = {name: build_trained(checkpoint, data.num_classes, config.dataset)
+              for name, checkpoint in checkpoints.items()}
+    splits = {"train": (data.train, config.max_train_per_class), "valid": (data.val, config.max_valid_per_class)}
+    rows = {split: class_rows(dataset, classes, split, cap) for split, (dataset, cap) in splits.items()}
+    workers = DEFAULT_WORKERS[config.dataset] if config.workers is None else config.workers
+    extracted = {}
+    for name, model in models.items():
+        features = {split: penultimate_features(model, dataset, rows[split], config.batch_size, device, workers,
+                                                f"{name}: {split}")
+                    for split, (dataset, _) in splits.items()}
+        _, classifier = penultimate_and_classifier(model)
+        bias = None if classifier.bias is None else classifier.bias.detach().cpu()
+        extracted[name] = ModelFeatures(*features["train"], *features["valid"], classifier.weight.detach().cpu(), bias)
+    inputs = {
+        "dataset": config.dataset,
+        "data": str(config.data) if config.data else None,
+        "checkpoints": {name: {"path": str(c.path), "arch": c.arch} for name, c in checkpoints.items()},
+        "max_train_per_class": config.max_train_per_class,
+        "max_valid_per_class": config.max_valid_per_class,
+        "transform": "evaluation transform on both splits (no augmentation)",
+    }
+    return analyse_models(extracted, classes, config.out, class_names=[data.class_names[c] for c in classes],
+                          inputs=inputs)
