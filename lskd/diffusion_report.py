@@ -1,4 +1,5 @@
 """The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out."""
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +140,41 @@ def analyse_models(
     json_path = out_dir / f"{stem}.json"
     json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return AnalysisOutputs(png=png, json=json_path)
+
+
+def summary_markdown(report: dict, space: str = "penultimate") -> str:
+    """A table of a report's measures per model: anisotropy and separation of the similar pair, and the
+    control pair's anisotropy, on both splits."""
+    classes = report["classes"]
+    lines = [
+        f"Classes: target {classes['target']['name']}, similar {classes['similar']['name']}, "
+        f"control {classes['control']['name']}; {space} space.",
+        "",
+        "| model | η similar (train) | separation (train) | η control (train) | η similar (valid) | "
+        "separation (valid) | η control (valid) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def number(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    for name, model in report["models"].items():
+        cells = []
+        for split in ("train", "valid"):
+            measured = model[split][space]
+            cells += [number(measured["similar"]["anisotropy"]), number(measured["similar"]["separation"]),
+                      number(measured["control"]["anisotropy"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Print the measures of a diffusion JSON as a markdown table.")
+    parser.add_argument("report", type=Path, help="JSON written by analyse_models (e.g. diffusion.json)")
+    parser.add_argument("--space", choices=("penultimate", "projection_3d"), default="penultimate")
+    args = parser.parse_args(argv)
+    print(summary_markdown(json.loads(args.report.read_text()), args.space), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -125,3 +125,17 @@ def test_wrong_number_of_class_names_is_refused(tmp_path):
     with pytest.raises(InvalidConfig, match="class_names must name the 3 classes"):
         analyse_models({"m": synthetic_model(4)}, CLASSES, tmp_path / "never", class_names=["a", "b"])
     assert not (tmp_path / "never").exists()
+
+
+def test_summary_table_lists_every_model_with_its_measures():
+    from lskd.diffusion_report import summary_markdown
+
+    pair = {"anisotropy": 2.5, "separation": 1.25}
+    split = {"penultimate": {"similar": pair, "control": {"anisotropy": None, "separation": 3.0}}}
+    report = {"classes": {role: {"name": role.upper()} for role in ("target", "similar", "control")},
+              "models": {"teacher": {"train": split, "valid": split}, "student": {"train": split, "valid": split}}}
+    table = summary_markdown(report)
+    rows = [line for line in table.splitlines() if line.startswith("| teacher") or line.startswith("| student")]
+    assert rows == ["| teacher | 2.500 | 1.250 | — | 2.500 | 1.250 | — |",
+                    "| student | 2.500 | 1.250 | — | 2.500 | 1.250 | — |"]
+    assert "target TARGET, similar SIMILAR, control CONTROL" in table
