@@ -2,13 +2,13 @@
 allocator's statistics (GPU).
 
 CPU: run with ``MALLOC_MMAP_THRESHOLD_=131072`` (``bench.nmt_kd`` does), so that every large tensor is
-mmapped and returned when freed; the process's maximum resident set size then rises by the peak of what
+mmapped and returned when freed; the process's peak resident set size then rises by the peak of what
 the loss allocates on top of its inputs, which are allocated and touched first.
 """
 import argparse
 import json
-import resource
 import sys
+from pathlib import Path
 
 import torch
 
@@ -45,9 +45,18 @@ def peak_bytes(mode: str, tokens: int, vocab: int, k: int, device: str, dtype: t
         loss(mode, *tensors).backward()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resident_high_water_bytes()
     loss(mode, *tensors).backward()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    return resident_high_water_bytes() - before
+
+
+def resident_high_water_bytes() -> int:
+    """This process's peak resident set size (VmHWM). Unlike getrusage's ru_maxrss, which Linux carries
+    over from the parent across fork and exec, it starts afresh in every new process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: CPU loss memory needs Linux")
 
 
 def main(argv=None) -> None:

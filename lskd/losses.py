@@ -122,6 +122,10 @@ class _FusedKD(torch.autograd.Function):
             q_shape = topk_logits.shape if sparse else (rows, vocab)
             q_saved = torch.empty(q_shape, dtype=compute, device=student.device)
         lowest = torch.finfo(compute).min
+        # log-softmax of finite logits is finite; only -inf logits (masked tokens) need clamping below.
+        infinite_logits = teacher and any(
+            bool(torch.isneginf(x.amin())) for x in (student, topk_logits if sparse else teacher_logits)
+        )
         step = max(1, CHUNK_ELEMENTS // vocab)
         for start in range(0, rows, step):
             chunk = slice(start, start + step)
@@ -140,9 +144,10 @@ class _FusedKD(torch.autograd.Function):
                 log_q = F.log_softmax(teacher_logits[chunk].to(compute) / temperature, dim=-1)
                 log_p = lprobs if temperature == 1 and lprobs is not None else F.log_softmax(logits / temperature, -1)
             q = torch.exp(log_q, out=q_saved[chunk])
-            # -inf log-probabilities where the teacher puts no mass would make 0 · inf = nan.
-            log_p = log_p.clamp(min=lowest)
-            log_q.clamp_(min=lowest)
+            if infinite_logits:
+                # -inf log-probabilities where the teacher puts no mass would make 0 · inf = nan.
+                log_p = log_p.clamp(min=lowest)
+                log_q.clamp_(min=lowest)
             q_log_p = _row_dot(q, log_p)
             cross_entropy[chunk] = -q_log_p
             # KL summed per entry, not as Σ q·log q - Σ q·log p: at T = 64 both sums are ~1000x the KL.

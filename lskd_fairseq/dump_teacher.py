@@ -51,6 +51,19 @@ def check_args(args) -> None:
 
 
 @torch.no_grad()
+def score_batches(teacher, batches, writer: CacheWriter, topk: int, pad: int, device) -> None:
+    """Teacher-forced top-k logits of every target token of ``batches``, written to ``writer``."""
+    storage = writer.logits.dtype
+    for sample in batches:
+        net_input = {key: value.to(device) for key, value in sample["net_input"].items()}
+        logits, _ = teacher(**net_input)
+        values, indices = logits.float().topk(topk, dim=-1)
+        keep = sample["target"].ne(pad).to(device)
+        writer.write_batch(sample["id"].numpy(), keep.sum(-1).cpu().numpy(), indices[keep].cpu().numpy().astype(np.int32),
+                           values[keep].cpu().numpy().astype(storage))
+
+
+@torch.no_grad()
 def dump(args) -> Fingerprint:
     check_args(args)
     task = translation_task(args.data, args.source_lang, args.target_lang, train_subset=args.subset)
@@ -67,16 +80,8 @@ def dump(args) -> Fingerprint:
     writer = CacheWriter(args.out, fingerprint, target_lengths(dataset))
     batches = task.get_batch_iterator(dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(),
                                       ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
-    pad = task.target_dictionary.pad()
-    storage = DTYPES[args.dtype]
-    for sample in tqdm(batches, desc=f"teacher top-{args.topk} on {args.subset}", unit="batch"):
-        net_input = {key: value.to(device) for key, value in sample["net_input"].items()}
-        logits, _ = teacher(**net_input)
-        values, indices = logits.float().topk(args.topk, dim=-1)
-        values, indices = values.cpu().numpy().astype(storage), indices.cpu().numpy().astype(np.int32)
-        lengths = sample["target"].ne(pad).sum(-1).tolist()
-        for row, sentence_id in enumerate(sample["id"].tolist()):
-            writer.write(sentence_id, indices[row, : lengths[row]], values[row, : lengths[row]])
+    progress = tqdm(batches, desc=f"teacher top-{args.topk} on {args.subset}", unit="batch")
+    score_batches(teacher, progress, writer, args.topk, task.target_dictionary.pad(), device)
     writer.close()
     return fingerprint
 

@@ -100,13 +100,19 @@ class CacheWriter:
     def _temporary(self, part: str) -> Path:
         return self.paths[part].with_name(self.paths[part].name + ".partial")
 
-    def write(self, sentence_id: int, indices: np.ndarray, logits: np.ndarray) -> None:
-        start, end = self.offsets[sentence_id], self.offsets[sentence_id + 1]
-        if len(indices) != end - start:
-            raise RuntimeError(f"sentence {sentence_id}: {len(indices)} target tokens, expected {end - start}")
-        self.indices[start:end] = indices
-        self.logits[start:end] = logits
-        self.filled[sentence_id] = True
+    def write_batch(self, sentence_ids: np.ndarray, lengths: np.ndarray, indices: np.ndarray,
+                    logits: np.ndarray) -> None:
+        """Rows of a batch's sentences: ``indices``/``logits`` hold their target tokens back to back, in the
+        order of ``sentence_ids``, ``lengths[i]`` tokens for sentence i."""
+        expected = self.offsets[sentence_ids + 1] - self.offsets[sentence_ids]
+        if not np.array_equal(lengths, expected):
+            bad = int(np.flatnonzero(lengths != expected)[0])
+            raise RuntimeError(f"sentence {sentence_ids[bad]}: {lengths[bad]} target tokens, expected {expected[bad]}")
+        starts = np.repeat(self.offsets[sentence_ids] - np.cumsum(lengths) + lengths, lengths)
+        rows = starts + np.arange(len(starts))
+        self.indices[rows] = indices
+        self.logits[rows] = logits
+        self.filled[sentence_ids] = True
 
     def close(self) -> None:
         missing = np.flatnonzero(~self.filled)

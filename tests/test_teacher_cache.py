@@ -127,7 +127,8 @@ def test_interrupted_dump_never_loads_and_keeps_the_previous_cache(tmp_path, toy
     lengths = np.asarray(dataset.tgt_sizes)
     fresh = tmp_path / "fresh"
     writer = CacheWriter(fresh, data, lengths)
-    writer.write(0, np.zeros((lengths[0], 4), np.int32), np.zeros((lengths[0], 4), np.float32))
+    writer.write_batch(np.array([0]), lengths[:1], np.zeros((lengths[0], 4), np.int32),
+                       np.zeros((lengths[0], 4), np.float32))
     with pytest.raises(InvalidConfig, match="no complete cache for subset 'valid'"):
         TeacherCache(fresh, "valid", data)
     with pytest.raises(RuntimeError, match="never scored"):
