@@ -1,11 +1,44 @@
-# Shared by the vision recipes: launch one stage unless its metrics.json already exists.
-# Expects RUN_DIR and GPUS; every stage logs to RUN_DIR/logs/<stage>.log and resumes from its
-# own checkpoint.pth when it was interrupted.
+# Shared by the vision and NMT recipes: REPO_ROOT, PYTHON, run names, and `stage`, which runs one step of a
+# grid unless its output exists, logs it to RUN_DIR/logs/<stage>.log and prints one progress line.
+# Expects RUN_DIR (and GPUS for the vision launcher).
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$([ -x "$REPO_ROOT/.venv/bin/python" ] && echo "$REPO_ROOT/.venv/bin/python" || echo python3)}"
 
 alpha_name() { printf '%.1f' "$1"; }
+
+CURRENT_STAGE=""
+STAGE_LOG=""
+STAGE_STARTED=0
+
+# On a failed stage the script stops (set -e); this prints the one line that says which stage and why.
+report_failed_stage() {
+    local status=$?
+    if [ "$status" -ne 0 ] && [ -n "$CURRENT_STAGE" ]; then
+        local last_line
+        last_line="$(grep -v '^[[:space:]]*$' "$STAGE_LOG" 2>/dev/null | tail -n 1 || true)"
+        echo "failed $CURRENT_STAGE after $((SECONDS - STAGE_STARTED))s (exit $status): ${last_line:-no output} (log: $STAGE_LOG)" >&2
+    fi
+}
+trap report_failed_stage EXIT
+
+# stage NAME DONE_PATH COMMAND...: skip when DONE_PATH exists; otherwise run COMMAND with its output appended
+# to RUN_DIR/logs/NAME.log. COMMAND must create DONE_PATH last, so an interrupted stage runs again.
+stage() {
+    local name="$1" done_path="$2"
+    shift 2
+    if [ -e "$done_path" ]; then
+        echo "skip  $name: $done_path exists"
+        return 0
+    fi
+    mkdir -p "$RUN_DIR/logs"
+    CURRENT_STAGE="$name" STAGE_LOG="$RUN_DIR/logs/$name.log" STAGE_STARTED=$SECONDS
+    echo "start $name (log: $STAGE_LOG)"
+    echo "== $(date '+%F %T') $*" >>"$STAGE_LOG"
+    "$@" >>"$STAGE_LOG" 2>&1
+    echo "done  $name in $((SECONDS - STAGE_STARTED))s"
+    CURRENT_STAGE=""
+}
 
 launch() {
     if [ "${GPUS:-1}" -gt 1 ]; then
@@ -15,21 +48,11 @@ launch() {
     fi
 }
 
-# run_stage NAME lskd-vision-arguments... (without --out)
+# run_stage NAME lskd-vision-arguments... (without --out): a vision run, finished when its metrics.json exists.
 run_stage() {
     local name="$1"
     shift
-    if [ -f "$RUN_DIR/$name/metrics.json" ]; then
-        echo "skip $name: $RUN_DIR/$name/metrics.json exists"
-        return 0
-    fi
-    mkdir -p "$RUN_DIR/logs"
-    echo "run  $name (log: $RUN_DIR/logs/$name.log)"
-    launch "$@" --out "$RUN_DIR/$name" --resume >"$RUN_DIR/logs/$name.log" 2>&1 || {
-        echo "failed $name; last lines of $RUN_DIR/logs/$name.log:" >&2
-        tail -n 5 "$RUN_DIR/logs/$name.log" >&2
-        return 1
-    }
+    stage "$name" "$RUN_DIR/$name/metrics.json" launch "$@" --out "$RUN_DIR/$name" --resume
 }
 
 # The results table is a separate command; the grid is complete without it.
