@@ -14,7 +14,7 @@ DEMO_TEMPERATURES="${DEMO_TEMPERATURES:-1 2 3}"
 DEMO_SIZE="${DEMO_SIZE:-full}"
 case "$DEMO_SIZE" in
     full) translation_profile=toy; digits_epochs="" ;;
-    smallest) translation_profile=tiny; digits_epochs=2 ;;
+    smallest) translation_profile=tiny; digits_epochs=1 ;;
     *) echo "demo: DEMO_SIZE must be full or smallest, got '$DEMO_SIZE'" >&2; exit 2 ;;
 esac
 case " $DEMO_TEMPERATURES " in
@@ -27,7 +27,7 @@ echo "== 1/2 translation: toy language pair, teachers alpha 0.0 / 0.1, students 
 ALPHAS="0.0 0.1" TEMPERATURES="$DEMO_TEMPERATURES" RUN_DIR="$DEMO_DIR/translation" PROFILE="$translation_profile" \
     bash recipes/toy_translation.sh
 echo "== 2/2 vision: digits, teachers alpha 0.0 / 0.1, students T = $DEMO_TEMPERATURES"
-ALPHAS="0.0 0.1" TEMPERATURES="$DEMO_TEMPERATURES" DIFFUSION_TEMPERATURES="1 3" PAPER=none EPOCHS="$digits_epochs" \
+ALPHAS="0.0 0.1" TEMPERATURES="$DEMO_TEMPERATURES" DIFFUSION_TEMPERATURES="1 3" EPOCHS="$digits_epochs" \
     bash recipes/digits.sh "$DEMO_DIR/digits"
 
 echo

@@ -55,11 +55,7 @@ run_stage() {
     stage "$name" "$RUN_DIR/$name/metrics.json" launch "$@" --out "$RUN_DIR/$name" --resume
 }
 
-# The results table is a separate command; the grid is complete without it.
+# The alpha x T table of the grid, next to the paper's numbers when PAPER names a table.
 summarise() {
-    if command -v lskd-results >/dev/null 2>&1; then
-        lskd-results "$RUN_DIR" --paper "$1" --metric best.top1 --out "$RUN_DIR/results"
-    else
-        echo "lskd-results not installed; grid finished in $RUN_DIR"
-    fi
+    "$PYTHON" -m lskd.results "$RUN_DIR" --paper "$1" --metric best.top1 --out "$RUN_DIR/results"
 }

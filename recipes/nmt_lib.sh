@@ -1,11 +1,11 @@
 # The NMT α × T grid (paper §2.6, hyper-parameters §3.6) on fairseq with the lskd_fairseq plugin, shared by
 # iwslt14_en_de.sh, iwslt14_de_en.sh, iwslt_en_ru.sh and toy_translation.sh.
 #
-# The sourcing recipe sets RECIPE (name, default run folder runs/$RECIPE), RECIPE_SUMMARY (one line for
-# --help), SOURCE_LANG, TARGET_LANG, PAPER_TABLE (lskd-results table id or none) and DATA_STAGE (a function
-# that writes a prepared data folder holding bin/ to the new folder it is given), then calls
-# `nmt_recipe "$@"`. It may set EVAL_ARGS (extra lskd-evaluate flags), DATA_HELP (help lines for its own
-# data variables) and, before sourcing, PROFILE defaults of its own (a function profile_NAME).
+# A recipe sources this file, sets RECIPE (name, default run folder runs/$RECIPE), RECIPE_SUMMARY (for
+# --help), SOURCE_LANG, TARGET_LANG, PAPER_TABLE (lskd-results table id or none) and DATA_STAGE, then calls
+# `nmt_recipe "$@"`. DATA_STAGE names a function that writes a data folder holding bin/ to the new folder it
+# is given, and settle_$DATA_STAGE sets the defaults of its variables and checks them. A recipe may also set
+# EVAL_ARGS (extra lskd-evaluate flags) and DATA_HELP (help lines), and define profiles (profile_NAME).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TRAINED_MARKER=training-finished
@@ -58,6 +58,7 @@ $(data_help)
   BLEU_METRIC      key of bleu.json in the results table (tokenized_bleu.score for TEXT_PROFILE=paper,
                    else sacrebleu.score)
   GPUS             GPUs per training run, fairseq --distributed-world-size; 0 = CPU (1; [tiny] 0)
+  OMP_NUM_THREADS  CPU threads per process when GPUS=0 (1: small models on shared cores stall with more)
   FP16             1 = --fp16 training and half-precision teacher dumps (0; needs GPUS >= 1)
   LOG_INTERVAL     fairseq --log-interval (100; [tiny] 10)
   TRAIN_ARGS       extra fairseq-train flags for every model ("")
@@ -110,9 +111,8 @@ profile_tiny() {
 common_defaults() {
     : "${MAX_EPOCH:=0}" "${UPDATE_FREQ:=1}" "${WARMUP_INIT_LR:=1e-7}" "${WEIGHT_DECAY:=0.0}" "${CLIP_NORM:=0.0}"
     : "${SEED:=1}" "${ALPHAS:=0.0 0.1}" "${TEMPERATURES:=1 2 3 64}" "${TOPK:=4}" "${KD_WEIGHT:=0.9}"
-    : "${STUDENT_LS:=0.1}" "${BEAM:=5}" "${EVAL_SUBSET:=test}" "${FP16:=0}" "${TRAIN_ARGS:=}" "${TEXT_PROFILE:=paper}"
-    : "${ORIG:=}" "${ARCHIVE:=}" "${DATA_DIR:=$RUN_DIR/data}"
-    if [ "$TEXT_PROFILE" = paper ]; then : "${BLEU_METRIC:=tokenized_bleu.score}"; else : "${BLEU_METRIC:=sacrebleu.score}"; fi
+    : "${STUDENT_LS:=0.1}" "${BEAM:=5}" "${EVAL_SUBSET:=test}" "${FP16:=0}" "${TRAIN_ARGS:=}"
+    : "${DATA_DIR:=$RUN_DIR/data}" "${BLEU_METRIC:=sacrebleu.score}"
 }
 
 parse_recipe_args() {
@@ -171,7 +171,6 @@ check_settings() {
     [[ "$FP16" =~ ^[01]$ ]] || die "FP16 '$FP16': expected 0 or 1"
     [ "$FP16" = 0 ] || [ "$GPUS" -ge 1 ] || die "FP16=1 with GPUS=0: fp16 needs a GPU (set GPUS >= 1 or FP16=0)"
     [[ "$EVAL_SUBSET" =~ ^(test|valid)$ ]] || die "EVAL_SUBSET '$EVAL_SUBSET': expected test or valid"
-    [[ "$TEXT_PROFILE" =~ ^(paper|modern)$ ]] || die "TEXT_PROFILE '$TEXT_PROFILE': expected paper or modern"
     [[ "$BLEU_METRIC" =~ ^(sacrebleu|tokenized_bleu)\.score$ ]] \
         || die "BLEU_METRIC '$BLEU_METRIC': expected sacrebleu.score or tokenized_bleu.score"
     if [ -d "$DATA_DIR" ] && [ ! -d "$DATA_DIR/bin" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
@@ -179,7 +178,11 @@ check_settings() {
     fi
 }
 
-check_release() {
+# The IWSLT data settings; the BLEU that matches the paper's follows the text profile (docs/nmt-data.md).
+settle_prepare_iwslt() {
+    : "${ORIG:=}" "${ARCHIVE:=}" "${TEXT_PROFILE:=paper}"
+    [[ "$TEXT_PROFILE" =~ ^(paper|modern)$ ]] || die "TEXT_PROFILE '$TEXT_PROFILE': expected paper or modern"
+    if [ "$TEXT_PROFILE" = paper ]; then : "${BLEU_METRIC:=tokenized_bleu.score}"; fi
     [ -z "$ORIG" ] || [ -z "$ARCHIVE" ] || die "ORIG and ARCHIVE are both set: expected one release source"
     [ -z "$ORIG" ] || [ -d "$ORIG" ] || die "ORIG '$ORIG': no such folder (expected the extracted IWSLT release)"
     [ -z "$ARCHIVE" ] || [ -f "$ARCHIVE" ] || die "ARCHIVE '$ARCHIVE': no such file (expected the IWSLT release .tgz)"
@@ -304,11 +307,11 @@ nmt_recipe() {
     parse_recipe_args "$@"
     check_profile
     "profile_$PROFILE"
+    "settle_$DATA_STAGE"
     common_defaults
     check_settings
-    if [ "$DATA_STAGE" = prepare_iwslt ]; then check_release; fi
     find_plugin_dir
-    if [ "$GPUS" = 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
+    if [ "$GPUS" = 0 ]; then export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"; fi
     DATA_BIN="$DATA_DIR/bin"
     echo "$RECIPE: profile $PROFILE, $SOURCE_LANG->$TARGET_LANG, ALPHAS=\"$ALPHAS\" TEMPERATURES=\"$TEMPERATURES\", run folder $RUN_DIR"
     run_grid
