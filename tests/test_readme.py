@@ -1,4 +1,4 @@
-"""The README's teacher -> student -> generate -> sacreBLEU example runs as written (fewer epochs)."""
+"""The README's teacher -> student -> generate -> sacreBLEU example runs as written (fewer updates)."""
 import json
 import re
 import subprocess
@@ -15,8 +15,8 @@ def readme_example() -> str:
 
 
 def test_readme_example_runs(tmp_path):
-    script = readme_example().replace("--max-epoch 15", "--max-epoch 2")
-    assert "--max-epoch 2" in script
+    script = readme_example().replace("--max-update 600", "--max-update 30")
+    assert "--max-update 30" in script
     (tmp_path / "lskd_fairseq").symlink_to(REPO / "lskd_fairseq")
     activate = tmp_path / ".venv" / "bin" / "activate"
     activate.parent.mkdir(parents=True)
