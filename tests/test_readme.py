@@ -23,7 +23,7 @@ def test_readme_example_runs(tmp_path):
     activate.write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    score = json.loads(result.stdout[result.stdout.index("{"):])
+    score = json.loads(result.stdout[result.stdout.rindex('{\n "name"'):])
     assert score["name"] == "BLEU" and 0.0 <= score["score"] <= 100.0
     assert (tmp_path / "runs/readme/student/checkpoint_best.pt").exists()
     hypotheses = (tmp_path / "runs/readme/student.hyp").read_text().splitlines()
