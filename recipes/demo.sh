@@ -17,10 +17,13 @@ case "$DEMO_SIZE" in
     smallest) translation_profile=tiny; digits_epochs=1 ;;
     *) echo "demo: DEMO_SIZE must be full or smallest, got '$DEMO_SIZE'" >&2; exit 2 ;;
 esac
-case " $DEMO_TEMPERATURES " in
-    *" 1 "*" 3 "*) ;;
-    *) echo "demo: DEMO_TEMPERATURES must include 1 and 3 (the figure compares them), got '$DEMO_TEMPERATURES'" >&2; exit 2 ;;
-esac
+for needed in 1 3; do
+    case " $DEMO_TEMPERATURES " in
+        *" $needed "*) ;;
+        *) echo "demo: DEMO_TEMPERATURES must include 1 and 3 (the figure compares them), got '$DEMO_TEMPERATURES'" >&2
+           exit 2 ;;
+    esac
+done
 
 started=$(date +%s)
 echo "== 1/2 translation: toy language pair, teachers alpha 0.0 / 0.1, students T = $DEMO_TEMPERATURES"
