@@ -1,6 +1,6 @@
 """The NMT recipes end to end: recipes/iwslt14_en_de.sh in its tiny profile on the real-format de-en release
 fixture (data-prep, teachers, caches, students, evaluation, results table), re-runs that skip every stage,
-a resumed training, one-line errors, and recipes/toy_translation.sh in its smallest setting."""
+a resumed training and one-line errors (recipes/toy_translation.sh runs in tests/test_demo.py)."""
 import csv
 import hashlib
 import json
@@ -188,20 +188,3 @@ def test_unknown_flag_and_help(tmp_path):
     for name in ("ARCH", "MAX_UPDATE", "MAX_TOKENS", "LR", "WARMUP", "TEMPERATURES", "ALPHAS", "TOPK", "KD_WEIGHT",
                  "GPUS", "FP16", "RUN_DIR", "ORIG", "ARCHIVE", "PROFILE"):
         assert re.search(rf"^  {name} ", usage.stdout, re.M), name
-
-
-def test_toy_recipe_in_its_smallest_setting(tmp_path):
-    run_dir = tmp_path / "toy"
-    env = {"RUN_DIR": str(run_dir), "ALPHAS": "0.1", "TEMPERATURES": "2", "MAX_UPDATE": "8"}
-    result, _ = run_recipe("toy_translation.sh", env, "--tiny")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert [stage for kind, stage in progress(result.stdout) if kind == "done"] == [
-        "data", "teacher-a0.1", "eval-teacher-a0.1", "cache-a0.1", "student-a0.1-T2", "eval-student-a0.1-T2", "results"]
-    assert len((run_dir / "data" / "text" / "train.src").read_text().splitlines()) == 400
-    for run in ("teacher-a0.1", "student-a0.1-T2"):
-        scores = json.loads((run_dir / run / "bleu.json").read_text())
-        assert scores["profile"] == "modern" and scores["subword"] == "none" and scores["n_sentences"] == 40
-    with (run_dir / "results.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [(row["role"], row["T"]) for row in rows] == [("Teacher", "-"), ("Student", "2")]
-    assert set(rows[0]) == {"role", "T", "α = 0.1"}
