@@ -15,7 +15,7 @@ def readme_example() -> str:
 
 
 def test_readme_example_runs(tmp_path):
-    script = readme_example().replace("--max-update 600", "--max-update 30")
+    script = readme_example().replace("--max-update 200", "--max-update 30")
     assert "--max-update 30" in script
     (tmp_path / "lskd_fairseq").symlink_to(REPO / "lskd_fairseq")
     activate = tmp_path / ".venv" / "bin" / "activate"
