@@ -2,7 +2,8 @@
 # The alpha × T grid on scikit-learn's bundled digits, on CPU in about a minute.
 #   recipes/digits.sh [RUN_DIR]
 # Environment: ALPHAS ("0.0 0.1"), TEMPERATURES ("1 2 3 64"), EPOCHS (preset), GPUS (1), PAPER (none: no paper table is on digits),
-# DIFFUSION_TEMPERATURES ("1 3": the students shown in RUN_DIR/diffusion.png, among those trained).
+# DIFFUSION_TEMPERATURES ("1 3": the students shown in RUN_DIR/diffusion.png, among those trained),
+# JOBS (teachers, each followed by its students, trained at once: the number of cores), OMP_NUM_THREADS (1).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUN_DIR="${1:-runs/digits}"
@@ -10,16 +11,19 @@ ALPHAS="${ALPHAS:-0.0 0.1}"
 TEMPERATURES="${TEMPERATURES:-1 2 3 64}"
 EXTRA=(--device cpu ${EPOCHS:+--epochs "$EPOCHS"})
 
-for alpha in $ALPHAS; do
-    run_stage "teacher-a$(alpha_name "$alpha")" train-teacher --dataset digits --alpha "$alpha" "${EXTRA[@]}"
-done
-for alpha in $ALPHAS; do
-    teacher="$RUN_DIR/teacher-a$(alpha_name "$alpha")/best.pth"
+check_jobs "$(cores)"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+alpha_lane() {  # ALPHA: its teacher, then the teacher's students
+    local a T
+    a="$(alpha_name "$1")"
+    run_stage "teacher-a$a" train-teacher --dataset digits --alpha "$1" "${EXTRA[@]}"
     for T in $TEMPERATURES; do
-        run_stage "student-a$(alpha_name "$alpha")-T$T" train-student --dataset digits \
-            --teacher "$teacher" --temperature "$T" "${EXTRA[@]}"
+        run_stage "student-a$a-T$T" train-student --dataset digits \
+            --teacher "$RUN_DIR/teacher-a$a/best.pth" --temperature "$T" "${EXTRA[@]}"
     done
-done
+}
+run_lanes alpha_lane $ALPHAS
 
 # Paper Fig. 1 on digits: one row per teacher, then each teacher's students at DIFFUSION_TEMPERATURES.
 # Names may not contain '=' (NAME=CKPT is split at the first one).

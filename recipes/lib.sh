@@ -40,6 +40,46 @@ stage() {
     CURRENT_STAGE=""
 }
 
+# run_lanes LANE ARG...: the function LANE once per ARG, JOBS (default 1) lanes at a time, each lane in a
+# process of its own (a CPU grid's teachers, each with its students, are independent of one another). A failing
+# lane prints its failed-stage line at once; the lanes beside it finish, then run_lanes fails.
+run_lanes() {
+    local lane="$1" failed=0 batch=() arg
+    shift
+    if [ "${JOBS:-1}" -le 1 ]; then
+        for arg; do "$lane" "$arg"; done
+        return 0
+    fi
+    for arg; do
+        (trap report_failed_stage EXIT; "$lane" "$arg") &
+        batch+=("$!")
+        if [ "${#batch[@]}" -ge "$JOBS" ]; then
+            wait_all "${batch[@]}" || failed=1
+            batch=()
+        fi
+    done
+    wait_all "${batch[@]}" || failed=1
+    return "$failed"
+}
+
+wait_all() {  # PID...: wait for every one; fails when any failed
+    local pid status=0
+    for pid; do wait "$pid" || status=1; done
+    return "$status"
+}
+
+# The cores this process may use; nproc alone would report OMP_NUM_THREADS, which CPU recipes set to 1.
+cores() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
+
+# check_jobs DEFAULT: JOBS (lanes at once) defaults to DEFAULT and must be a positive integer.
+check_jobs() {
+    JOBS="${JOBS:-$1}"
+    [[ "$JOBS" =~ ^[0-9]+$ ]] && [ "$JOBS" -ge 1 ] || {
+        echo "$(basename "$0"): JOBS '$JOBS': expected an integer >= 1 (grid lanes run at once)" >&2
+        exit 2
+    }
+}
+
 launch() {
     if [ "${GPUS:-1}" -gt 1 ]; then
         "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$GPUS" -m lskd_vision.cli "$@"

@@ -59,6 +59,8 @@ $(data_help)
                    else sacrebleu.score)
   GPUS             GPUs per training run, fairseq --distributed-world-size; 0 = CPU (1; [tiny] 0)
   OMP_NUM_THREADS  CPU threads per process when GPUS=0 (1: small models on shared cores stall with more)
+  JOBS             teachers (each followed by its students) trained at once (GPUS=0: the number of
+                   cores; else 1, since lanes would share the GPUs)
   FP16             1 = --fp16 training and half-precision teacher dumps (0; needs GPUS >= 1)
   LOG_INTERVAL     fairseq --log-interval (100; [tiny] 10)
   TRAIN_ARGS       extra fairseq-train flags for every model ("")
@@ -276,26 +278,25 @@ drop_stale_results() {
     fi
 }
 
+# One lane of the grid: the teacher of label smoothing ALPHA, its evaluation and cache, then its students.
+alpha_lane() {  # ALPHA
+    local a teacher cache temperature student
+    a="$(alpha_name "$1")"
+    teacher="$RUN_DIR/teacher-a$a"
+    cache="$teacher/cache-top$TOPK"
+    stage "teacher-a$a" "$teacher/$TRAINED_MARKER" train_teacher "$teacher" "$1"
+    stage "eval-teacher-a$a" "$teacher/bleu.json" evaluate_run "$teacher"
+    stage "cache-a$a" "$cache/valid.json" dump_teacher "$teacher" "$cache"
+    for temperature in $TEMPERATURES; do
+        student="$RUN_DIR/student-a$a-T$temperature"
+        stage "student-a$a-T$temperature" "$student/$TRAINED_MARKER" train_student "$student" "$cache" "$temperature"
+        stage "eval-student-a$a-T$temperature" "$student/bleu.json" evaluate_run "$student"
+    done
+}
+
 run_grid() {
-    local alpha a temperature teacher student cache
     stage data "$DATA_DIR/bin" build_data
-    for alpha in $ALPHAS; do
-        a="$(alpha_name "$alpha")"
-        teacher="$RUN_DIR/teacher-a$a"
-        cache="$teacher/cache-top$TOPK"
-        stage "teacher-a$a" "$teacher/$TRAINED_MARKER" train_teacher "$teacher" "$alpha"
-        stage "eval-teacher-a$a" "$teacher/bleu.json" evaluate_run "$teacher"
-        stage "cache-a$a" "$cache/valid.json" dump_teacher "$teacher" "$cache"
-    done
-    for alpha in $ALPHAS; do
-        a="$(alpha_name "$alpha")"
-        cache="$RUN_DIR/teacher-a$a/cache-top$TOPK"
-        for temperature in $TEMPERATURES; do
-            student="$RUN_DIR/student-a$a-T$temperature"
-            stage "student-a$a-T$temperature" "$student/$TRAINED_MARKER" train_student "$student" "$cache" "$temperature"
-            stage "eval-student-a$a-T$temperature" "$student/bleu.json" evaluate_run "$student"
-        done
-    done
+    run_lanes alpha_lane $ALPHAS
     drop_stale_results
     stage results "$RUN_DIR/results.csv" write_results
     cat "$RUN_DIR/results.md"
@@ -311,8 +312,13 @@ nmt_recipe() {
     common_defaults
     check_settings
     find_plugin_dir
-    if [ "$GPUS" = 0 ]; then export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"; fi
+    if [ "$GPUS" = 0 ]; then
+        export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+        check_jobs "$(cores)"
+    else
+        check_jobs 1
+    fi
     DATA_BIN="$DATA_DIR/bin"
-    echo "$RECIPE: profile $PROFILE, $SOURCE_LANG->$TARGET_LANG, ALPHAS=\"$ALPHAS\" TEMPERATURES=\"$TEMPERATURES\", run folder $RUN_DIR"
+    echo "$RECIPE: profile $PROFILE, $SOURCE_LANG->$TARGET_LANG, ALPHAS=\"$ALPHAS\" TEMPERATURES=\"$TEMPERATURES\", run folder $RUN_DIR, $JOBS lane(s) at once"
     run_grid
 }

@@ -16,13 +16,14 @@ from conftest import PYTHON, REPO
 ALPHAS = ["0.0", "0.1"]
 TEMPERATURES = ["1", "64"]
 # A grid small enough for CI: two teachers, four students, a few updates each.
+# Two lanes at once (one per teacher), as on a 2-core CPU.
 TINY_GRID = {"ALPHAS": " ".join(ALPHAS), "TEMPERATURES": " ".join(TEMPERATURES), "MAX_UPDATE": "8",
-             "MAX_LINES": "300"}
+             "MAX_LINES": "300", "JOBS": "2"}
 TEACHERS = [f"teacher-a{a}" for a in ALPHAS]
 STUDENTS = [f"student-a{a}-T{t}" for a in ALPHAS for t in TEMPERATURES]
-STAGES = (["data"] + [f"{kind}-a{a}" for a in ALPHAS for kind in ("teacher", "eval-teacher", "cache")]
-          + [f"{kind}-a{a}-T{t}" for a in ALPHAS for t in TEMPERATURES for kind in ("student", "eval-student")]
-          + ["results"])
+LANES = {a: [f"{kind}-a{a}" for kind in ("teacher", "eval-teacher", "cache")]
+         + [f"{kind}-a{a}-T{t}" for t in TEMPERATURES for kind in ("student", "eval-student")] for a in ALPHAS}
+STAGES = ["data"] + [stage for a in ALPHAS for stage in LANES[a]] + ["results"]
 PROGRESS = re.compile(r"^(start|skip|done) +(\S+?):?(?: |$)")
 
 
@@ -60,11 +61,22 @@ def rerun(grid):
 def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     _, _, result, _ = grid
     lines = progress(result.stdout)
-    assert [stage for kind, stage in lines if kind == "start"] == STAGES
-    assert [stage for kind, stage in lines if kind == "done"] == STAGES
+    for kind in ("start", "done"):
+        stages = [stage for line_kind, stage in lines if line_kind == kind]
+        assert sorted(stages) == sorted(STAGES)
+        assert stages[0] == "data" and stages[-1] == "results"
+        for lane in LANES.values():
+            assert [stage for stage in stages if stage in lane] == lane
     assert all(re.search(rf"^done  {re.escape(stage)} in \d+s$", result.stdout, re.M) for stage in STAGES)
     for stage in STAGES:
         assert (grid[0] / "logs" / f"{stage}.log").stat().st_size > 0
+
+
+def test_the_two_teachers_lanes_run_at_once(grid):
+    _, _, result, _ = grid
+    lines = progress(result.stdout)
+    first_teacher_done = lines.index(("done", TEACHERS[0]))
+    assert ("start", TEACHERS[1]) in lines[:first_teacher_done]
 
 
 def test_teachers_are_label_smoothed_at_their_alpha(grid):
@@ -127,7 +139,8 @@ def test_results_table_sets_our_bleu_beside_the_papers(grid):
 
 def test_rerun_skips_every_stage_and_changes_nothing(rerun):
     result, seconds, mtimes = rerun
-    assert progress(result.stdout) == [("skip", stage) for stage in STAGES]
+    lines = progress(result.stdout)
+    assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
     assert seconds < 5
 
@@ -173,6 +186,7 @@ def test_missing_release_archive_is_the_data_prep_one_line_message(tmp_path):
     ({"FP16": "1", "GPUS": "0"}, "FP16=1 with GPUS=0"),
     ({"PROFILE": "huge"}, "PROFILE 'huge': expected one of: paper tiny"),
     ({"KD_WEIGHT": "1.5"}, "KD_WEIGHT '1.5'"),
+    ({"JOBS": "0", "PROFILE": "tiny"}, "JOBS '0': expected an integer >= 1"),
 ])
 def test_bad_settings_fail_with_one_line_before_writing(env, needle, tmp_path):
     result, _ = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run"), **env})
