@@ -20,7 +20,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 
 import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
-from bench.timing import timed
+from bench.timing import device_name, timed
 from lskd import kd_objective, label_smoothed_nll, topk_teacher
 from lskd.toy_corpus import write_corpus
 from lskd_fairseq.build import build_training
@@ -257,12 +256,6 @@ def cache_benchmark(args, device) -> dict:
     return {"dump_throughput_over_forward": statistics.median(ratios), "dump_throughput_range": [min(ratios), max(ratios)],
             "dump_command_seconds": command_seconds, "plain_forward_seconds": forward_seconds,
             "cache_bytes_per_target_token": size / tokens, "target_tokens": tokens, "topk": TOPK, "dtype": "fp16"}
-
-
-def device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def markdown(results: dict) -> str:

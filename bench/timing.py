@@ -1,4 +1,5 @@
-"""Wall-clock timing shared by the benchmarks."""
+"""Wall-clock timing and the device line shared by the benchmarks."""
+import platform
 import time
 
 import torch
@@ -14,3 +15,9 @@ def timed(fn, steps: int, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / steps
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -10,13 +10,12 @@ A KD step cannot cost less than a CE step plus one teacher forward, so the ratio
 """
 import argparse
 import json
-import platform
 import statistics
 from pathlib import Path
 
 import torch
 
-from bench.timing import timed
+from bench.timing import device_name, timed
 from lskd_vision.engine import Precision, StudentObjective, TeacherObjective, teacher_logits_for, train_step
 from lskd_vision.models import build_model
 
@@ -77,7 +76,7 @@ def measure(args) -> dict:
         })
     median = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "torch": torch.__version__,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "goal": f"ratio <= {GOAL} x limit",

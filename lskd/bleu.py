@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU
 
-from lskd.nmt_profiles import moses_detokenize, moses_tokenize
+from lskd.nmt_profiles import PROFILES, moses_detokenize, moses_tokenize
 
 SUBWORD_SCHEMES = ("sentencepiece", "none")
-TEXT_PROFILES = ("paper", "modern")
+TEXT_PROFILES = tuple(PROFILES)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import re
 import struct
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from lskd.bleu import (
     tokenized,
     tokenized_bleu_score,
 )
-from lskd.prepare_iwslt import MANIFEST
+from lskd.files import MANIFEST, run_tool, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 MMAP_INDEX_MAGIC = b"MMIDIDX\x00\x00"
@@ -103,10 +102,6 @@ def parse_generate_output(text: str) -> tuple[list[str], list[str]]:
     return [hypotheses[i] for i in ids], [references[i] for i in ids]
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
 def score_generation(config: EvalConfig, generate_text: str) -> dict:
     """Both BLEU flavours from fairseq-generate output; the scored text is written beside the JSON."""
     hypotheses, references = parse_generate_output(generate_text)
@@ -142,10 +137,7 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
 
 def evaluate(config: EvalConfig) -> dict:
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(generate_command(config), capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"fairseq-generate failed (exit {result.returncode}): {' '.join(tail)}")
+    run_tool(generate_command(config), "fairseq-generate")
     scores = score_generation(config, config.generate_output.read_text(encoding="utf-8"))
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
     if scores["n_sentences"] != expected:

@@ -12,7 +12,6 @@ or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
 import argparse
 import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Optional
 
 import sentencepiece
 
-from lskd.files import file_digest
+from lskd.files import MANIFEST, file_digest, run_tool, write_lines
 from lskd.iwslt_release import ParallelRelease, ReleaseError, read_release
 from lskd.nmt_profiles import TextNormaliser, TextProfile, profile_named
 
-MANIFEST = "lskd-prep.json"
 
 
 @dataclass
@@ -76,10 +74,6 @@ def clean_and_split(config: PrepConfig, train: dict) -> tuple[dict, dict, int]:
     return by_language(train_pairs), by_language(valid_pairs), len(train[source]) - len(kept)
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
 def learn_subwords(config: PrepConfig) -> sentencepiece.SentencePieceProcessor:
     """Joint sentencepiece model over both training sides; the vocabulary shrinks to what tiny data allows."""
     prefix = config.out / "spm"
@@ -109,10 +103,7 @@ def binarise(config: PrepConfig) -> None:
         "--testpref", str(subword / "test"),
         "--destdir", str(destdir), "--joined-dictionary", "--workers", str(config.workers),
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"fairseq-preprocess failed (exit {result.returncode}): {' '.join(tail)}")
+    run_tool(command, "fairseq-preprocess")
 
 
 def prepare(config: PrepConfig) -> PreparedCounts:

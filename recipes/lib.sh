@@ -95,7 +95,8 @@ run_stage() {
     stage "$name" "$RUN_DIR/$name/metrics.json" launch "$@" --out "$RUN_DIR/$name" --resume
 }
 
-# The alpha x T table of the grid, next to the paper's numbers when PAPER names a table.
+# summarise PAPER [METRIC]: the alpha x T table of the grid (METRIC, default best.top1, from each run),
+# next to the paper's numbers when PAPER names a table.
 summarise() {
-    "$PYTHON" -m lskd.results "$RUN_DIR" --paper "$1" --metric best.top1 --out "$RUN_DIR/results"
+    "$PYTHON" -m lskd.results "$RUN_DIR" --paper "$1" --metric "${2:-best.top1}" --out "$RUN_DIR/results"
 }

@@ -266,10 +266,6 @@ evaluate_run() {  # RUN
         "${EVAL_ARGS[@]}"
 }
 
-write_results() {
-    "$PYTHON" -m lskd.results "$RUN_DIR" --paper "$PAPER_TABLE" --metric "$BLEU_METRIC" --out "$RUN_DIR/results"
-}
-
 # A results table older than any bleu.json is rebuilt.
 drop_stale_results() {
     local table="$RUN_DIR/results.csv"
@@ -298,7 +294,7 @@ run_grid() {
     stage data "$DATA_DIR/bin" build_data
     run_lanes alpha_lane $ALPHAS
     drop_stale_results
-    stage results "$RUN_DIR/results.csv" write_results
+    stage results "$RUN_DIR/results.csv" summarise "$PAPER_TABLE" "$BLEU_METRIC"
     cat "$RUN_DIR/results.md"
 }
 

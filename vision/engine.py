@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lskd import kd_objective, label_smoothed_nll
+from lskd import InvalidConfig, kd_objective, label_smoothed_nll
+
+
+def wants_cuda(device: str) -> bool:
+    """``--device auto|cuda|cpu`` as a yes/no for CUDA; ``cuda`` with no visible GPU is refused."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
 @dataclass
@@ -66,11 +73,10 @@ class Precision:
 
 
 def teacher_logits_for(teacher: nn.Module, images: Tensor, precision: Precision) -> Tensor:
-    """Frozen-teacher logits computed under ``inference_mode``; the clone turns the inference tensor
-    into an ordinary one that autograd may save for the student's backward pass."""
+    """Frozen-teacher logits computed under ``inference_mode``. The core's KD loss saves only the teacher
+    distribution it derives from them, never these inference tensors, so they need no copy."""
     with torch.inference_mode(), precision.autocast():
-        logits = teacher(images)
-    return logits.clone()
+        return teacher(images)
 
 
 def train_step(

@@ -116,16 +116,17 @@ def num_classes_of(state_dict: dict, arch: str) -> int:
     return state_dict[classifier_path(arch) + ".weight"].shape[0]
 
 
-def read_state_dict(path: Path) -> dict:
-    """Weights from our checkpoints, the official repo's ``.pth.tar`` (``state_dict`` with DDP's
-    ``module.`` prefixes) or a bare state dict, loaded with ``weights_only=True``."""
+def _load_payload(path: Path):
     if not Path(path).is_file():
         raise InvalidConfig(f"checkpoint {path} does not exist; expected a .pth/.pth.tar file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors have many types; all mean "not a safe checkpoint"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidConfig(f"cannot load checkpoint {path} with weights_only=True: {first_line}") from error
+
+
+def _state_dict_of(payload, path: Path) -> dict:
     state = payload
     if isinstance(payload, dict):
         for key in ("state_dict", "model"):
@@ -137,9 +138,10 @@ def read_state_dict(path: Path) -> dict:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def checkpoint_arch(path: Path) -> str | None:
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    return payload.get("arch") if isinstance(payload, dict) else None
+def read_state_dict(path: Path) -> dict:
+    """Weights from our checkpoints, the official repo's ``.pth.tar`` (``state_dict`` with DDP's
+    ``module.`` prefixes) or a bare state dict, loaded with ``weights_only=True``."""
+    return _state_dict_of(_load_payload(path), path)
 
 
 @dataclass
@@ -158,8 +160,9 @@ class TrainedCheckpoint:
 def read_checkpoint(path: Path, arch: str | None, arch_flag: str) -> TrainedCheckpoint:
     """Weights of ``path`` and their architecture: ``arch`` when given (the flag named ``arch_flag``
     wins, as for official files that record none), else the one our checkpoints record."""
-    state = read_state_dict(path)
-    arch = arch or checkpoint_arch(path)
+    payload = _load_payload(path)
+    state = _state_dict_of(payload, path)
+    arch = arch or (payload.get("arch") if isinstance(payload, dict) else None)
     if arch is None:
         raise InvalidConfig(f"checkpoint {path} does not record its architecture; pass {arch_flag}")
     check_arch(arch)

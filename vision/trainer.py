@@ -24,6 +24,7 @@ from lskd_vision.engine import (
     accuracy_from_counts,
     evaluate_counts,
     train_step,
+    wants_cuda,
 )
 from lskd_vision.logbook import Logbook
 from lskd_vision.models import (
@@ -67,8 +68,7 @@ def plan_run(config: TrainConfig) -> Plan:
     """Every check that can fail on user input, before the output folder is touched."""
     config.validate()
     check_arch(config.arch)
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
+    wants_cuda(config.device)
     check_data(config.dataset, config.data)
     latest = Path(config.out) / checkpoint.LATEST
     if (Path(config.out) / "metrics.json").exists():
@@ -109,7 +109,7 @@ class Dist:
 
 def _init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPU."""
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    use_cuda = wants_cuda(device_name)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
     if use_cuda:

@@ -14,6 +14,7 @@ from lskd import InvalidConfig
 from lskd.analysis import check_classes
 from lskd.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
 from lskd_vision.data import load_data
+from lskd_vision.engine import wants_cuda
 from lskd_vision.features import class_rows, penultimate_features
 from lskd_vision.models import build_trained, penultimate_and_classifier, read_checkpoint
 
@@ -66,15 +67,9 @@ def _archs(config: VisualizeConfig, count: int) -> list[Optional[str]]:
     return list(config.arch)
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
 def visualize(config: VisualizeConfig) -> AnalysisOutputs:
     _check_numbers(config)
-    device = _device(config.device)
+    device = torch.device("cuda" if wants_cuda(config.device) else "cpu")
     named = parse_checkpoints(config.checkpoints)
     checkpoints = {name: read_checkpoint(Path(path), arch, "--arch")
                    for (name, path), arch in zip(named.items(), _archs(config, len(named)))}
