@@ -184,8 +184,10 @@ class _FusedKD(torch.autograd.Function):
             else:
                 g.zero_()
             if q_saved is not None:
-                tempered = probs if temperature == 1 and probs is not None else F.softmax(logits / temperature, -1)
-                g.addcmul_(tempered, coef_kd[chunk, None])
+                if temperature != 1 or probs is None:
+                    probs = None  # frees the untempered chunk before the tempered one is allocated
+                    probs = F.softmax(logits / temperature, dim=-1)
+                g.addcmul_(probs, coef_kd[chunk, None])
                 if sparse:
                     g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q_saved[chunk])
                 else:
