@@ -17,9 +17,8 @@ setup(
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["lskd", "lskd.*", "lskd_fairseq", "lskd_fairseq.*"]) + ["lskd_vision"],
-    package_dir={"lskd_vision": "vision"},
-    package_data={"lskd": ["paper_results.json"]},
+    packages=find_packages(include=["lskd*"]),
+    package_data={"lskd_report": ["paper_results.json"]},
     install_requires=REQUIREMENTS
     + [
         "fairseq==0.12.2; python_version < '3.11'",
@@ -27,12 +26,12 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "lskd-toy-corpus = lskd.toy_corpus:main",
-            "lskd-dump-teacher = lskd_fairseq.dump_teacher:main",
-            "lskd-fairseq-diffusion = lskd_fairseq.diffusion_cli:main",
-            "lskd-prepare-iwslt = lskd.prepare_iwslt:main",
-            "lskd-evaluate = lskd.evaluate:main",
-            "lskd-results = lskd.results:main",
+            "lskd-toy-corpus = lskd_nmt.toy_corpus:main",
+            "lskd-dump-teacher = lskd_fairseq.cli.dump_teacher:main",
+            "lskd-fairseq-diffusion = lskd_fairseq.cli.diffusion:main",
+            "lskd-prepare-iwslt = lskd_nmt.prepare_iwslt:main",
+            "lskd-evaluate = lskd_nmt.evaluate:main",
+            "lskd-results = lskd_report.results:main",
             "lskd-vision = lskd_vision.cli:main",
         ]
     },

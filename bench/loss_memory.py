@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from lskd import kd_objective, label_smoothed_nll, topk_teacher
+from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 
 PAD = 1
 

@@ -32,10 +32,10 @@ import torch
 
 import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
 from bench.timing import device_name, timed
-from lskd import kd_objective, label_smoothed_nll, topk_teacher
-from lskd.toy_corpus import write_corpus
+from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
+from lskd_nmt.toy_corpus import write_corpus
 from lskd_fairseq.build import build_training
-from lskd_fairseq.dump_teacher import dump, score_batches
+from lskd_fairseq.cli.dump_teacher import dump, score_batches
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, target_lengths
 

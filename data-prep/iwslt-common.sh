@@ -1,5 +1,5 @@
 # Shared by prepare-iwslt14.sh and prepare-iwslt-en-ru.sh: argument checks, locating or downloading the
-# release archive, checksum verification, then the Python preparation (lskd.prepare_iwslt).
+# release archive, checksum verification, then the Python preparation (lskd_nmt.prepare_iwslt).
 # The sourcing script sets: SCRIPT_NAME, LANG_PAIR (release order, e.g. de-en), PAPER_SOURCE, PAPER_TARGET,
 # ARCHIVE_NAME, ARCHIVE_URL (empty when no public copy is known), ARCHIVE_SHA256 (empty when unknown),
 # ARCHIVE_HINT (where the archive comes from, for the missing-archive message).
@@ -96,4 +96,4 @@ fi
 PREP_ARGS=(--release "$RELEASE" --out "$OUT" --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG"
            --profile "$PROFILE" --vocab-size "$VOCAB_SIZE" --workers "$WORKERS")
 [[ -z "$MAX_LINES" ]] || PREP_ARGS+=(--max-lines "$MAX_LINES")
-"$PYTHON" -m lskd.prepare_iwslt "${PREP_ARGS[@]}"
+"$PYTHON" -m lskd_nmt.prepare_iwslt "${PREP_ARGS[@]}"

@@ -1,29 +1,7 @@
-"""lskd core: loss and analysis formulas in plain torch, shared by every front-end.
+"""lskd core: the loss and analysis formulas in plain torch/numpy, shared by every front-end.
 
-The loss names are imported on first use, so that the data-preparation tools in this package start
-without loading torch.
+Import the module you need (``lskd.losses``, ``lskd.analysis``, ``lskd.diffusion_measure``,
+``lskd.class_suggestion``, ``lskd.errors``); this package file imports nothing, so ``lskd.errors`` loads
+without torch. Nothing in ``lskd`` imports fairseq, torchvision, matplotlib or any data tool: every other
+lskd package imports the core, never the reverse.
 """
-import importlib
-
-_LOSSES = (
-    "InvalidConfig",
-    "KDObjective",
-    "KDTerms",
-    "check_kd_weight",
-    "check_smoothing",
-    "check_temperature",
-    "distillation_terms",
-    "fairseq_epsilon",
-    "kd_objective",
-    "label_smoothed_nll",
-    "topk_teacher",
-)
-__all__ = list(_LOSSES)
-
-
-def __getattr__(name):
-    if name == "InvalidConfig":
-        return importlib.import_module("lskd.errors").InvalidConfig
-    if name in _LOSSES:
-        return getattr(importlib.import_module("lskd.losses"), name)
-    raise AttributeError(f"module 'lskd' has no attribute {name!r}")

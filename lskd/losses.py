@@ -12,24 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lskd.checks import check_kd_weight, check_smoothing, check_temperature
 from lskd.errors import InvalidConfig
 
 SMOOTHING_CONVENTIONS = ("uniform", "fairseq")
-
-
-def check_smoothing(smoothing: float) -> None:
-    if not 0.0 <= smoothing < 1.0:
-        raise InvalidConfig(f"label smoothing must be in [0, 1), got {smoothing}")
-
-
-def check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise InvalidConfig(f"KD temperature must be > 0, got {temperature}")
-
-
-def check_kd_weight(weight: float) -> None:
-    if not 0.0 <= weight <= 1.0:
-        raise InvalidConfig(f"KD weight must be in [0, 1], got {weight}")
 
 
 def check_convention(convention: str) -> None:

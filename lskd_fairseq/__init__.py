@@ -33,4 +33,5 @@ _import_fairseq_quietly()
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
 
 from lskd_fairseq import checkpoints, clean_exit, cli_errors  # noqa: E402,F401  (allow-list, exit hook, excepthook)
-from lskd_fairseq import label_smoothed_teacher, translation_kd, word_kd  # noqa: E402,F401  (registration)
+from lskd_fairseq.criterions import label_smoothed_teacher, word_kd  # noqa: E402,F401  (registration)
+from lskd_fairseq.tasks import translation_kd  # noqa: E402,F401  (registration)

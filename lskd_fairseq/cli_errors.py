@@ -1,7 +1,7 @@
 """Print lskd's configuration errors as one line on the command line instead of a traceback."""
 import sys
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 
 _default_hook = sys.excepthook
 

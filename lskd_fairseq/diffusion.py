@@ -1,4 +1,4 @@
-"""Penultimate features of fairseq translation models for the diffusion analysis (``lskd.diffusion_report``).
+"""Penultimate features of fairseq translation models for the diffusion analysis (``lskd_report.diffusion_report``).
 
 A target token plays the part of a class: the penultimate representation is the decoder output just
 before the output projection, taken with teacher forcing at every gold target position of that token.
@@ -11,7 +11,7 @@ import torch
 from fairseq.data import Dictionary
 from tqdm import tqdm
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 
 
 @dataclass

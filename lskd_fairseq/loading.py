@@ -7,7 +7,7 @@ from fairseq import checkpoint_utils, models
 from fairseq.data import Dictionary, data_utils
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 
 CACHE_FORMAT = 1
 DTYPES = {"fp16": np.float16, "fp32": np.float32}

@@ -41,7 +41,7 @@ echo "== Vision: digits validation top-1 % ($DEMO_DIR/digits/results.md)"
 cat "$DEMO_DIR/digits/results.md"
 echo
 echo "== Systematic diffusion on digits (the project's measure, docs/analysis.md)"
-"$PYTHON" -m lskd.diffusion_report "$DEMO_DIR/digits/diffusion.json"
+"$PYTHON" -m lskd_report.diffusion_report "$DEMO_DIR/digits/diffusion.json"
 echo "   figure (paper Fig. 1 layout): $DEMO_DIR/digits/diffusion.png"
 echo "   measures:                     $DEMO_DIR/digits/diffusion.json"
 echo "demo finished in $(( $(date +%s) - started )) s"

@@ -98,5 +98,5 @@ run_stage() {
 # summarise PAPER [METRIC]: the alpha x T table of the grid (METRIC, default best.top1, from each run),
 # next to the paper's numbers when PAPER names a table.
 summarise() {
-    "$PYTHON" -m lskd.results "$RUN_DIR" --paper "$1" --metric "${2:-best.top1}" --out "$RUN_DIR/results"
+    "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "${2:-best.top1}" --out "$RUN_DIR/results"
 }

@@ -254,14 +254,14 @@ dump_teacher() {
     if [ "$FP16" = 1 ]; then precision=(--fp16); fi
     for subset in train valid; do
         if [ -f "$cache/$subset.json" ]; then continue; fi
-        "$PYTHON" -m lskd_fairseq.dump_teacher "$DATA_BIN" --teacher-path "$teacher/checkpoints/checkpoint_best.pt" \
+        "$PYTHON" -m lskd_fairseq.cli.dump_teacher "$DATA_BIN" --teacher-path "$teacher/checkpoints/checkpoint_best.pt" \
             --subset "$subset" --topk "$TOPK" --out "$cache" -s "$SOURCE_LANG" -t "$TARGET_LANG" \
             --max-tokens "$MAX_TOKENS" "${precision[@]}"
     done
 }
 
 evaluate_run() {  # RUN
-    "$PYTHON" -m lskd.evaluate "$DATA_BIN" --path "$1/checkpoints/checkpoint_best.pt" \
+    "$PYTHON" -m lskd_nmt.evaluate "$DATA_BIN" --path "$1/checkpoints/checkpoint_best.pt" \
         --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG" --subset "$EVAL_SUBSET" --beam "$BEAM" --out "$1/bleu.json" \
         "${EVAL_ARGS[@]}"
 }

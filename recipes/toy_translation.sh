@@ -39,7 +39,7 @@ settle_make_toy_data() {
 }
 
 make_toy_data() {  # OUT
-    "$PYTHON" -m lskd.toy_corpus --out "$1/text" --train "$TOY_TRAIN" --valid "$TOY_VALID" --test "$TOY_TEST" \
+    "$PYTHON" -m lskd_nmt.toy_corpus --out "$1/text" --train "$TOY_TRAIN" --valid "$TOY_VALID" --test "$TOY_TEST" \
         --seed "$TOY_SEED"
     "$PYTHON" -m fairseq_cli.preprocess --source-lang src --target-lang tgt --joined-dictionary \
         --trainpref "$1/text/train" --validpref "$1/text/valid" --testpref "$1/text/test" --destdir "$1/bin" --workers 1

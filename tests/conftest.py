@@ -10,7 +10,7 @@ import pytest
 
 import lskd_fairseq
 from lskd_fairseq.build import build_training as build_fairseq_training
-from lskd.toy_corpus import write_corpus
+from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import DE_EN, TEST_SETS, make_archive, seg_pairs_of, write_train_tags, write_xml
 
 BIN_DIR = Path(sys.executable).parent

@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd.analysis import (
     PlanePCA,
     TemplateProjection,

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd.diffusion_measure import pair_diffusion, space_diffusion
 
 A, B, C = 0, 1, 2

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lskd import InvalidConfig
-from lskd.diffusion_report import ModelFeatures, analyse_models
+from lskd.errors import InvalidConfig
+from lskd_report.diffusion_report import ModelFeatures, analyse_models
 
 CLASSES = (5, 7, 9)
 NUM_CLASSES, DIM = 10, 16
@@ -128,7 +128,7 @@ def test_wrong_number_of_class_names_is_refused(tmp_path):
 
 
 def test_summary_table_lists_every_model_with_its_measures():
-    from lskd.diffusion_report import summary_markdown
+    from lskd_report.diffusion_report import summary_markdown
 
     pair = {"anisotropy": 2.5, "separation": 1.25}
     split = {"penultimate": {"similar": pair, "control": {"anisotropy": None, "separation": 3.0}}}

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd.class_suggestion import suggest_classes
 
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import PYTHON, REPO
 from test_evaluate_scoring import cli_bleu
 
-from lskd.nmt_profiles import moses_tokenize
+from lskd_nmt.nmt_profiles import moses_tokenize
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "64",

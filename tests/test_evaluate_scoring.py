@@ -12,8 +12,8 @@ from conftest import PYTHON
 from release_fixtures import DE_EN, seg_pairs_of
 from sacremoses import MosesTokenizer
 
-from lskd.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
-from lskd.nmt_profiles import moses_detokenize, moses_tokenize
+from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
+from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
 
 SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
 

@@ -8,7 +8,7 @@ import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
-from lskd.toy_corpus import write_corpus
+from lskd_nmt.toy_corpus import write_corpus
 
 STUDENT = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
            "--label-smoothing", "0.1"]

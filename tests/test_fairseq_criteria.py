@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-from lskd import InvalidConfig, fairseq_epsilon
+from lskd.errors import InvalidConfig
+from lskd.losses import fairseq_epsilon
 from lskd_fairseq.loading import load_frozen_model
-from lskd_fairseq.label_smoothed_teacher import LabelSmoothedTeacherCriterion
-from lskd_fairseq.word_kd import WordKDCriterion
+from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherCriterion
+from lskd_fairseq.criterions.word_kd import WordKDCriterion
 
 from conftest import build_training, first_batch
 

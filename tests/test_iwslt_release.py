@@ -2,7 +2,7 @@
 import pytest
 from release_fixtures import DE_EN, DROPPED_MARKER, TEST_SETS, count_seg_lines, make_archive, write_train_tags
 
-from lskd.iwslt_release import ReleaseError, parse_segments, parse_train_tags, read_release
+from lskd_nmt.iwslt_release import ReleaseError, parse_segments, parse_train_tags, read_release
 
 XML_FILES = sorted(DE_EN.glob("IWSLT14.*.xml"))
 

@@ -5,14 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lskd import (
-    InvalidConfig,
-    distillation_terms,
-    fairseq_epsilon,
-    kd_objective,
-    label_smoothed_nll,
-    topk_teacher,
-)
+from lskd.errors import InvalidConfig
+from lskd.losses import distillation_terms, fairseq_epsilon, kd_objective, label_smoothed_nll, topk_teacher
 
 PAD = 1
 

@@ -3,7 +3,7 @@ checked against a float64 computation."""
 import torch
 import torch.nn.functional as F
 
-from lskd import distillation_terms
+from lskd.losses import distillation_terms
 
 
 def official_rows(student, teacher, temperature):

@@ -7,8 +7,8 @@ import pytest
 from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
 from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
 
-from lskd.nmt_profiles import CleanRule, profile_named
-from lskd.prepare_iwslt import PrepConfig, clean_and_split
+from lskd_nmt.nmt_profiles import CleanRule, profile_named
+from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
 
 SPLITS = ("train", "valid", "test")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import PYTHON
 
-from lskd.paper_results import paper_tables
-from lskd.results import main
+from lskd_report.paper_results import paper_tables
+from lskd_report.results import main
 
 PAPER_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper.md"
 ALPHAS, TEMPERATURES = ("0.0", "0.1"), ("1", "2", "3", "64")

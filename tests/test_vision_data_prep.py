@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lskd_vision.cub import read_cub_split
-from lskd.files import file_digest
+from lskd_tools.files import file_digest
 from lskd_vision_testdata import CUB_FILES, CUB_META, IMAGENET_META, REPO, cub_subset, run, tiny_jpeg
 
 PREPARE_CUB = str(REPO / "data-prep" / "prepare-cub.sh")

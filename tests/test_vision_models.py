@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd_vision.models import build_model, load_weights, penultimate_and_classifier, read_state_dict
 
 

@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd_vision import checkpoint
 from lskd_vision.config import TrainConfig
 from lskd_vision.data import DataBundle, check_data, load_data

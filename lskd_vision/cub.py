@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from lskd_vision.errors import DataError
+from lskd.errors import DataError
 
 METADATA_FILES = ("images.txt", "train_test_split.txt", "image_class_labels.txt")
 ARCHIVE_NAME = "CUB_200_2011.tgz"

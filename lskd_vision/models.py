@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 
 
 class DigitsCNN(nn.Module):

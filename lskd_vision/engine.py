@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lskd import InvalidConfig, kd_objective, label_smoothed_nll
+from lskd.errors import InvalidConfig
+from lskd.losses import kd_objective, label_smoothed_nll
 
 
 def wants_cuda(device: str) -> bool:

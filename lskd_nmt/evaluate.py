@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lskd.bleu import (
+from lskd_nmt.bleu import (
     SUBWORD_SCHEMES,
     TEXT_PROFILES,
     detokenized,
@@ -23,7 +23,7 @@ from lskd.bleu import (
     tokenized,
     tokenized_bleu_score,
 )
-from lskd.files import MANIFEST, run_tool, write_lines
+from lskd_tools.files import MANIFEST, run_tool, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 MMAP_INDEX_MAGIC = b"MMIDIDX\x00\x00"

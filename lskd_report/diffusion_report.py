@@ -9,7 +9,7 @@ import numpy as np
 
 from lskd.analysis import ModelProjection, SplitProjection, check_classes, project_model
 from lskd.diffusion_measure import space_diffusion
-from lskd.diffusion_plot import plot_projections
+from lskd_report.diffusion_plot import plot_projections
 from lskd.errors import InvalidConfig
 
 MEASURE_NOTE = (

@@ -12,7 +12,7 @@ import torch
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd_fairseq.loading import load_frozen_model
 from lskd_fairseq.teacher_cache import Fingerprint, TeacherCache, TeacherCacheDataset
 

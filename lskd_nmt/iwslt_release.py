@@ -10,6 +10,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lskd.errors import DataError
+
 # Test sets in the order fairseq's IWSLT'14 recipe concatenates them; TEDX.dev2012 exists only for de-en.
 TEST_SETS = ("TED.dev2010", "TEDX.dev2012", "TED.tst2010", "TED.tst2011", "TED.tst2012")
 REQUIRED_TEST_SETS = ("TED.dev2010", "TED.tst2010", "TED.tst2011", "TED.tst2012")
@@ -23,7 +25,7 @@ SEGMENT = re.compile(r'<seg id="?(?P<id>\d+)"?\s*>(?P<text>.*)</seg>')
 DOCUMENT = re.compile(r'<doc\s[^>]*docid="(?P<id>[^"]+)"')
 
 
-class ReleaseError(ValueError):
+class ReleaseError(DataError):
     """The release is missing a file or its two sides do not line up."""
 
 

@@ -13,8 +13,8 @@ import torch
 from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
-from lskd import InvalidConfig
-from lskd.files import file_digest
+from lskd.errors import InvalidConfig
+from lskd_tools.files import file_digest
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
 

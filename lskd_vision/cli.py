@@ -5,10 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd_vision.config import PRESETS, build_config
 from lskd_vision.data import DATASETS
-from lskd_vision.errors import DataError
+from lskd.errors import DataError
 from lskd_vision.models import ARCHITECTURES
 
 

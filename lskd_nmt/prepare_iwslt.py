@@ -19,9 +19,9 @@ from typing import Optional
 
 import sentencepiece
 
-from lskd.files import MANIFEST, file_digest, run_tool, write_lines
-from lskd.iwslt_release import ParallelRelease, ReleaseError, read_release
-from lskd.nmt_profiles import TextNormaliser, TextProfile, profile_named
+from lskd_tools.files import MANIFEST, file_digest, run_tool, write_lines
+from lskd_nmt.iwslt_release import ParallelRelease, ReleaseError, read_release
+from lskd_nmt.nmt_profiles import TextNormaliser, TextProfile, profile_named
 
 
 

@@ -6,8 +6,8 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from lskd.files import file_digest
-from lskd_vision.errors import DataError
+from lskd_tools.files import file_digest
+from lskd.errors import DataError
 from lskd_vision.cub import ARCHIVE_MD5, ARCHIVE_NAME, read_cub_split
 
 URLS = (

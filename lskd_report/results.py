@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from lskd.paper_results import paper_table, paper_tables
+from lskd_report.paper_results import paper_table, paper_tables
 
 METRICS_FILES = ("metrics.json", "bleu.json")
 NUMBER = r"\d+(?:\.\d+)?"

@@ -7,7 +7,7 @@ import csv
 import sys
 from pathlib import Path
 
-from lskd_vision.errors import DataError
+from lskd.errors import DataError
 
 IMAGE_SUFFIX = ".JPEG"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU
 
-from lskd.nmt_profiles import PROFILES, moses_detokenize, moses_tokenize
+from lskd_nmt.nmt_profiles import PROFILES, moses_detokenize, moses_tokenize
 
 SUBWORD_SCHEMES = ("sentencepiece", "none")
 TEXT_PROFILES = tuple(PROFILES)

@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 import torch
 from fairseq import utils as fairseq_utils
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd.class_suggestion import suggest_classes
-from lskd.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
+from lskd_report.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
 from lskd_fairseq.diffusion import decoder_features, output_classifier, target_counts, token_indices
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd_vision.cub import check_cub_folder, read_cub_split
 
 DATASETS = ("imagenet", "cub", "digits")

@@ -1,6 +1,9 @@
 """File and subprocess helpers shared by data preparation, evaluation and the teacher cache."""
 import hashlib
+import json
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 # Written into a prepared bin/ folder by lskd-prepare-iwslt; lskd-evaluate reads it for the text profile.
@@ -26,3 +29,24 @@ def run_tool(command: list[str], name: str) -> None:
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
         raise RuntimeError(f"{name} failed (exit {result.returncode}): {' '.join(tail)}")
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Readers (and the recipes' "stage done" checks) see either the old file or the whole new one, never a
+    half-written file left by a killed process.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path, document) -> None:
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")

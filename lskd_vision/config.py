@@ -3,7 +3,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
-from lskd import InvalidConfig, check_kd_weight, check_smoothing, check_temperature
+from lskd.errors import InvalidConfig
+from lskd.checks import check_kd_weight, check_smoothing, check_temperature
 
 
 @dataclass

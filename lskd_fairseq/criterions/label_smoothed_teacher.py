@@ -14,7 +14,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
-from lskd import check_smoothing, label_smoothed_nll
+from lskd.checks import check_smoothing
+from lskd.losses import label_smoothed_nll
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Everything that can fail on the user's input (names, checkpoints, data, classes, class counts) is
 checked before the first forward pass, and nothing is written until the analysis has every number.
-The projection, measures and figure are ``lskd.diffusion_report.analyse_models``'s.
+The projection, measures and figure are ``lskd_report.diffusion_report.analyse_models``'s.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from lskd import InvalidConfig
+from lskd.errors import InvalidConfig
 from lskd.analysis import check_classes
-from lskd.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
+from lskd_report.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
 from lskd_vision.data import load_data
 from lskd_vision.engine import wants_cuda
 from lskd_vision.features import class_rows, penultimate_features

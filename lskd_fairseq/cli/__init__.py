@@ -1,0 +1,1 @@
+"""The plugin's console scripts: ``lskd-dump-teacher`` and ``lskd-fairseq-diffusion``."""

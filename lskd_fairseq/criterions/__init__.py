@@ -1,0 +1,1 @@
+"""The plugin's fairseq criteria: ``label_smoothed_teacher`` and ``word_kd``."""

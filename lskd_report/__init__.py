@@ -1,0 +1,1 @@
+"""Results and reporting shared by both front-ends: alpha x T tables, the paper's numbers, figures."""

@@ -1,0 +1,109 @@
+"""The manifest every recipe run writes (``run.json``), and how a grid folder's runs are found from it.
+
+A run folder says what it is (teacher or student, its alpha, temperature, seed, KD mode, teacher run and
+metrics file) in ``run.json``, written before the run trains; ``lskd-results`` reads grids from these
+manifests, never from folder names. A manifest whose metrics file is absent is a missing (unfinished or
+failed) run, which the tables show as missing.
+
+``python -m lskd_report.runs record RUN_DIR --kind student --alpha 0.1 --temperature 2 --seed 1 ...``
+writes one from a recipe.
+"""
+import argparse
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional
+
+from lskd.checks import check_smoothing, check_temperature
+from lskd.errors import DataError, InvalidConfig
+from lskd_tools.cli import console_script
+from lskd_tools.files import atomic_write_json
+
+MANIFEST = "run.json"
+KINDS = ("teacher", "student")
+KD_MODES = ("word", "seq", "seq+word")
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """One run of a grid. ``temperature`` is None for teachers and pure sequence-level students;
+    ``teacher`` is the teacher run's folder name (students only); ``metrics`` is the file, inside the run
+    folder, holding the scores (``bleu.json`` or ``metrics.json``)."""
+
+    kind: str
+    alpha: float
+    seed: int = 1
+    temperature: Optional[float] = None
+    kd_mode: Optional[str] = None
+    teacher: Optional[str] = None
+    metrics: str = "metrics.json"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InvalidConfig(f"run kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        check_smoothing(self.alpha)
+        if self.temperature is not None:
+            check_temperature(self.temperature)
+        if self.kind == "student" and self.kd_mode not in KD_MODES:
+            raise InvalidConfig(f"student KD mode {self.kd_mode!r}: expected one of {', '.join(KD_MODES)}")
+        if self.kind == "student" and self.kd_mode != "seq" and self.temperature is None:
+            raise InvalidConfig(f"a {self.kd_mode} KD student needs a temperature")
+        if self.kind == "teacher" and (self.temperature, self.kd_mode, self.teacher) != (None, None, None):
+            raise InvalidConfig("a teacher run has no temperature, KD mode or teacher")
+
+
+def write_manifest(run_dir, manifest: RunManifest) -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / MANIFEST
+    atomic_write_json(path, asdict(manifest))
+    return path
+
+
+def read_manifest(run_dir) -> RunManifest:
+    path = Path(run_dir) / MANIFEST
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot read the run manifest ({error})") from None
+    known = {f.name for f in fields(RunManifest)}
+    if not isinstance(document, dict) or not {"kind", "alpha"} <= document.keys() or document.keys() - known:
+        raise DataError(f"{path}: expected a JSON object with keys kind, alpha and only {', '.join(sorted(known))}")
+    try:
+        return RunManifest(**document)
+    except InvalidConfig as error:
+        raise DataError(f"{path}: {error}") from None
+
+
+def find_runs(grid_dir) -> list[tuple[Path, RunManifest]]:
+    """Every run folder directly inside ``grid_dir`` that has a manifest, sorted by folder name."""
+    return [(path.parent, read_manifest(path.parent)) for path in sorted(Path(grid_dir).glob(f"*/{MANIFEST}"))]
+
+
+def optional_float(text: str) -> Optional[float]:
+    return None if text in ("", "none") else float(text)
+
+
+@console_script("lskd_report.runs")
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lskd_report.runs", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    record = commands.add_parser("record", help="write RUN_DIR/run.json")
+    record.add_argument("run_dir", type=Path)
+    record.add_argument("--kind", required=True, choices=KINDS)
+    record.add_argument("--alpha", required=True, type=float)
+    record.add_argument("--seed", type=int, default=1)
+    record.add_argument("--temperature", type=optional_float, default=None)
+    record.add_argument("--kd-mode", choices=KD_MODES, default=None)
+    record.add_argument("--teacher", default=None, help="the teacher run's folder name")
+    record.add_argument("--metrics", default="metrics.json", help="scores file inside the run folder")
+    args = parser.parse_args(argv)
+    manifest = RunManifest(
+        kind=args.kind, alpha=args.alpha, seed=args.seed, temperature=args.temperature,
+        kd_mode=args.kd_mode, teacher=args.teacher, metrics=args.metrics,
+    )
+    write_manifest(args.run_dir, manifest)
+
+
+if __name__ == "__main__":
+    main()

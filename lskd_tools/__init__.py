@@ -1,0 +1,1 @@
+"""Plumbing every lskd command shares: file digests and writes, running external tools."""
