@@ -120,7 +120,7 @@ def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
 
 def test_results_table_sets_our_bleu_beside_the_papers(grid):
     run_dir = grid[0]
-    paper = json.loads((REPO / "lskd" / "paper_results.json").read_text())["iwslt-en-de"]
+    paper = json.loads((REPO / "lskd_report" / "paper_results.json").read_text())["iwslt-en-de"]
     with (run_dir / "results.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["role"], row["T"]) for row in rows] == [("Teacher", "-")] + [("Student", t) for t in ("1", "2", "3", "64")]
