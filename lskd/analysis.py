@@ -101,10 +101,6 @@ class TemplateProjection:
                                 f"the classifier expects {self.feature_dim}")
         return augmented @ self.basis
 
-    def reconstruct(self, coordinates) -> np.ndarray:
-        """The augmented-space vectors (N, D+1) with these coordinates in the basis."""
-        return as_array(coordinates, "coordinates", 2) @ self.basis.T
-
 
 @dataclass(frozen=True)
 class PlanePCA:

@@ -1,5 +1,5 @@
 """Shared fixtures: a tiny binarised toy corpus, a tiny label-smoothed teacher trained through the CLIs, and
-release folders in the real IWSLT formats (the shared de-en XML files plus generated ``train.tags``)."""
+generated release folders in the real IWSLT formats (``train.tags`` and the TED test-set XML files)."""
 import hashlib
 import os
 import subprocess
@@ -11,11 +11,10 @@ import pytest
 import lskd_fairseq
 from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd_nmt.toy_corpus import write_corpus
-from release_fixtures import DE_EN, TEST_SETS, make_archive, seg_pairs_of, write_train_tags, write_xml
+from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
 
 BIN_DIR = Path(sys.executable).parent
 PLUGIN_DIR = str(Path(lskd_fairseq.__file__).parent)
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--share-all-embeddings",
@@ -89,7 +88,7 @@ def first_batch(task, split: str = "valid"):
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
-MAX_LINES = 700  # the generated de-en train.tags has ~1700 pairs, the test concatenation 6750
+MAX_LINES = 700  # of the generated de-en release's 1,703 training pairs and 740 test segments
 
 # Pairs the paper profile's clean rule must drop (ratio > 1.5, empty side, > 175 tokens).
 BAD_PAIRS = [
@@ -97,54 +96,25 @@ BAD_PAIRS = [
     ("", "An English line whose German side is empty ."),
     (" ".join(["wort"] * 180), " ".join(["word"] * 180)),
 ]
-
-
-def talks_from(pairs, talk_size=120):
-    return [pairs[start:start + talk_size] for start in range(0, len(pairs), talk_size)]
+DE_EN_TEST_SIZES = {"TED.dev2010": 130, "TEDX.dev2012": 90, "TED.tst2010": 170, "TED.tst2011": 150, "TED.tst2012": 200}
 
 
 @pytest.fixture(scope="session")
 def de_en_release(tmp_path_factory):
-    """Folder with links to the real de-en XML files and a train.tags pair built from real tst2012 segments."""
-    folder = tmp_path_factory.mktemp("de-en")
-    for path in DE_EN.glob("IWSLT14.*.xml"):
-        (folder / path.name).symlink_to(path)
-    pairs = seg_pairs_of(DE_EN / "IWSLT14.TED.tst2012.de-en.de.xml", DE_EN / "IWSLT14.TED.tst2012.de-en.en.xml")
-    pairs = pairs[:600] + BAD_PAIRS + pairs[600:]
-    expected = write_train_tags(folder, "de-en", talks_from(pairs))
-    return folder, expected
-
-
-RUSSIAN_WORDS = ["мы", "видим", "большой", "дом", "у", "реки", "она", "читает", "новую", "книгу", "сегодня", "утром"]
-ENGLISH_WORDS = ["we", "see", "a", "big", "house", "near", "the", "river", "she", "reads", "new", "book"]
-
-
-def generated_pairs(count, offset=0):
-    """Deterministic En-Ru sentence pairs of varying length (Cyrillic target, mixed case, punctuation)."""
-    pairs = []
-    for n in range(offset, offset + count):
-        length = 3 + n % 9
-        english = " ".join(ENGLISH_WORDS[(n + k) % len(ENGLISH_WORDS)] for k in range(length))
-        russian = " ".join(RUSSIAN_WORDS[(n * 7 + k) % len(RUSSIAN_WORDS)] for k in range(length))
-        pairs.append((english.capitalize() + ", ok.", russian.capitalize() + ", да."))
-    return pairs
+    """A generated IWSLT 2014 de-en release folder; the clean rule's bad pairs sit inside the training talks."""
+    pairs = sentence_pairs(1700, seed=12)
+    tests = {name: sentence_pairs(size, seed=100 + n) for n, (name, size) in enumerate(DE_EN_TEST_SIZES.items())}
+    return write_release(tmp_path_factory.mktemp("de-en"), "de-en", pairs[:600] + BAD_PAIRS + pairs[600:], tests)
 
 
 @pytest.fixture(scope="session")
 def en_ru_release(tmp_path_factory):
     """A generated IWSLT 2014 en-ru release folder (train.tags + the four TED test sets, no TEDX)."""
-    folder = tmp_path_factory.mktemp("en-ru")
-    write_train_tags(folder, "en-ru", talks_from(generated_pairs(500)))
-    offset = 1000
-    for test_set in TEST_SETS:
-        if test_set.startswith("TEDX"):
-            continue
-        docs = {str(offset + d): generated_pairs(20 + d, offset + 100 * d) for d in range(3)}
-        for side, lang in enumerate(("en", "ru")):
-            write_xml(folder / f"IWSLT14.{test_set}.en-ru.{lang}.xml", f"iwslt2014-{test_set}", lang,
-                      {doc: [pair[side] for pair in pairs] for doc, pairs in docs.items()})
-        offset += 1000
-    return folder
+    def pairs(count, seed):  # (English, Russian): the pair's file names put English first
+        return [(en, ru) for ru, en in sentence_pairs(count, seed, RUSSIAN_ENGLISH, openers=())]
+
+    tests = {name: pairs(60 + 3 * n, 200 + n) for n, name in enumerate(TEST_SETS) if not name.startswith("TEDX")}
+    return write_release(tmp_path_factory.mktemp("en-ru"), "en-ru", pairs(500, 20), tests).folder
 
 
 def start_script(script, *args):
@@ -156,7 +126,7 @@ def start_script(script, *args):
 @pytest.fixture(scope="session")
 def prepared(de_en_release, en_ru_release, tmp_path_factory):
     """The three preparations, run concurrently (each spends most of its time importing fairseq)."""
-    folder, _ = de_en_release
+    folder = de_en_release.folder
     root = tmp_path_factory.mktemp("prep")
     archive = make_archive(folder, root / "de-en.tgz", "de-en")
     outs = {name: root / name for name in ("paper_de_en", "modern_de_en", "paper_en_ru")}

@@ -1,16 +1,13 @@
-"""Helpers for the vision tests: paths to the real metadata fixtures and tiny generated images."""
+"""Helpers for the vision tests: CUB folders in the release layout, tiny generated images, the CLI runner."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from PIL import Image
+from release_fixtures import write_cub_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data from the repository root
-CUB_META = SHARED_DATA / "cub-200-2011"
-IMAGENET_META = SHARED_DATA / "imagenet"
-CUB_FILES = ("images.txt", "train_test_split.txt", "image_class_labels.txt")
 
 
 def tiny_jpeg(path: Path, seed: int, size: int = 16) -> None:
@@ -19,18 +16,11 @@ def tiny_jpeg(path: Path, seed: int, size: int = 16) -> None:
     Image.new("RGB", (size, size), colour).save(path, "JPEG")
 
 
-def cub_subset(dest: Path, class_ids: set[int]) -> Path:
-    """A CUB_200_2011/ folder holding the real metadata lines of ``class_ids`` and tiny images."""
+def cub_subset(dest: Path, classes: int = 2, images_per_class: int = 10) -> Path:
+    """A CUB_200_2011/ folder: generated release metadata and a tiny image at every listed path."""
     root = dest / "CUB_200_2011"
-    root.mkdir(parents=True)
-    labels = dict(line.split() for line in (CUB_META / "image_class_labels.txt").read_text().splitlines())
-    keep = {image_id for image_id, label in labels.items() if int(label) in class_ids}
-    for name in CUB_FILES:
-        lines = [line for line in (CUB_META / name).read_text().splitlines() if line.split()[0] in keep]
-        (root / name).write_text("\n".join(lines) + "\n")
-    for line in (root / "images.txt").read_text().splitlines():
-        image_id, relative = line.split()
-        tiny_jpeg(root / "images" / relative, int(image_id))
+    for image in write_cub_metadata(root, classes, images_per_class):
+        tiny_jpeg(root / "images" / image.relative, image.image_id)
     return root
 
 

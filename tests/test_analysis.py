@@ -54,19 +54,27 @@ def test_augmented_dot_product_is_the_logit(classifier):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_basis_is_orthonormal_and_reconstructs_the_templates(classifier):
+def span_projector(templates):
+    """Independent reference: the orthogonal projector onto the templates' row span, T^T (T T^T)^-1 T, in float64."""
+    templates = np.asarray(templates, dtype=np.float64)
+    return templates.T @ np.linalg.solve(templates @ templates.T, templates)
+
+
+def test_basis_is_orthonormal_and_spans_the_templates(classifier):
     projection = TemplateProjection.from_classifier(classifier.weight, classifier.bias, CLASSES)
     assert projection.basis.shape == (DIM + 1, 3)
     np.testing.assert_allclose(projection.basis.T @ projection.basis, np.eye(3), atol=1e-12)
-    reconstructed = projection.reconstruct(projection.templates @ projection.basis)
-    np.testing.assert_allclose(reconstructed, projection.templates, atol=1e-12)
+    np.testing.assert_allclose(projection.basis @ projection.basis.T, span_projector(projection.templates), atol=1e-12)
 
 
-def test_projection_is_augmented_features_times_basis(classifier):
+def test_projection_keeps_exactly_the_component_inside_the_template_span(classifier):
+    """The coordinates are those of the feature's orthogonal projection onto the span (the basis is checked above)."""
     projection = TemplateProjection.from_classifier(classifier.weight, classifier.bias, CLASSES)
     features = np.random.default_rng(1).normal(size=(7, DIM))
-    by_hand = np.column_stack([features, np.ones(7)]) @ projection.basis
-    np.testing.assert_allclose(projection.project(features), by_hand, atol=1e-12)
+    inside = np.column_stack([features, np.ones(7)]) @ span_projector(projection.templates)
+    coordinates = projection.project(features)
+    np.testing.assert_allclose(np.linalg.norm(coordinates, axis=1), np.linalg.norm(inside, axis=1), atol=1e-10)
+    np.testing.assert_allclose(coordinates @ projection.basis.T, inside, atol=1e-10)
 
 
 def test_classifier_without_bias_gets_zero_bias(classifier):
@@ -133,11 +141,15 @@ def test_pca_is_fitted_on_train_points_and_centroids(classifier):
 
 
 def test_validation_reuses_the_train_fitted_pca(classifier):
-    result, _, (features, labels) = model_projection(classifier, valid_scale=4.0)
-    keep = np.isin(labels, CLASSES)
-    valid_3d = np.column_stack([features[keep], np.ones(keep.sum())]) @ result.templates.basis
-    by_hand = (valid_3d - result.pca.mean) @ result.pca.components.T
-    np.testing.assert_allclose(result.valid.points_2d, by_hand, atol=1e-10)
+    result, (train_features, train_labels), (features, labels) = model_projection(classifier, valid_scale=4.0)
+    basis = result.templates.basis
+    train_keep, keep = np.isin(train_labels, CLASSES), np.isin(labels, CLASSES)
+    train_3d = np.column_stack([train_features[train_keep], np.ones(train_keep.sum())]) @ basis
+    centroids = np.stack([train_3d[train_labels[train_keep] == c].mean(axis=0) for c in CLASSES])
+    reference = PCA(n_components=2).fit(np.vstack([train_3d, centroids]))
+    valid_3d = np.column_stack([features[keep], np.ones(keep.sum())]) @ basis
+    signs = np.sign(np.sum(result.pca.components * reference.components_, axis=1))
+    np.testing.assert_allclose(result.valid.points_2d, reference.transform(valid_3d) * signs, atol=1e-10)
     own_pca = PlanePCA.fit(np.vstack([result.valid.points_3d, result.valid.centroids_3d]))
     assert not np.allclose(own_pca.transform(result.valid.points_3d), result.valid.points_2d, atol=1e-3)
     assert not np.allclose(own_pca.mean, result.pca.mean, atol=1e-3)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
-from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
+from release_fixtures import count_seg_lines
 
 from lskd_nmt.nmt_profiles import CleanRule, profile_named
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
@@ -52,12 +52,11 @@ def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs,
         assert load_both_directions(out / "bin", source, target, split) == [lines, lines]
 
 
-def test_modern_profile_keeps_raw_test_segments(modern_de_en):
-    expected = [pair for name in TEST_SETS for pair in
-                seg_pairs_of(DE_EN / f"IWSLT14.{name}.de-en.de.xml", DE_EN / f"IWSLT14.{name}.de-en.en.xml")]
-    expected = [(" ".join(de.split()), " ".join(en.split())) for de, en in expected[:MAX_LINES]]
-    expected = [(de.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"),
-                 en.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")) for de, en in expected]
+def test_modern_profile_keeps_raw_test_segments(de_en_release, modern_de_en):
+    """The test sets' text as written into the XML files (entities unescaped), whitespace normalised."""
+    expected = list(zip(de_en_release.test["de"], de_en_release.test["en"]))[:MAX_LINES]
+    expected = [(" ".join(de.split()), " ".join(en.split())) for de, en in expected]
+    assert any("&" in en for _, en in expected) and any("<" in en for _, en in expected)
     assert list(zip(read(modern_de_en / "test.de"), read(modern_de_en / "test.en"))) == expected
 
 
@@ -87,7 +86,7 @@ def labels_in_raw_order(raw_pairs, train_pairs, valid_pairs):
 
 
 def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_release, modern_de_en):
-    _, expected = de_en_release
+    expected = de_en_release.train
     raw = [(" ".join(de.split()), " ".join(en.split())) for de, en in zip(expected["de"], expected["en"])][:MAX_LINES]
     train = list(zip(read(modern_de_en / "train.de"), read(modern_de_en / "train.en")))
     valid = list(zip(read(modern_de_en / "valid.de"), read(modern_de_en / "valid.en")))
@@ -166,7 +165,7 @@ def test_bad_arguments_fail_with_one_line_before_writing(args, needle, tmp_path)
 
 def test_non_empty_out_is_refused(tmp_path, de_en_release):
     (tmp_path / "keep.txt").write_text("user data")
-    result = run_script("prepare-iwslt14.sh", "--profile", "paper", "--out", tmp_path, "--orig", de_en_release[0])
+    result = run_script("prepare-iwslt14.sh", "--profile", "paper", "--out", tmp_path, "--orig", de_en_release.folder)
     one_line_error(result, 2, "not empty")
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 

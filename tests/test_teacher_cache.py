@@ -92,12 +92,15 @@ def test_dumped_logits_equal_generate_scoring_path(toy_bin, teacher_checkpoint, 
     assert checked == len(dataset)
 
 
-def test_fingerprint_records_what_the_cache_was_made_from(caches, toy_bin, vocab_size):
+def test_cache_rows_follow_the_training_text(caches, toy_text, vocab_size):
+    """Sentence count and per-sentence rows against the text fairseq-preprocess read: words + EOS per line."""
+    lengths = [len(line.split()) + 1 for line in (toy_text / "train.tgt").read_text().splitlines()]
     stored = json.loads((caches["top4"] / "train.json").read_text())
-    lengths = np.load(caches["top4"] / "train.offsets.npy")
     assert stored["topk"] == 4 and stored["dtype"] == "fp32"
-    assert stored["tokens"] == lengths[-1] and stored["sentences"] == len(lengths) - 1
-    assert np.load(caches["full"] / "train.indices.npy").shape == (lengths[-1], vocab_size)
+    assert stored["tokens"] == sum(lengths) and stored["sentences"] == len(lengths)
+    offsets = np.load(caches["top4"] / "train.offsets.npy")
+    assert np.diff(offsets).tolist() == lengths
+    assert np.load(caches["full"] / "train.indices.npy").shape == (sum(lengths), vocab_size)
 
 
 def test_stale_cache_after_rebinarising_is_refused(tmp_path, toy_text, toy_bin, caches):

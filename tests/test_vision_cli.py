@@ -1,13 +1,13 @@
 """Bad settings end in one line naming the value and what was expected, exit non-zero, and leave
 --out untouched."""
-import os
 
 import pytest
 import torch
 
 from lskd_vision.cli import main
 from lskd_vision.models import build_model
-from lskd_vision_testdata import CUB_META, cli
+from lskd_vision_testdata import cli
+from release_fixtures import write_cub_metadata
 
 
 def expect_one_line_error(argv, out, *fragments):
@@ -52,9 +52,9 @@ def test_missing_data_folder(tmp_path):
 
 def test_cub_folder_missing_a_metadata_file(tmp_path):
     cub = tmp_path / "CUB_200_2011"
-    (cub / "images").mkdir(parents=True)
-    for name in ("images.txt", "train_test_split.txt"):
-        os.symlink(CUB_META / name, cub / name)
+    write_cub_metadata(cub, classes=3, images_per_class=2)
+    (cub / "image_class_labels.txt").unlink()
+    (cub / "images").mkdir()
     out = tmp_path / "run"
     argv = ["train-teacher", "--dataset", "cub", "--data", str(cub), "--out", str(out)]
     expect_one_line_error(argv, out, "image_class_labels.txt")

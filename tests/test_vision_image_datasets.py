@@ -1,4 +1,4 @@
-"""CUB and ImageNet end to end on tiny generated images laid out from the real release metadata:
+"""CUB and ImageNet end to end on tiny generated images laid out by release-format metadata:
 fine-tune a teacher from an official-format ImageNet checkpoint, then distil a student from it."""
 import json
 
@@ -6,14 +6,15 @@ import torch
 
 from lskd_vision.cli import main
 from lskd_vision.models import build_model
-from lskd_vision_testdata import IMAGENET_META, cub_subset, run, tiny_jpeg, REPO
+from lskd_vision_testdata import cub_subset, run, tiny_jpeg, REPO
+from release_fixtures import write_imagenet_val_labels
 
 TINY = ["--crop-size", "16", "--resize-size", "16", "--batch-size", "8", "--epochs", "1", "--workers", "0",
         "--device", "cpu", "--no-amp", "--no-channels-last", "--threads", "1"]
 
 
 def test_cub_teacher_fine_tuned_from_imagenet_checkpoint_then_student(tmp_path):
-    cub = cub_subset(tmp_path / "data", {1, 2})
+    cub = cub_subset(tmp_path / "data")
     imagenet = build_model("resnet18", 1000)
     official = tmp_path / "resnet18-0.1-best.pth.tar"
     torch.save({"epoch": 90, "arch": "resnet18",
@@ -38,7 +39,9 @@ def test_cub_teacher_fine_tuned_from_imagenet_checkpoint_then_student(tmp_path):
 
 
 def test_imagenet_layout_from_prepared_val(tmp_path):
-    rows = (IMAGENET_META / "LOC_val_solution.csv").read_text().splitlines()[1:]
+    meta = tmp_path / "meta"
+    write_imagenet_val_labels(meta, classes=20, images=200)
+    rows = (meta / "LOC_val_solution.csv").read_text().splitlines()[1:]
     wnids = sorted({row.split(",")[1].split()[0] for row in rows[:200]})[:3]
     val = tmp_path / "imagenet" / "val"
     chosen = [row.split(",")[0] for row in rows if row.split(",")[1].split()[0] in wnids][:12]
@@ -48,7 +51,7 @@ def test_imagenet_layout_from_prepared_val(tmp_path):
         for number in range(4):
             tiny_jpeg(tmp_path / "imagenet" / "train" / wnid / f"{wnid}_{number}.JPEG", number)
     prepared = run(["bash", str(REPO / "data-prep" / "prepare-imagenet-val.sh"), str(val),
-                    str(IMAGENET_META / "LOC_val_solution.csv"), "--allow-partial"])
+                    str(meta / "LOC_val_solution.csv"), "--allow-partial"])
     assert prepared.returncode == 0, prepared.stderr
     out = tmp_path / "teacher-a0.0"
     main(["train-teacher", "--dataset", "imagenet", "--data", str(tmp_path / "imagenet"), "--arch", "resnet18",

@@ -36,12 +36,13 @@ def test_student_loss_value_and_gradient_match_official_kl(logits, temperature):
 
 
 def test_student_kd_weight_mixes_in_label_cross_entropy(logits):
+    """w·T²·CE(teacher_T, student_T) + (1-w)·CE(labels), batch mean, written out with torch's softmax."""
     student, teacher = logits
     target = torch.arange(16) % 200
-    weight = 0.7
-    mixed = StudentObjective(3.0, kd_weight=weight)(student, target, teacher).loss
-    pure_ce = StudentObjective(3.0, kd_weight=1.0)(student, target, teacher).loss
-    expected = weight * pure_ce + (1 - weight) * F.cross_entropy(student, target)
+    weight, temperature = 0.7, 3.0
+    mixed = StudentObjective(temperature, kd_weight=weight)(student, target, teacher).loss
+    soft_ce = -(F.softmax(teacher / temperature, dim=1) * F.log_softmax(student / temperature, dim=1)).sum(1).mean()
+    expected = weight * temperature**2 * soft_ce + (1 - weight) * F.cross_entropy(student, target)
     torch.testing.assert_close(mixed, expected)
 
 
