@@ -204,7 +204,7 @@ def test_chunked_and_whole_batch_agree(logits, monkeypatch):
     student = student.requires_grad_()
     whole = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
     (whole_grad,) = torch.autograd.grad(whole.loss, student)
-    monkeypatch.setattr(lskd.losses, "CHUNK_ELEMENTS", student.size(-1) * 2)  # two rows per chunk
+    monkeypatch.setattr(lskd.losses, "CPU_CHUNK_ELEMENTS", student.size(-1) * 2)  # two rows per chunk
     chunked = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
     (chunked_grad,) = torch.autograd.grad(chunked.loss, student)
     torch.testing.assert_close(chunked.loss, whole.loss)
