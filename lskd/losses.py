@@ -193,10 +193,13 @@ class _FusedKD(torch.autograd.Function):
             cross_entropy = lse_t - (saved * picked).sum(-1).double()
             kl = cross_entropy + (saved * log_q).sum(-1).double()  # over k entries: no large cancellation
         else:
-            cross_entropy = lse_t - q_student.double()
+            # softmax's own sum is less accurate than torch.sum's: dividing the dot products by the written q's
+            # sum (the teacher's prob_sum statistic) removes the shared error of a row's q.
+            q_sum = teacher_stats[2].double()
+            cross_entropy = lse_t - q_student.double() / q_sum
             # From row statistics each accurate in absolute terms, their difference taken in float64, so the
             # KL of two close distributions (T = 64) keeps its digits.
-            kl = (lse_t - _log_sum_exp(teacher_stats)) + (q_teacher.double() - q_student.double())
+            kl = (lse_t - _log_sum_exp(teacher_stats)) + (q_teacher.double() - q_student.double()) / q_sum
         outputs = [cross_entropy * temperature**2, kl * temperature**2]
         lse = None
         if hard_loss:
