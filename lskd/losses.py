@@ -97,7 +97,7 @@ class KDTerms:
 # Elements per row chunk of the fused loss. On CPU a chunk's few float32 temporaries stay in the cache,
 # so the passes over a chunk cost arithmetic rather than memory traffic (bench/results.md); on a GPU
 # chunks only bound the temporaries (16 MB each), and fewer of them mean fewer kernel launches.
-CPU_CHUNK_ELEMENTS = 1 << 16
+CPU_CHUNK_ELEMENTS = 1 << 18
 GPU_CHUNK_ELEMENTS = 1 << 22
 
 
@@ -107,9 +107,9 @@ def _chunk_rows(device: torch.device, vocab: int) -> int:
 
 
 def _row_dot(a: Tensor, b: Tensor, scratch: Tensor, out: Tensor) -> None:
-    """Σ_j a[i, j]·b[i, j] per row into ``out``: multiply, then torch.sum's cascaded sum (a bmm dot
-    product sums less accurately on CPU)."""
-    torch.sum(torch.mul(a, b, out=scratch), -1, out=out)
+    """Σ_j a[i, j]·b[i, j] per row into ``out``: multiply, then a cascaded sum (a bmm dot product sums less
+    accurately on CPU). nansum: a zero teacher mass times a -inf (masked) logit counts as 0."""
+    torch.nansum(torch.mul(a, b, out=scratch), -1, out=out)
 
 
 def _softmax_with_stats(x: Tensor, out: Tensor, stats: Tensor) -> Tensor:
@@ -132,66 +132,85 @@ def _log_sum_exp(stats: Tensor) -> Tensor:
     return peak + prob_sum.log() - largest_prob.log()
 
 
+def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing):
+    """The chunked passes of ``_FusedKD``'s forward: the student's softmax p (when there is a hard target),
+    ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics."""
+    rows, vocab = student.shape
+    device = student.device
+    compute = torch.promote_types(student.dtype, torch.float32)
+    sparse = topk_indices is not None
+    hard_loss = target is not None
+    shared = hard_loss and temperature == 1  # p_T = p
+    # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
+    # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
+    raw = torch.empty(13, rows, dtype=compute, device=device)
+    tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
+    gold, logit_sum, q_student, q_teacher = raw[9:13]
+    probs = torch.empty(rows, vocab, dtype=compute, device=device) if hard_loss else None
+    tempered_probs = None if sparse and shared else torch.empty(rows, vocab, dtype=compute, device=device)
+    q = log_q = picked = None
+    if sparse:
+        log_q = F.log_softmax(topk_logits.to(compute) / temperature, dim=-1)
+        q = log_q.exp()
+        picked = torch.empty_like(q)
+    step = _chunk_rows(device, vocab)
+    scratch = torch.empty(4, min(step, rows), vocab, dtype=compute, device=device)
+    for start in range(0, rows, step):
+        chunk = slice(start, start + step)
+        tempered, teacher_tempered, teacher_probs, product = scratch[:, : min(step, rows - start)]
+        logits = student[chunk].to(compute)
+        if temperature == 1:
+            tempered = logits
+        else:
+            torch.div(logits, temperature, out=tempered)
+        if hard_loss and not shared:
+            _softmax_with_stats(logits, probs[chunk], plain_stats[:, chunk])
+        probs_t = probs[chunk] if shared else tempered_probs[chunk]
+        _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk])
+        if hard_loss:
+            torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
+            if smoothing != 0:
+                torch.sum(logits, -1, out=logit_sum[chunk])
+        if sparse:
+            torch.gather(tempered, -1, topk_indices[chunk], out=picked[chunk])
+            continue
+        teacher = teacher_logits[chunk]
+        if teacher.dtype != compute:
+            teacher = teacher_tempered.copy_(teacher)
+        if temperature != 1:
+            teacher = torch.div(teacher, temperature, out=teacher_tempered)
+        teacher_q = _softmax_with_stats(teacher, teacher_probs, teacher_stats[:, chunk])
+        _row_dot(teacher_q, teacher, product, q_teacher[chunk])
+        _row_dot(teacher_q, tempered, product, q_student[chunk])
+        torch.sub(probs_t, teacher_q, out=tempered_probs[chunk])  # D = p_T - q
+    return probs, tempered_probs, raw, q, log_q, picked
+
+
 class _FusedKD(torch.autograd.Function):
     """Per-row LS-NLL, NLL, T²·CE and T²·KL of student logits against a teacher.
 
     Autograd over the plain formulas keeps several [tokens, V] float32 intermediates alive and makes
-    several passes over each. Here the forward works in cache-sized row chunks and reduces every term to
-    row statistics (log-sum-exps and row dot products, combined in float64 after the loop); the backward
-    keeps only ``D = p_T - q`` (the one extra [tokens, V] buffer of online KD; a top-k teacher keeps its
-    [tokens, k] q instead) and writes the gradient
-    ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)`` with one softmax pass per
-    chunk (two for a top-k teacher at T != 1).
+    several passes over each. Here the forward works in cache-sized row chunks, makes one softmax pass per
+    distribution (student, tempered student, teacher) and reduces every term to row statistics
+    (log-sum-exps and row dot products, combined in float64 after the loop). It keeps the student's
+    softmax p and ``D = p_T - q`` (p_T for a top-k teacher, whose q is [tokens, k]); the backward turns
+    them into the gradient in place, ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)``,
+    without another exp, so the loss holds at most two [tokens, V] buffers where autograd over
+    log_softmax needs three.
     """
 
     @staticmethod
     def forward(ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing,
                 convention):
-        rows, vocab = student.shape
-        device = student.device
-        compute = torch.promote_types(student.dtype, torch.float32)
-        sparse = topk_indices is not None
-        hard_loss = target is not None
-        # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
-        # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
-        raw = torch.empty(13, rows, dtype=compute, device=device)
+        vocab = student.size(-1)
+        probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
+            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing)
         tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
         gold, logit_sum, q_student, q_teacher = raw[9:13]
-        if sparse:
-            log_q = F.log_softmax(topk_logits.to(compute) / temperature, dim=-1)
-            saved = log_q.exp()
-            picked = torch.empty_like(saved)
-        else:
-            saved = torch.empty(rows, vocab, dtype=compute, device=device)
-        step = _chunk_rows(device, vocab)
-        scratch = torch.empty(3, min(step, rows), vocab, dtype=compute, device=device)
-        lowest = torch.finfo(compute).min
-        for start in range(0, rows, step):
-            chunk = slice(start, start + step)
-            tempered, work, probs = scratch[:, : min(step, rows - start)]
-            logits = student[chunk].to(compute)
-            # Tempered logits, clamped so that -inf (a masked token) times a zero teacher mass stays 0.
-            torch.div(logits, temperature, out=tempered).clamp_(min=lowest)
-            probs_t = _softmax_with_stats(tempered, work if sparse else saved[chunk], tempered_stats[:, chunk])
-            if hard_loss:
-                if temperature != 1:
-                    _softmax_with_stats(logits, probs, plain_stats[:, chunk])
-                torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
-                if smoothing != 0:
-                    torch.sum(logits, -1, out=logit_sum[chunk])
-            if sparse:
-                torch.gather(tempered, -1, topk_indices[chunk], out=picked[chunk])
-                continue
-            teacher = teacher_logits[chunk]
-            teacher = torch.div(teacher if teacher.dtype == compute else work.copy_(teacher), temperature, out=work)
-            q = _softmax_with_stats(teacher.clamp_(min=lowest), probs, teacher_stats[:, chunk])
-            _row_dot(q, teacher, teacher, q_teacher[chunk])
-            _row_dot(q, tempered, tempered, q_student[chunk])
-            probs_t.sub_(q)  # saved[chunk] now holds D = p_T - q
         lse_t = _log_sum_exp(tempered_stats)
-        if sparse:
-            cross_entropy = lse_t - (saved * picked).sum(-1).double()
-            kl = cross_entropy + (saved * log_q).sum(-1).double()  # over k entries: no large cancellation
+        if q is not None:
+            cross_entropy = lse_t - (q * picked).nansum(-1).double()
+            kl = cross_entropy + (q * log_q).sum(-1).double()  # over k entries: no large cancellation
         else:
             # softmax's own sum is less accurate than torch.sum's: dividing the dot products by the written q's
             # sum (the teacher's prob_sum statistic) removes the shared error of a row's q.
@@ -201,8 +220,7 @@ class _FusedKD(torch.autograd.Function):
             # KL of two close distributions (T = 64) keeps its digits.
             kl = (lse_t - _log_sum_exp(teacher_stats)) + (q_teacher.double() - q_student.double()) / q_sum
         outputs = [cross_entropy * temperature**2, kl * temperature**2]
-        lse = None
-        if hard_loss:
+        if target is not None:
             lse = lse_t if temperature == 1 else _log_sum_exp(plain_stats)
             nll = lse - gold.double()
             hard = _smoothed(nll, lambda: logit_sum.double() - vocab * lse, smoothing, vocab, convention)
@@ -210,21 +228,28 @@ class _FusedKD(torch.autograd.Function):
         outputs = torch.stack(outputs)
         if mask is not None:
             outputs.masked_fill_(~mask, 0.0)
-        outputs = outputs.to(compute)
-        ctx.save_for_backward(student, target, mask, saved, topk_indices)
-        ctx.settings = (temperature, smoothing, convention, sparse)
-        if not hard_loss:
+        outputs = outputs.to(raw.dtype)
+        ctx.save_for_backward(student, target, mask, teacher_logits, topk_indices, topk_logits, q)
+        # Plain attributes, not saved tensors: the backward hands them on as the gradient, and a saved
+        # tensor still referenced there would make autograd copy the gradient.
+        ctx.buffers = (probs, tempered_probs)
+        ctx.settings = (temperature, smoothing, convention)
+        if target is None:
             return None, None, outputs[0], outputs[1]
         return tuple(outputs)
 
     @staticmethod
     def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
-        student, target, mask, saved, topk_indices = ctx.saved_tensors
-        temperature, smoothing, convention, sparse = ctx.settings
-        rows, vocab = student.shape
-        compute = saved.dtype
-        hard_loss = target is not None
-        zeros = torch.zeros(rows, dtype=compute, device=student.device)
+        student, target, mask, teacher_logits, topk_indices, topk_logits, q = ctx.saved_tensors
+        temperature, smoothing, convention = ctx.settings
+        if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
+            ctx.buffers = _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature,
+                                        smoothing)[:2]
+        probs, tempered_probs = ctx.buffers
+        ctx.buffers = None
+        grad = tempered_probs if probs is None else probs
+        rows, vocab = grad.shape
+        zeros = torch.zeros(rows, dtype=grad.dtype, device=grad.device)
         grad_hard, grad_nll, grad_ce, grad_kl = (zeros if g is None else g for g in (grad_hard, grad_nll, grad_ce,
                                                                                      grad_kl))
         gold_weight, other_weight = _smoothed_target_weights(smoothing, vocab, convention)
@@ -235,37 +260,25 @@ class _FusedKD(torch.autograd.Function):
         if mask is not None:  # masked rows get zero coefficients, hence a zero gradient
             coef_kd, coef_probs, coef_gold, coef_other = (c * mask for c in (coef_kd, coef_probs, coef_gold,
                                                                              coef_other))
-        tempered_pass = sparse and not (temperature == 1 and hard_loss)
-        if sparse and not tempered_pass:
-            coef_probs = coef_probs + coef_kd  # p_T = p
-        grad = torch.empty_like(student)
-        step = _chunk_rows(student.device, vocab)
-        scratch = torch.empty(2, min(step, rows), vocab, dtype=compute, device=student.device)
+        if probs is not None and tempered_probs is None:
+            coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
+        step = _chunk_rows(grad.device, vocab)
         for start in range(0, rows, step):
             chunk = slice(start, start + step)
-            size = min(step, rows - start)
-            logits = student[chunk].to(compute)
-            g = grad[chunk] if grad.dtype == compute else scratch[0, :size]
-            if hard_loss:
-                torch._softmax(logits, -1, False, out=g).mul_(coef_probs[chunk, None])
+            g = grad[chunk]
+            if probs is None:
+                g.mul_(coef_kd[chunk, None])
+            else:
+                g.mul_(coef_probs[chunk, None])
                 if other_weight != 0:
                     g.sub_(coef_other[chunk, None])
-                if not sparse:
-                    g.addcmul_(saved[chunk], coef_kd[chunk, None])
-            elif not sparse:
-                torch.mul(saved[chunk], coef_kd[chunk, None], out=g)
-            else:
-                g.zero_()
-            if tempered_pass:
-                work = torch.div(logits, temperature, out=scratch[1, :size])
-                g.addcmul_(torch._softmax(work, -1, False, out=work), coef_kd[chunk, None])
-            if sparse:
-                g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * saved[chunk])
-            if hard_loss:
+                if tempered_probs is not None:
+                    g.addcmul_(tempered_probs[chunk], coef_kd[chunk, None])
+            if q is not None:
+                g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q[chunk])
+            if target is not None:
                 g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
-            if g.data_ptr() != grad[chunk].data_ptr():
-                grad[chunk] = g
-        return grad, None, None, None, None, None, None, None, None
+        return grad.to(student.dtype), None, None, None, None, None, None, None, None
 
 
 def _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits) -> None:
