@@ -229,10 +229,12 @@ class _FusedKD(torch.autograd.Function):
         if mask is not None:
             outputs.masked_fill_(~mask, 0.0)
         outputs = outputs.to(raw.dtype)
-        ctx.save_for_backward(student, target, mask, teacher_logits, topk_indices, topk_logits, q)
-        # Plain attributes, not saved tensors: the backward hands them on as the gradient, and a saved
-        # tensor still referenced there would make autograd copy the gradient.
+        ctx.save_for_backward(student, target, mask, q)
+        # Plain attributes, not saved tensors: the backward hands the buffers on as the gradient (a saved
+        # tensor still referenced there would make autograd copy it), and teachers often run in inference
+        # mode, whose tensors cannot be saved; the teacher is only read again for a second backward.
         ctx.buffers = (probs, tempered_probs)
+        ctx.teacher = (teacher_logits, topk_indices, topk_logits)
         ctx.settings = (temperature, smoothing, convention)
         if target is None:
             return None, None, outputs[0], outputs[1]
@@ -240,7 +242,8 @@ class _FusedKD(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
-        student, target, mask, teacher_logits, topk_indices, topk_logits, q = ctx.saved_tensors
+        student, target, mask, q = ctx.saved_tensors
+        teacher_logits, topk_indices, topk_logits = ctx.teacher
         temperature, smoothing, convention = ctx.settings
         if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
             ctx.buffers = _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature,
