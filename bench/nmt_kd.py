@@ -11,7 +11,9 @@ whose configurations are interleaved (so machine noise hits them alike):
 - teacher cache: throughput of the dump's scoring loop (teacher forward, top-k, writes to the memory-mapped
   cache) over a plain teacher forward on the same batches (goal >= 0.9), the whole command's time (with
   loading and hashing) and bytes per target token
-- scaling of the loss alone with vocabulary size and tokens per batch
+- scaling of the loss alone (forward + backward) with vocabulary size and tokens per batch, the three
+  losses interleaved in every repeat: ``loss_kd_online_over_ls_v{V}_t{tokens}`` goal <= 2 (KD needs about
+  twice the softmax passes of LS), ``loss_kd_cached_over_ls_v{V}_t{tokens}``
 
     python -m bench.nmt_kd                          # CPU size, a few minutes
     python -m bench.nmt_kd --size iwslt --device cuda --fp16
@@ -51,6 +53,9 @@ SIZES = {
 }
 SCALING_VOCABS = (2000, 8000, 32000)
 SCALING_TOKENS = (1024, 4096)
+SCALING_MODES = ("ls", "kd_online", "kd_cached")
+SCALING_GOAL = 2.0
+SCALING_SECONDS = 0.1  # loss calls per timed repeat: enough for one LS measurement to take about this long
 TOPK = 4
 PAD, EOS = 1, 2
 
@@ -139,12 +144,8 @@ def step_timings(args, size: dict, device, dtype) -> dict:
     model.train()
     runs = {"t_ls": train(ls, batches), "t_fwd": teacher_forward, "t_kd_online": train(kd, batches, online=True),
             "t_kd_cached": train(kd, cached)}
-    for run in runs.values():
-        run()
-    times = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, run in runs.items():
-            times[name].append(timed(run, 1, device) / args.batches)
+    times = interleaved(runs, args.repeats, 1, device)
+    times = {name: [value / args.batches for value in values] for name, values in times.items()}
     online = [o / (ls + f) for o, ls, f in zip(times["t_kd_online"], times["t_ls"], times["t_fwd"])]
     cached_ratio = [c / ls for c, ls in zip(times["t_kd_cached"], times["t_ls"])]
     return {"seconds_per_batch": {name: statistics.median(values) for name, values in times.items()},
@@ -172,36 +173,56 @@ def memory(tokens: int, vocab: int, device: str, fp16: bool) -> dict:
             "kd_cached_extra_loss_memory_bytes": peaks["kd_cached"] - peaks["ls"]}
 
 
-def loss_step_seconds(mode: str, tokens: int, vocab: int, device, repeats: int) -> float:
+def interleaved(runs: dict, repeats: int, calls: int, device) -> dict:
+    """Seconds per call of every run, ``repeats`` times, the runs taking turns within each repeat so that
+    machine noise hits them alike; every run is called once first to warm up."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run, calls, device))
+    return times
+
+
+def loss_steps(tokens: int, vocab: int, device, dtype) -> dict:
+    """One forward + backward of each loss as the criteria compute it, on shared random logits."""
     generator = torch.Generator().manual_seed(0)
-    student = (torch.randn(tokens, vocab, generator=generator) * 3).to(device).requires_grad_()
-    teacher = (torch.randn(tokens, vocab, generator=generator) * 3).to(device)
+    student = (torch.randn(tokens, vocab, generator=generator) * 3).to(device, dtype).requires_grad_()
+    teacher = (torch.randn(tokens, vocab, generator=generator) * 3).to(device, dtype)
     target = torch.randint(4, vocab, (tokens,), generator=generator).to(device)
     indices, values = topk_teacher(teacher, TOPK)
+    teachers = {"kd_online": {"teacher_logits": teacher},
+                "kd_cached": {"teacher_topk_indices": indices, "teacher_topk_logits": values.float()}}
 
-    def run():
-        if mode == "ls":
-            loss = label_smoothed_nll(torch.log_softmax(student, -1), target, 0.1, PAD)[0].sum()
-        else:
-            kwargs = {"teacher_logits": teacher} if mode == "kd_online" else {
-                "teacher_topk_indices": indices, "teacher_topk_logits": values}
-            loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **kwargs).loss
-        loss.backward()
-        student.grad = None
+    def step(mode):
+        def run():
+            if mode == "ls":
+                loss = label_smoothed_nll(torch.log_softmax(student.float(), -1), target, 0.1, PAD)[0].sum()
+            else:
+                loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **teachers[mode]).loss
+            loss.backward()
+            student.grad = None
+        return run
 
-    run()
-    return statistics.median(timed(run, 1, device) for _ in range(repeats))
+    return {mode: step(mode) for mode in SCALING_MODES}
 
 
-def scaling(args, device) -> list[dict]:
+def scaling(args, device, dtype) -> list[dict]:
     rows = []
     for vocab in SCALING_VOCABS:
         for tokens in SCALING_TOKENS:
-            row = {"vocab": vocab, "tokens": tokens}
-            for mode in ("ls", "kd_online", "kd_cached"):
-                row[f"{mode}_ms"] = 1000 * loss_step_seconds(mode, tokens, vocab, device, args.repeats)
+            runs = loss_steps(tokens, vocab, device, dtype)
+            calls = max(1, round(SCALING_SECONDS / timed(runs["ls"], 1, device)))
+            times = interleaved(runs, args.repeats, calls, device)
+            row = {"vocab": vocab, "tokens": tokens, "calls_per_repeat": calls}
+            for mode in SCALING_MODES:
+                row[f"{mode}_ms"] = 1000 * statistics.median(times[mode])
+            for mode in SCALING_MODES[1:]:
+                row[f"{mode}_over_ls"] = statistics.median(k / ls for k, ls in zip(times[mode], times["ls"]))
+            del runs
             if tokens == SCALING_TOKENS[-1]:
-                row["memory"] = memory(tokens, vocab, args.device, False)
+                row["memory"] = memory(tokens, vocab, args.device, args.fp16)
             rows.append(row)
     return rows
 
@@ -266,6 +287,11 @@ def markdown(results: dict) -> str:
     lines = [
         f"# NMT KD benchmark ({results['size']} size)", "",
         f"Device: {results['device']}, torch {results['torch']}, fp16 {results['fp16']}; {results['config']}.", "",
+        f"Every number on this page was measured on the {'GPU' if results['gpu'] else 'CPU'} in one run of "
+        f"`{results['command']}`; "
+        + ("the CPU run writes bench/results.md." if results["gpu"] else
+           "a GPU run (`python -m bench.nmt_kd --size iwslt --device cuda --fp16`) writes bench/results-cuda.md."),
+        "",
         "| t_ls (ms) | t_fwd (ms) | t_kd_online (ms) | t_kd_cached (ms) | online / (ls + fwd) | cached / ls | goal <= 1.05 |",
         "|---:|---:|---:|---:|---:|---:|:---:|",
         f"| {t['t_ls']:.1f} | {t['t_fwd']:.1f} | {t['t_kd_online']:.1f} | {t['t_kd_cached']:.1f} | "
@@ -289,13 +315,17 @@ def markdown(results: dict) -> str:
                   f"{cache['plain_forward_seconds']:.2f} | {cache['dump_command_seconds']:.2f} | "
                   f"{cache['cache_bytes_per_target_token']:.1f} |"]
     if results.get("scaling"):
-        lines += ["", "Scaling of the loss alone (forward + backward, ms; memory at the larger batch):", "",
-                  "| V | tokens | LS | KD online | KD cached | KD online extra memory (MiB) |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "Scaling of the loss alone (forward + backward, ms, median of the interleaved repeats; ratios "
+                  "are medians of the per-repeat ratios; memory at the larger batch):", "",
+                  "| V | tokens | LS | KD online | KD cached | KD online / LS | goal <= 2 | KD cached / LS "
+                  "| KD online extra memory (MiB) |",
+                  "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|"]
         for row in results["scaling"]:
             extra = row.get("memory", {}).get("kd_online_extra_loss_memory_bytes")
             lines.append(f"| {row['vocab']} | {row['tokens']} | {row['ls_ms']:.1f} | {row['kd_online_ms']:.1f} | "
-                         f"{row['kd_cached_ms']:.1f} | {'' if extra is None else f'{extra / mib:.1f}'} |")
+                         f"{row['kd_cached_ms']:.1f} | {row['kd_online_over_ls']:.2f} | "
+                         f"{'yes' if row['kd_online_over_ls'] <= SCALING_GOAL else 'no'} | "
+                         f"{row['kd_cached_over_ls']:.2f} | {'' if extra is None else f'{extra / mib:.1f}'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -306,14 +336,19 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     dtype = torch.float16 if args.fp16 else torch.float32
     size = SIZES[args.size]
-    results = {"size": args.size, "device": device_name(device), "torch": torch.__version__, "fp16": args.fp16,
+    command = " ".join(["python -m bench.nmt_kd", *(argv if argv is not None else sys.argv[1:])])
+    results = {"size": args.size, "device": device_name(device), "gpu": device.type == "cuda", "command": command,
+               "torch": torch.__version__, "fp16": args.fp16,
                "config": f"vocab {size['vocab']}, {size['tokens']} target tokens per batch, T = {args.temperature}, "
                          f"top-{TOPK} cache, median of {args.repeats} interleaved repeats x {args.batches} batches"}
     results["steps"] = step_timings(args, size, device, dtype)
     results["memory"] = memory(size["tokens"], size["vocab"], args.device, args.fp16)
     results["cache"] = cache_benchmark(args, device)
     if not args.skip_scaling:
-        results["scaling"] = scaling(args, device)
+        results["scaling"] = scaling(args, device, dtype)
+        for row in results["scaling"]:
+            for mode in SCALING_MODES[1:]:
+                results[f"loss_{mode}_over_ls_v{row['vocab']}_t{row['tokens']}"] = row[f"{mode}_over_ls"]
     results["kd_online_over_limit"] = results["steps"]["kd_online_over_limit"]
     results["kd_cached_over_ls"] = results["steps"]["kd_cached_over_ls"]
     results["kd_online_extra_loss_memory_bytes"] = results["memory"]["kd_online_extra_loss_memory_bytes"]

@@ -43,20 +43,29 @@ def label_smoothed_nll(
     Rows whose target is ``ignore_index`` are zero.
     """
     check_convention(convention)
-    vocab_size = lprobs.size(-1)
     nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    if smoothing == 0:
-        loss = nll  # skipping the smoothing sum keeps -inf logits of masked-out tokens harmless
-    elif convention == "uniform":
-        loss = (1.0 - smoothing) * nll + (smoothing / vocab_size) * -lprobs.sum(-1)
-    else:
-        other = smoothing / (vocab_size - 1)
-        loss = (1.0 - smoothing - other) * nll + other * -lprobs.sum(-1)
+    loss = _smoothed(nll, lambda: lprobs.sum(-1), smoothing, lprobs.size(-1), convention)
     if ignore_index is not None:
         keep = target.ne(ignore_index)
         loss = loss * keep
         nll = nll * keep
     return loss, nll
+
+
+def _smoothed_target_weights(smoothing: float, vocab_size: int, convention: str) -> tuple[float, float]:
+    """(weight on the gold token, weight on every other token) of the smoothed target distribution."""
+    if convention == "uniform":
+        other = smoothing / vocab_size
+        return 1.0 - smoothing + other, other
+    return 1.0 - smoothing, smoothing / (vocab_size - 1)
+
+
+def _smoothed(nll: Tensor, lprob_sum, smoothing: float, vocab_size: int, convention: str) -> Tensor:
+    """LS-NLL from the gold token's NLL and ``lprob_sum()`` = Σ_v log p_v (called only when needed)."""
+    if smoothing == 0:
+        return nll  # skipping the smoothing sum keeps -inf logits of masked-out tokens harmless
+    gold, other = _smoothed_target_weights(smoothing, vocab_size, convention)
+    return (gold - other) * nll - other * lprob_sum()
 
 
 @dataclass
@@ -71,118 +80,194 @@ class KDTerms:
     kl: Tensor
 
 
-# Rows per chunk of the fused loss: bounds its temporaries to about 16 MB of float32 whatever the batch.
-CHUNK_ELEMENTS = 1 << 22
+# Elements per row chunk of the fused loss. On CPU a chunk's few float32 temporaries stay in the cache,
+# so the passes over a chunk cost arithmetic rather than memory traffic (bench/results.md); on a GPU
+# chunks only bound the temporaries (16 MB each), and fewer of them mean fewer kernel launches.
+CPU_CHUNK_ELEMENTS = 1 << 18
+GPU_CHUNK_ELEMENTS = 1 << 22
 
 
-def _smoothed_target_weights(smoothing: float, vocab_size: int, convention: str) -> tuple[float, float]:
-    """(weight on the gold token, weight on every other token) of the smoothed target distribution."""
-    if convention == "uniform":
-        other = smoothing / vocab_size
-        return 1.0 - smoothing + other, other
-    return 1.0 - smoothing, smoothing / (vocab_size - 1)
+def _chunk_rows(device: torch.device, vocab: int) -> int:
+    elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
+    return max(1, elements // vocab)
 
 
-def _row_dot(a: Tensor, b: Tensor) -> Tensor:
-    """Σ_j a[i, j]·b[i, j] per row, without materialising the product."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+def _row_dot(a: Tensor, b: Tensor, scratch: Tensor, out: Tensor) -> None:
+    """Σ_j a[i, j]·b[i, j] per row into ``out``: multiply, then a cascaded sum (a bmm dot product sums less
+    accurately on CPU). nansum: a zero teacher mass times a -inf (masked) logit counts as 0."""
+    torch.nansum(torch.mul(a, b, out=scratch), -1, out=out)
+
+
+def _softmax_with_stats(x: Tensor, out: Tensor, stats: Tensor) -> Tensor:
+    """softmax(x) into ``out``; ``stats`` [3, rows] receives what ``_log_sum_exp`` needs.
+
+    softmax puts exp(0)·(1/S) = 1/S on a row's largest entry, which gives its sum S without a second exp
+    pass; the sum of the written probabilities (1 up to the rounding of softmax's own accumulation)
+    corrects S to torch.sum's more accurate cascaded sum.
+    """
+    torch.amax(x, -1, out=stats[0])
+    torch._softmax(x, -1, False, out=out)
+    torch.amax(out, -1, out=stats[1])
+    torch.sum(out, -1, out=stats[2])
+    return out
+
+
+def _log_sum_exp(stats: Tensor) -> Tensor:
+    """log Σ_v exp(x_v) per row from ``_softmax_with_stats``'s statistics, in float64."""
+    peak, largest_prob, prob_sum = stats.double()
+    return peak + prob_sum.log() - largest_prob.log()
+
+
+def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing):
+    """The chunked passes of ``_FusedKD``'s forward: the student's softmax p (when there is a hard target),
+    ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics."""
+    rows, vocab = student.shape
+    device = student.device
+    compute = torch.promote_types(student.dtype, torch.float32)
+    sparse = topk_indices is not None
+    hard_loss = target is not None
+    shared = hard_loss and temperature == 1  # p_T = p
+    # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
+    # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
+    raw = torch.empty(13, rows, dtype=compute, device=device)
+    tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
+    gold, logit_sum, q_student, q_teacher = raw[9:13]
+    probs = torch.empty(rows, vocab, dtype=compute, device=device) if hard_loss else None
+    tempered_probs = None if sparse and shared else torch.empty(rows, vocab, dtype=compute, device=device)
+    q = log_q = picked = None
+    if sparse:
+        log_q = F.log_softmax(topk_logits.to(compute) / temperature, dim=-1)
+        q = log_q.exp()
+        picked = torch.empty_like(q)
+    step = _chunk_rows(device, vocab)
+    scratch = torch.empty(4, min(step, rows), vocab, dtype=compute, device=device)
+    for start in range(0, rows, step):
+        chunk = slice(start, start + step)
+        tempered, teacher_tempered, teacher_probs, product = scratch[:, : min(step, rows - start)]
+        logits = student[chunk].to(compute)
+        if temperature == 1:
+            tempered = logits
+        else:
+            torch.div(logits, temperature, out=tempered)
+        if hard_loss and not shared:
+            _softmax_with_stats(logits, probs[chunk], plain_stats[:, chunk])
+        probs_t = probs[chunk] if shared else tempered_probs[chunk]
+        _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk])
+        if hard_loss:
+            torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
+            if smoothing != 0:
+                torch.sum(logits, -1, out=logit_sum[chunk])
+        if sparse:
+            torch.gather(tempered, -1, topk_indices[chunk], out=picked[chunk])
+            continue
+        teacher = teacher_logits[chunk]
+        if teacher.dtype != compute:
+            teacher = teacher_tempered.copy_(teacher)
+        if temperature != 1:
+            teacher = torch.div(teacher, temperature, out=teacher_tempered)
+        teacher_q = _softmax_with_stats(teacher, teacher_probs, teacher_stats[:, chunk])
+        _row_dot(teacher_q, teacher, product, q_teacher[chunk])
+        _row_dot(teacher_q, tempered, product, q_student[chunk])
+        torch.sub(probs_t, teacher_q, out=tempered_probs[chunk])  # D = p_T - q
+    return probs, tempered_probs, raw, q, log_q, picked
 
 
 class _FusedKD(torch.autograd.Function):
-    """Per-row LS-NLL, NLL, T²·CE and T²·KL of student logits against a teacher, in one pass.
+    """Per-row LS-NLL, NLL, T²·CE and T²·KL of student logits against a teacher.
 
-    Autograd over the plain formulas keeps several [tokens, V] float32 intermediates alive for the
-    backward pass. Here the forward works in row chunks and keeps only the teacher distribution (the one
-    extra [tokens, V] buffer of online KD; [tokens, k] for a top-k teacher); the backward recomputes the
-    student softmaxes chunk by chunk and writes the gradient directly:
-    ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)``.
+    Autograd over the plain formulas keeps several [tokens, V] float32 intermediates alive and makes
+    several passes over each. Here the forward works in cache-sized row chunks, makes one softmax pass per
+    distribution (student, tempered student, teacher) and reduces every term to row statistics
+    (log-sum-exps and row dot products, combined in float64 after the loop). It keeps the student's
+    softmax p and ``D = p_T - q`` (p_T for a top-k teacher, whose q is [tokens, k]); the backward turns
+    them into the gradient in place, ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)``,
+    without another exp, so the loss holds at most two [tokens, V] buffers where autograd over
+    log_softmax needs three.
     """
 
     @staticmethod
     def forward(ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing,
                 convention):
-        rows, vocab = student.shape
-        compute = torch.promote_types(student.dtype, torch.float32)
-        sparse = topk_indices is not None
-        teacher = teacher_logits is not None or sparse
-        outputs = torch.zeros(4, rows, dtype=compute, device=student.device)
-        hard, nll, cross_entropy, kl = outputs
-        q_saved = None
-        if teacher:
-            q_shape = topk_logits.shape if sparse else (rows, vocab)
-            q_saved = torch.empty(q_shape, dtype=compute, device=student.device)
-        lowest = torch.finfo(compute).min
-        step = max(1, CHUNK_ELEMENTS // vocab)
-        for start in range(0, rows, step):
-            chunk = slice(start, start + step)
-            logits = student[chunk].to(compute)
-            lprobs = None
-            if target is not None:
-                lprobs = F.log_softmax(logits, dim=-1)
-                hard[chunk], nll[chunk] = label_smoothed_nll(lprobs, target[chunk], smoothing, convention=convention)
-            if not teacher:
-                continue
-            if sparse:
-                scaled = logits / temperature
-                log_q = F.log_softmax(topk_logits[chunk].to(compute) / temperature, dim=-1)
-                log_p = scaled.gather(-1, topk_indices[chunk]) - torch.logsumexp(scaled, dim=-1, keepdim=True)
-            else:
-                log_q = F.log_softmax(teacher_logits[chunk].to(compute) / temperature, dim=-1)
-                log_p = lprobs if temperature == 1 and lprobs is not None else F.log_softmax(logits / temperature, -1)
-            q = torch.exp(log_q, out=q_saved[chunk])
-            # -inf log-probabilities (masked tokens) where the teacher puts no mass would make 0 · inf = nan;
-            # clamping in place costs less than finding out whether any are -inf, and needs no host sync.
-            log_p.clamp_(min=lowest)
-            log_q.clamp_(min=lowest)
-            q_log_p = _row_dot(q, log_p)
-            cross_entropy[chunk] = -q_log_p
-            # KL summed per entry, not as Σ q·log q - Σ q·log p: at T = 64 both sums are ~1000x the KL.
-            kl[chunk] = _row_dot(q, log_q.sub_(log_p))
-        outputs[2:] *= temperature**2
+        vocab = student.size(-1)
+        probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
+            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing)
+        tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
+        gold, logit_sum, q_student, q_teacher = raw[9:13]
+        lse_t = _log_sum_exp(tempered_stats)
+        if q is not None:
+            cross_entropy = lse_t - (q * picked).nansum(-1).double()
+            kl = cross_entropy + (q * log_q).sum(-1).double()  # over k entries: no large cancellation
+        else:
+            # softmax's own sum is less accurate than torch.sum's: dividing the dot products by the written q's
+            # sum (the teacher's prob_sum statistic) removes the shared error of a row's q.
+            q_sum = teacher_stats[2].double()
+            cross_entropy = lse_t - q_student.double() / q_sum
+            # From row statistics each accurate in absolute terms, their difference taken in float64, so the
+            # KL of two close distributions (T = 64) keeps its digits.
+            kl = (lse_t - _log_sum_exp(teacher_stats)) + (q_teacher.double() - q_student.double()) / q_sum
+        outputs = [cross_entropy * temperature**2, kl * temperature**2]
+        if target is not None:
+            lse = lse_t if temperature == 1 else _log_sum_exp(plain_stats)
+            nll = lse - gold.double()
+            hard = _smoothed(nll, lambda: logit_sum.double() - vocab * lse, smoothing, vocab, convention)
+            outputs = [hard, nll] + outputs
+        outputs = torch.stack(outputs)
         if mask is not None:
             outputs.masked_fill_(~mask, 0.0)
-        ctx.save_for_backward(student, target, mask, q_saved, topk_indices)
-        ctx.settings = (temperature, smoothing, convention, sparse)
-        return hard, nll, cross_entropy, kl
+        outputs = outputs.to(raw.dtype)
+        ctx.save_for_backward(student, target, mask, q)
+        # Plain attributes, not saved tensors: the backward hands the buffers on as the gradient (a saved
+        # tensor still referenced there would make autograd copy it), and teachers often run in inference
+        # mode, whose tensors cannot be saved; the teacher is only read again for a second backward.
+        ctx.buffers = (probs, tempered_probs)
+        ctx.teacher = (teacher_logits, topk_indices, topk_logits)
+        ctx.settings = (temperature, smoothing, convention)
+        if target is None:
+            return None, None, outputs[0], outputs[1]
+        return tuple(outputs)
 
     @staticmethod
     def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
-        student, target, mask, q_saved, topk_indices = ctx.saved_tensors
-        temperature, smoothing, convention, sparse = ctx.settings
-        rows, vocab = student.shape
-        compute = grad_hard.dtype
+        student, target, mask, q = ctx.saved_tensors
+        teacher_logits, topk_indices, topk_logits = ctx.teacher
+        temperature, smoothing, convention = ctx.settings
+        if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
+            ctx.buffers = _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature,
+                                        smoothing)[:2]
+        probs, tempered_probs = ctx.buffers
+        ctx.buffers = None
+        grad = tempered_probs if probs is None else probs
+        rows, vocab = grad.shape
+        zeros = torch.zeros(rows, dtype=grad.dtype, device=grad.device)
+        grad_hard, grad_nll, grad_ce, grad_kl = (zeros if g is None else g for g in (grad_hard, grad_nll, grad_ce,
+                                                                                     grad_kl))
         gold_weight, other_weight = _smoothed_target_weights(smoothing, vocab, convention)
         coef_kd = (grad_ce + grad_kl) * temperature
         coef_probs = grad_hard + grad_nll
         coef_gold = grad_hard * (gold_weight - other_weight) + grad_nll
-        grad = torch.empty_like(student)
-        step = max(1, CHUNK_ELEMENTS // vocab)
+        coef_other = grad_hard * other_weight
+        if mask is not None:  # masked rows get zero coefficients, hence a zero gradient
+            coef_kd, coef_probs, coef_gold, coef_other = (c * mask for c in (coef_kd, coef_probs, coef_gold,
+                                                                             coef_other))
+        if probs is not None and tempered_probs is None:
+            coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
+        step = _chunk_rows(grad.device, vocab)
         for start in range(0, rows, step):
             chunk = slice(start, start + step)
-            logits = student[chunk].to(compute)
-            g = grad[chunk] if grad.dtype == compute else torch.empty_like(logits)
-            probs = None
-            if target is not None:
-                probs = F.softmax(logits, dim=-1)
-                torch.mul(probs, coef_probs[chunk, None], out=g)
-                g.sub_(grad_hard[chunk, None] * other_weight)
-                g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
+            g = grad[chunk]
+            if probs is None:
+                g.mul_(coef_kd[chunk, None])
             else:
-                g.zero_()
-            if q_saved is not None:
-                if temperature != 1 or probs is None:
-                    probs = None  # frees the untempered chunk before the tempered one is allocated
-                    probs = F.softmax(logits / temperature, dim=-1)
-                g.addcmul_(probs, coef_kd[chunk, None])
-                if sparse:
-                    g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q_saved[chunk])
-                else:
-                    g.addcmul_(q_saved[chunk], -coef_kd[chunk, None])
-            if mask is not None:
-                g.masked_fill_(~mask[chunk, None], 0.0)
-            if g.data_ptr() != grad[chunk].data_ptr():
-                grad[chunk] = g
-        return grad, None, None, None, None, None, None, None, None
+                g.mul_(coef_probs[chunk, None])
+                if other_weight != 0:
+                    g.sub_(coef_other[chunk, None])
+                if tempered_probs is not None:
+                    g.addcmul_(tempered_probs[chunk], coef_kd[chunk, None])
+            if q is not None:
+                g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q[chunk])
+            if target is not None:
+                g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
+        return grad.to(student.dtype), None, None, None, None, None, None, None, None
 
 
 def _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits) -> None:

@@ -198,8 +198,22 @@ def test_chunked_and_whole_batch_agree(logits, monkeypatch):
     student = student.requires_grad_()
     whole = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
     (whole_grad,) = torch.autograd.grad(whole.loss, student)
-    monkeypatch.setattr(lskd.losses, "CHUNK_ELEMENTS", student.size(-1) * 2)  # two rows per chunk
+    monkeypatch.setattr(lskd.losses, "CPU_CHUNK_ELEMENTS", student.size(-1) * 2)  # two rows per chunk
     chunked = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
     (chunked_grad,) = torch.autograd.grad(chunked.loss, student)
     torch.testing.assert_close(chunked.loss, whole.loss)
     torch.testing.assert_close(chunked_grad, whole_grad)
+
+
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_second_backward_gives_the_same_gradient(logits, topk, temperature):
+    """The backward turns the forward's buffers into the gradient; a retained graph recomputes them."""
+    student, teacher, target = logits
+    student = student.requires_grad_()
+    kwargs = {"teacher_logits": teacher} if topk is None else dict(
+        zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    loss = kd_objective(student, target, temperature, 0.9, 0.1, ignore_index=PAD, **kwargs).loss
+    (first,) = torch.autograd.grad(loss, student, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, student)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
