@@ -63,11 +63,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str, flags: Sequence[str] = (), choices=None,
-           metavar=None, nargs=None, default_text: Optional[str] = None, positional: bool = False):
+           metavar=None, nargs=None, type=None, default_text: Optional[str] = None, positional: bool = False):
     """A dataclass field that is also a command-line option: ``--field-name``, or the names in ``flags``,
     or a positional argument. ``default_text`` describes a default that is not a plain value
-    (``None`` meaning "from the data", "all", ...); a ``None`` default needs one."""
-    metadata = dict(help=help, flags=tuple(flags), choices=choices, metavar=metavar, nargs=nargs,
+    (``None`` meaning "from the data", "all", ...); a ``None`` default needs one. ``type`` parses the flag's
+    text when the field's annotation cannot."""
+    metadata = dict(help=help, flags=tuple(flags), choices=choices, metavar=metavar, nargs=nargs, type=type,
                     default_text=default_text, positional=positional)
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -95,16 +96,17 @@ def _unwrap_optional(annotation):
     return annotation
 
 
-def _argument(field: dataclasses.Field, annotation, texts: Mapping[str, str], unset_default: Optional[str]):
+def _argument(field: dataclasses.Field, annotation, extra: Mapping[str, Any], unset_default: Optional[str]):
     """(names, argparse keyword arguments) of one dataclass field."""
-    meta = field.metadata
+    meta = {**field.metadata, **extra}
     kind = _unwrap_optional(annotation)
     required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    required = meta.get("required", required)
     default = None if required else (field.default if field.default_factory is dataclasses.MISSING
                                      else field.default_factory())
     flag = "--" + field.name.replace("_", "-")
     names = [field.name] if meta.get("positional") else list(meta.get("flags") or (flag,))
-    kwargs: dict = {"help": meta.get("help") or texts.get(field.name)}
+    kwargs: dict = {"help": meta.get("help")}
     if kwargs["help"] is None:
         raise TypeError(f"option {flag} has no help text")
     if not meta.get("positional"):
@@ -121,7 +123,7 @@ def _argument(field: dataclasses.Field, annotation, texts: Mapping[str, str], un
         kwargs["nargs"] = meta.get("nargs") or (len(arguments) if fixed else "+")
     else:
         kwargs["type"] = kind
-    for key in ("choices", "metavar", "nargs"):
+    for key in ("choices", "metavar", "nargs", "type"):
         if meta.get(key) is not None:
             kwargs[key] = meta[key]
     if meta.get("positional") and "metavar" not in kwargs:
@@ -140,17 +142,18 @@ def _argument(field: dataclasses.Field, annotation, texts: Mapping[str, str], un
 
 
 def add_options(parser: argparse.ArgumentParser, config_type, *, skip: Sequence[str] = (),
-                texts: Mapping[str, str] = {}, unset_default: Optional[str] = None) -> None:
+                options: Mapping[str, Mapping[str, Any]] = {}, unset_default: Optional[str] = None) -> None:
     """One option per field of the dataclass ``config_type``, in field order.
 
-    ``texts`` gives the help of fields without ``option`` metadata (a dataclass another module owns).
+    ``options`` gives, per field name, ``option`` keywords (help, flags, choices, ``required``...) for a
+    dataclass whose fields carry none (one another module owns), or overrides them for this command.
     With ``unset_default``, every option defaults to ``None`` ("not given") and its help shows that text:
     for commands whose defaults come from elsewhere, such as a preset.
     """
     hints = typing.get_type_hints(config_type)
     for field in dataclasses.fields(config_type):
         if field.init and field.name not in skip:
-            names, kwargs = _argument(field, hints[field.name], texts, unset_default)
+            names, kwargs = _argument(field, hints[field.name], options.get(field.name, {}), unset_default)
             parser.add_argument(*names, **kwargs)
 
 
