@@ -37,12 +37,15 @@ def run_command(prog: str, main: Callable[[Optional[Sequence[str]]], object], ar
 
 
 def console_script(prog: str):
-    """Decorate ``main(argv)`` so that calling it as a console script exits through ``run_command``."""
+    """Decorate ``main(argv)`` so that it runs through ``run_command``: a failure exits with its status, a
+    success returns (so tests and other Python code can call it in-process)."""
 
     def wrap(main):
         @functools.wraps(main)
-        def entry(argv=None):
-            sys.exit(run_command(prog, main, argv))
+        def entry(argv=None) -> None:
+            status = run_command(prog, main, argv)
+            if status:
+                sys.exit(status)
 
         entry.main = main
         return entry
