@@ -15,3 +15,7 @@ class InvalidConfig(LskdError, ValueError):
 
 class DataError(LskdError, ValueError):
     """A dataset, checkpoint or cache file is missing, malformed or does not match the run."""
+
+
+class ToolError(LskdError, RuntimeError):
+    """An external tool lskd runs (fairseq-preprocess, fairseq-generate) failed or gave incomplete output."""

@@ -309,7 +309,7 @@ def topk_teacher(teacher_logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 @dataclass
 class KDObjective:
-    """Summed terms of ``w · KD + (1 - w) · LS-NLL`` over the unmasked rows."""
+    """Terms of ``w · KD + (1 - w) · LS-NLL``, summed over the unmasked rows (or per row, masked rows 0)."""
 
     loss: Tensor
     nll: Tensor
@@ -327,9 +327,11 @@ def kd_objective(
     teacher_topk_logits: Optional[Tensor] = None,
     ignore_index: Optional[int] = None,
     convention: str = "uniform",
+    reduce: bool = True,
 ) -> KDObjective:
     """Word-level KD as Tan et al. train NMT students; with ``kd_weight = 1`` it is the vision paper's
-    pure KD loss (summed; divide by the batch size for ``batchmean``)."""
+    pure KD loss (summed; divide by the batch size for ``batchmean``). ``reduce=False`` keeps one value
+    per row (fairseq's ``reduce`` argument)."""
     check_kd_weight(kd_weight)
     check_smoothing(smoothing)
     check_temperature(temperature)
@@ -341,5 +343,7 @@ def kd_objective(
         student_logits, target, mask, teacher_logits, indices, teacher_topk_logits, temperature, smoothing,
         convention,
     )
-    loss = kd_weight * cross_entropy.sum() + (1.0 - kd_weight) * hard.sum()
-    return KDObjective(loss=loss, nll=nll.sum(), kd_kl=kl.sum())
+    loss = kd_weight * cross_entropy + (1.0 - kd_weight) * hard
+    if not reduce:
+        return KDObjective(loss=loss, nll=nll, kd_kl=kl)
+    return KDObjective(loss=loss.sum(), nll=nll.sum(), kd_kl=kl.sum())

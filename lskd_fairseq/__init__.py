@@ -1,12 +1,14 @@
 """fairseq ``--user-dir`` plugin: the label-smoothed teacher criterion, the word-level KD criterion and
 the ``translation_kd`` task that feeds a teacher's outputs to it.
 
-fairseq imports this package once per process (train, generate, validate); importing it also lets fairseq
-checkpoints load under torch's ``weights_only=True``, prints configuration errors as one line and lets
-fairseq-train exit cleanly when its prefetch thread is still running (``clean_exit``).
+fairseq imports this package once per process (train, generate, validate). Importing it registers the
+criteria and the task and calls ``install_process_hooks()``, the one place for the plugin's process-wide
+effects; no other module of the plugin changes anything outside itself when imported.
 """
 import logging
 import warnings
+
+_hooks_installed = False
 
 
 def _import_fairseq_quietly() -> None:
@@ -28,10 +30,34 @@ def _import_fairseq_quietly() -> None:
         root.removeHandler(placeholder)
 
 
-_import_fairseq_quietly()
-# fairseq's attention passes a float attn_mask with a bool padding mask; torch warns on every forward.
-warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+def install_process_hooks() -> None:
+    """Install the plugin's process-wide effects, once per process (later calls do nothing):
 
-from lskd_fairseq import checkpoints, clean_exit, cli_errors  # noqa: E402,F401  (allow-list, exit hook, excepthook)
+    1. fairseq is imported quietly (``_import_fairseq_quietly``);
+    2. the warning torch raises on every forward for fairseq's float attention mask beside a bool padding
+       mask is filtered;
+    3. fairseq checkpoints load under torch's ``weights_only=True``: the one non-tensor type they hold is
+       allow-listed (``checkpoints.allow_fairseq_checkpoints``);
+    4. an exit hook stops fairseq's prefetch threads, so fairseq-train does not abort at exit
+       (``clean_exit.register``);
+    5. an ``LskdError`` that ends fairseq's own commands (fairseq-train, fairseq-generate) prints as one line
+       ``lskd error: ...`` with a non-zero exit instead of a traceback (``cli_errors.install``). lskd's own
+       console scripts report errors through ``lskd_tools.cli`` before this hook could see them.
+    """
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _import_fairseq_quietly()
+    warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+    from lskd_fairseq import checkpoints, clean_exit, cli_errors
+
+    checkpoints.allow_fairseq_checkpoints()
+    clean_exit.register()
+    cli_errors.install()
+    _hooks_installed = True
+
+
+install_process_hooks()
+
 from lskd_fairseq.criterions import label_smoothed_teacher, word_kd  # noqa: E402,F401  (registration)
 from lskd_fairseq.tasks import translation_kd  # noqa: E402,F401  (registration)

@@ -10,4 +10,7 @@ import torch
 
 SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace]
 
-torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+
+def allow_fairseq_checkpoints() -> None:
+    """Allow-list fairseq's checkpoint types process-wide (``lskd_fairseq.install_process_hooks`` calls this)."""
+    torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)

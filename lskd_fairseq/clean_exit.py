@@ -37,4 +37,6 @@ def stop_prefetch_threads(timeout: float = JOIN_SECONDS) -> None:
             waited += 0.05
 
 
-atexit.register(stop_prefetch_threads)
+def register() -> None:
+    """Run ``stop_prefetch_threads`` at interpreter exit (``lskd_fairseq.install_process_hooks`` calls this)."""
+    atexit.register(stop_prefetch_threads)

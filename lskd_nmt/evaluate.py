@@ -4,15 +4,15 @@ fairseq-generate prints hypotheses (``H-<id>``) and references (``T-<id>``) in b
 order, so both are re-sorted by sentence id before anything is written or scored. The plugin's
 ``--user-dir`` is always passed so checkpoints trained with its criteria and task load.
 """
-import argparse
 import importlib.util
 import json
 import re
-import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
+
+from lskd.errors import DataError, InvalidConfig, ToolError
 
 from lskd_nmt.bleu import (
     SUBWORD_SCHEMES,
@@ -23,10 +23,10 @@ from lskd_nmt.bleu import (
     tokenized,
     tokenized_bleu_score,
 )
+from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, run_tool, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
-MMAP_INDEX_MAGIC = b"MMIDIDX\x00\x00"
 
 
 def plugin_dir() -> Path:
@@ -36,20 +36,24 @@ def plugin_dir() -> Path:
 
 @dataclass
 class EvalConfig:
-    data_bin: Path
-    checkpoint: Path
-    source_lang: str
-    target_lang: str
-    out: Path
-    profile: str
-    subword: str
-    subset: str = "test"
-    beam: int = 5
-    batch_size: int = 128
-    max_len_a: float = 1.2
-    max_len_b: int = 10
-    references: Optional[Path] = None  # prepared (pre-subword) reference text; None: fairseq's T- lines
-    user_dir: Optional[Path] = None
+    data_bin: Path = option(positional=True, help="fairseq data folder (e.g. DIR/bin from data-prep)")
+    checkpoint: Path = option(flags=("--path",), help="checkpoint to decode with")
+    source_lang: str = option(help="source language of the bin/ file names")
+    target_lang: str = option(help="target language of the bin/ file names")
+    out: Path = option(help="JSON to write, e.g. RUN_DIR/bleu.json")
+    profile: Optional[str] = option(None, choices=TEXT_PROFILES, default_text=f"from {MANIFEST}",
+                                    help="text profile of the references")
+    subword: Optional[str] = option(None, choices=SUBWORD_SCHEMES, default_text=f"from {MANIFEST}",
+                                    help="subword scheme to undo before scoring")
+    subset: str = option("test", help="subset to translate")
+    beam: int = option(5, help="beam size")
+    batch_size: int = option(128, help="sentences per fairseq-generate batch")
+    max_len_a: float = option(1.2, help="fairseq-generate's --max-len-a")
+    max_len_b: int = option(10, help="fairseq-generate's --max-len-b")
+    references: Optional[Path] = option(
+        None, default_text="DIR/{subset}.{tgt} next to a data-prep bin/, else fairseq's T- lines",
+        help="prepared (pre-subword) reference text, one line per sentence")
+    user_dir: Optional[Path] = option(None, default_text="the installed lskd_fairseq", help="fairseq plugin folder")
 
     @property
     def generate_output(self) -> Path:
@@ -57,15 +61,10 @@ class EvalConfig:
 
 
 def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: str) -> int:
-    """Sentences in fairseq's mmap index (magic, u64 version, u8 dtype, u64 count), read without fairseq."""
-    for pair in (f"{source}-{target}", f"{target}-{source}"):
-        index = data_bin / f"{subset}.{pair}.{target}.idx"
-        if index.is_file():
-            header = index.read_bytes()[:26]
-            if not header.startswith(MMAP_INDEX_MAGIC):
-                raise ValueError(f"{index}: not a fairseq mmap index")
-            return struct.unpack("<Q", header[18:26])[0]
-    raise ValueError(f"{data_bin}: no {subset}.{source}-{target}.{target}.idx or {subset}.{target}-{source}.{target}.idx")
+    """Sentences of ``subset`` as fairseq loads them (fairseq is imported only when this runs)."""
+    from lskd_fairseq.binarised import sentence_count
+
+    return sentence_count(data_bin, subset, source, target)
 
 
 def generate_command(config: EvalConfig) -> list[str]:
@@ -95,10 +94,10 @@ def parse_generate_output(text: str) -> tuple[list[str], list[str]]:
         else:
             references[number] = match["rest"]
     if sorted(hypotheses) != sorted(references):
-        raise ValueError("fairseq-generate output: H- and T- lines cover different sentence ids")
+        raise ToolError("fairseq-generate output: H- and T- lines cover different sentence ids")
     ids = sorted(hypotheses)
     if ids != list(range(len(ids))):
-        raise ValueError(f"fairseq-generate output: sentence ids are not 0..{len(ids) - 1}")
+        raise ToolError(f"fairseq-generate output: sentence ids are not 0..{len(ids) - 1}")
     return [hypotheses[i] for i in ids], [references[i] for i in ids]
 
 
@@ -109,7 +108,7 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
     if config.references is not None:
         references = config.references.read_text(encoding="utf-8").splitlines()
         if len(references) != len(hypotheses):
-            raise ValueError(f"{config.references}: {len(references)} lines, expected {len(hypotheses)} (one per sentence)")
+            raise DataError(f"{config.references}: {len(references)} lines, expected {len(hypotheses)} (one per sentence)")
     else:
         references = [remove_subwords(line, config.subword) for line in references]
     lang, profile = config.target_lang, config.profile
@@ -141,7 +140,7 @@ def evaluate(config: EvalConfig) -> dict:
     scores = score_generation(config, config.generate_output.read_text(encoding="utf-8"))
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
     if scores["n_sentences"] != expected:
-        raise RuntimeError(f"fairseq-generate translated {scores['n_sentences']} of {expected} {config.subset} sentences")
+        raise ToolError(f"fairseq-generate translated {scores['n_sentences']} of {expected} {config.subset} sentences")
     config.out.write_text(json.dumps(scores, indent=2) + "\n")
     return scores
 
@@ -151,51 +150,30 @@ def manifest_of(data_bin: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def parse_args(argv=None) -> EvalConfig:
-    parser = argparse.ArgumentParser(prog="lskd-evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("data_bin", type=Path, help="fairseq data folder (e.g. DIR/bin from data-prep)")
-    parser.add_argument("--path", type=Path, required=True, help="checkpoint to decode with")
-    parser.add_argument("--source-lang", required=True)
-    parser.add_argument("--target-lang", required=True)
-    parser.add_argument("--out", type=Path, required=True, help="JSON to write, e.g. RUN_DIR/bleu.json")
-    parser.add_argument("--subset", default="test")
-    parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--profile", choices=TEXT_PROFILES, help="text profile (default: from lskd-prep.json)")
-    parser.add_argument("--subword", choices=SUBWORD_SCHEMES, help="subword scheme (default: from lskd-prep.json)")
-    parser.add_argument("--references", type=Path,
-                        help="prepared reference text, one line per sentence (default: DIR/{subset}.{tgt} "
-                             "next to a data-prep bin/, else fairseq's T- lines)")
-    parser.add_argument("--user-dir", type=Path, help="fairseq plugin folder (default: the installed lskd_fairseq)")
-    args = parser.parse_args(argv)
-    if not (args.data_bin / f"dict.{args.target_lang}.txt").is_file():
-        parser.error(f"{args.data_bin}: no dict.{args.target_lang}.txt (expected a fairseq-preprocess folder)")
-    if not args.path.is_file():
-        parser.error(f"--path {args.path}: no such checkpoint file")
-    manifest = manifest_of(args.data_bin)
-    profile = args.profile or manifest.get("profile")
-    subword = args.subword or manifest.get("subword")
+def resolve(config: EvalConfig) -> EvalConfig:
+    """Fill the profile, subword scheme and references from the data folder; refuse what is missing."""
+    if not (config.data_bin / f"dict.{config.target_lang}.txt").is_file():
+        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)")
+    if not config.checkpoint.is_file():
+        raise InvalidConfig(f"--path {config.checkpoint}: no such checkpoint file")
+    manifest = manifest_of(config.data_bin)
+    profile = config.profile or manifest.get("profile")
+    subword = config.subword or manifest.get("subword")
     if profile is None or subword is None:
-        parser.error(f"{args.data_bin} has no {MANIFEST}: pass --profile and --subword")
-    references = args.references
+        raise InvalidConfig(f"{config.data_bin} has no {MANIFEST}: pass --profile and --subword")
+    references = config.references
     if references is None and manifest:
-        prepared = args.data_bin.parent / f"{args.subset}.{args.target_lang}"
+        prepared = config.data_bin.parent / f"{config.subset}.{config.target_lang}"
         references = prepared if prepared.is_file() else None
     if references is not None and not references.is_file():
-        parser.error(f"--references {references}: no such file")
-    return EvalConfig(
-        data_bin=args.data_bin, checkpoint=args.path, source_lang=args.source_lang, target_lang=args.target_lang,
-        out=args.out, profile=profile, subword=subword, subset=args.subset, beam=args.beam,
-        batch_size=args.batch_size, references=references, user_dir=args.user_dir,
-    )
+        raise InvalidConfig(f"--references {references}: no such file")
+    return replace(config, profile=profile, subword=subword, references=references)
 
 
+@console_script("lskd-evaluate")
 def main(argv=None) -> None:
-    config = parse_args(argv)
-    try:
-        scores = evaluate(config)
-    except (RuntimeError, ValueError) as error:
-        sys.exit(f"lskd-evaluate: error: {error}")
+    config = resolve(parse_config(EvalConfig, argv, prog="lskd-evaluate", description=__doc__.splitlines()[0]))
+    scores = evaluate(config)
     print(
         f"sacreBLEU {scores['sacrebleu']['score']:.2f} ({scores['sacrebleu']['signature']}); "
         f"tokenized BLEU {scores['tokenized_bleu']['score']:.2f} on {scores['n_sentences']} sentences -> {config.out}"

@@ -10,7 +10,6 @@ Output layout (``--out DIR``)::
 One joined dictionary serves both directions: fairseq's translation task opens ``{split}.{src}-{tgt}.*``
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -19,26 +18,47 @@ from typing import Optional
 
 import sentencepiece
 
+from lskd.errors import InvalidConfig
+from lskd_nmt.iwslt_release import ParallelRelease, read_release
+from lskd_nmt.nmt_profiles import PROFILES, TextNormaliser, TextProfile, profile_named
+from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, file_digest, run_tool, write_lines
-from lskd_nmt.iwslt_release import ParallelRelease, ReleaseError, read_release
-from lskd_nmt.nmt_profiles import TextNormaliser, TextProfile, profile_named
-
 
 
 @dataclass
 class PrepConfig:
-    release: Path
-    out: Path
-    source_lang: str
-    target_lang: str
-    profile: TextProfile
-    vocab_size: int = 10000
-    max_lines: Optional[int] = None  # keep only the first N train and test lines (smoke tests, CPU "tiny")
-    workers: int = 1
+    release: Path = option(help="extracted release folder or its .tgz")
+    out: Path = option(help="output folder (must be empty or absent)")
+    source_lang: str = option(help="source side of the bin/ file names, e.g. en")
+    target_lang: str = option(help="target side of the bin/ file names, e.g. de")
+    profile: str = option("paper", choices=tuple(PROFILES),
+                          help="paper (Moses, clean, lowercase) or modern (raw text)")
+    vocab_size: int = option(10000, help="joint sentencepiece vocabulary size")
+    max_lines: Optional[int] = option(None, default_text="all",
+                                      help="keep the first N train and test lines (smoke tests, CPU tiny)")
+    workers: int = option(1, help="fairseq-preprocess / sentencepiece threads")
 
     @property
     def langs(self) -> tuple[str, str]:
         return self.source_lang, self.target_lang
+
+    @property
+    def text_profile(self) -> TextProfile:
+        return profile_named(self.profile)
+
+    def check(self) -> None:
+        """Every refusal happens here, before anything is written."""
+        if self.vocab_size < 8:
+            raise InvalidConfig(f"--vocab-size {self.vocab_size}: expected an integer >= 8")
+        if self.max_lines is not None and self.max_lines < 23:
+            raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= 23 (one validation pair per 23 "
+                                "training lines)")
+        if self.workers < 1:
+            raise InvalidConfig(f"--workers {self.workers}: expected >= 1")
+        if not self.release.exists():
+            raise InvalidConfig(f"--release {self.release}: no such file or folder")
+        if self.out.exists() and any(self.out.iterdir()):
+            raise InvalidConfig(f"--out {self.out}: folder is not empty (expected a new or empty folder)")
 
 
 @dataclass
@@ -55,7 +75,7 @@ def normalise(config: PrepConfig, release: ParallelRelease) -> tuple[dict, dict]
     limit = config.max_lines
     train, test = {}, {}
     for lang in config.langs:
-        normaliser = TextNormaliser(config.profile, lang)
+        normaliser = TextNormaliser(config.text_profile, lang)
         train[lang] = [normaliser(line) for line in release.train[lang][:limit]]
         test[lang] = [normaliser(line) for line in release.test[lang][:limit]]
     return train, test
@@ -64,7 +84,7 @@ def normalise(config: PrepConfig, release: ParallelRelease) -> tuple[dict, dict]
 def clean_and_split(config: PrepConfig, train: dict) -> tuple[dict, dict, int]:
     """Length/ratio cleaning of training pairs, then every Nth kept pair goes to validation."""
     source, target = config.langs
-    rule, every = config.profile.clean, config.profile.valid_every
+    rule, every = config.text_profile.clean, config.text_profile.valid_every
     kept = [pair for pair in zip(train[source], train[target]) if rule.keeps(*pair)]
     valid_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every == 0]
     train_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every != 0]
@@ -81,7 +101,7 @@ def learn_subwords(config: PrepConfig) -> sentencepiece.SentencePieceProcessor:
         input=",".join(str(config.out / f"train.{lang}") for lang in config.langs),
         model_prefix=str(prefix),
         vocab_size=config.vocab_size,
-        model_type=config.profile.sentencepiece_type,
+        model_type=config.text_profile.sentencepiece_type,
         character_coverage=1.0,
         hard_vocab_limit=False,
         bos_id=-1,
@@ -129,7 +149,7 @@ def prepare(config: PrepConfig) -> PreparedCounts:
         test=len(test[config.source_lang]), dropped_by_clean=dropped, test_sets=test_sets,
     )
     manifest = {
-        "profile": config.profile.name,
+        "profile": config.profile,
         "source_lang": config.source_lang,
         "target_lang": config.target_lang,
         "subword": "sentencepiece",
@@ -145,43 +165,13 @@ def prepare(config: PrepConfig) -> PreparedCounts:
     return counts
 
 
-def parse_args(argv=None) -> PrepConfig:
-    parser = argparse.ArgumentParser(prog="lskd-prepare-iwslt", description=__doc__.splitlines()[0])
-    parser.add_argument("--release", type=Path, required=True, help="extracted release folder or its .tgz")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty or absent)")
-    parser.add_argument("--source-lang", required=True, help="source side of the bin/ file names, e.g. en")
-    parser.add_argument("--target-lang", required=True, help="target side of the bin/ file names, e.g. de")
-    parser.add_argument("--profile", default="paper", help="paper (Moses, clean, lowercase) or modern (raw text)")
-    parser.add_argument("--vocab-size", type=int, default=10000, help="joint sentencepiece vocabulary size")
-    parser.add_argument("--max-lines", type=int, default=None, help="keep the first N train and test lines")
-    parser.add_argument("--workers", type=int, default=1, help="fairseq-preprocess / sentencepiece threads")
-    args = parser.parse_args(argv)
-    try:
-        profile = profile_named(args.profile)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.vocab_size < 8:
-        parser.error(f"--vocab-size {args.vocab_size}: expected an integer >= 8")
-    if args.max_lines is not None and args.max_lines < 23:
-        parser.error(f"--max-lines {args.max_lines}: expected >= 23 (one validation pair per 23 training lines)")
-    if not args.release.exists():
-        parser.error(f"--release {args.release}: no such file or folder")
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"--out {args.out}: folder is not empty (expected a new or empty folder)")
-    return PrepConfig(
-        release=args.release, out=args.out, source_lang=args.source_lang, target_lang=args.target_lang,
-        profile=profile, vocab_size=args.vocab_size, max_lines=args.max_lines, workers=max(1, args.workers),
-    )
-
-
+@console_script("lskd-prepare-iwslt")
 def main(argv=None) -> None:
-    config = parse_args(argv)
-    try:
-        counts = prepare(config)
-    except (ReleaseError, RuntimeError) as error:
-        sys.exit(f"lskd-prepare-iwslt: error: {error}")
+    config = parse_config(PrepConfig, argv, prog="lskd-prepare-iwslt", description=__doc__.splitlines()[0])
+    config.check()
+    counts = prepare(config)
     print(
-        f"{config.profile.name}: train={counts.train} valid={counts.valid} test={counts.test}"
+        f"{config.profile}: train={counts.train} valid={counts.valid} test={counts.test}"
         f" (dropped {counts.dropped_by_clean} by cleaning) -> {config.out}/bin"
     )
 

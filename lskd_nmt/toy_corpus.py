@@ -6,10 +6,12 @@ the article and the adjective ending agree with, plural nouns and verb agreement
 optional place phrase that moves in front of the verb. Word forms are invented, so no real-language
 knowledge leaks in. The same seed always gives the same corpus.
 """
-import argparse
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+from lskd.errors import InvalidConfig
+from lskd_tools.cli import console_script, option, parse_config
 
 # source noun -> (target stem, gender)
 NOUNS = {
@@ -92,7 +94,7 @@ def write_corpus(out: Path, train: int, valid: int, test: int, seed: int = 1,
     wanted = {"valid": valid, "test": test, "train": train}
     for split, count in wanted.items():
         if count < 1:
-            raise ValueError(f"--{split} must be >= 1 sentence pairs, got {count}")
+            raise InvalidConfig(f"--{split} must be >= 1 sentence pairs, got {count}")
     rng = random.Random(seed)
     held_out: set = set()
     splits: dict[str, list] = {}
@@ -112,16 +114,20 @@ def write_corpus(out: Path, train: int, valid: int, test: int, seed: int = 1,
     return {split: len(rows) for split, rows in splits.items()}
 
 
+@dataclass
+class ToyCorpusConfig:
+    out: Path = option(help="folder for {train,valid,test}.{SOURCE_LANG,TARGET_LANG}")
+    train: int = option(4000, help="training sentence pairs")
+    valid: int = option(300, help="validation sentence pairs (never in train)")
+    test: int = option(300, help="test sentence pairs (never in train or valid)")
+    seed: int = option(1, help="the same seed always gives the same corpus")
+    source_lang: str = option("src", help="file suffix of the source side")
+    target_lang: str = option("tgt", help="file suffix of the target side")
+
+
+@console_script("lskd-toy-corpus")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for {train,valid,test}.{src,tgt}")
-    parser.add_argument("--train", type=int, default=4000)
-    parser.add_argument("--valid", type=int, default=300)
-    parser.add_argument("--test", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--source-lang", default="src")
-    parser.add_argument("--target-lang", default="tgt")
-    args = parser.parse_args(argv)
+    args = parse_config(ToyCorpusConfig, argv, prog="lskd-toy-corpus", description=__doc__.splitlines()[0])
     counts = write_corpus(args.out, args.train, args.valid, args.test, args.seed, args.source_lang, args.target_lang)
     print(" ".join(f"{split}={n}" for split, n in counts.items()), f"pairs written to {args.out}")
 

@@ -8,6 +8,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from lskd.errors import InvalidConfig
+
 PAPER_RESULTS = Path(__file__).with_name("paper_results.json")
 
 
@@ -19,5 +21,5 @@ def paper_tables() -> dict:
 def paper_table(table_id: str) -> dict:
     tables = paper_tables()
     if table_id not in tables:
-        raise KeyError(f"unknown paper table {table_id!r} (expected one of: {', '.join(tables)}, or none)")
+        raise InvalidConfig(f"unknown paper table {table_id!r} (expected one of: {', '.join(tables)}, or none)")
     return tables[table_id]

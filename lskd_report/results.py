@@ -5,16 +5,16 @@ A grid folder holds ``teacher-a<α>/`` and ``student-a<α>-T<T>/`` run folders (
 ``bleu.json`` (``lskd-evaluate``). The value shown is the dotted key path ``--metric`` inside that file;
 the paper's published number for the same cell is shown beside it.
 """
-import argparse
 import csv
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from lskd.errors import DataError, InvalidConfig
 from lskd_report.paper_results import paper_table, paper_tables
+from lskd_tools.cli import console_script, option, parse_config
 
 METRICS_FILES = ("metrics.json", "bleu.json")
 NUMBER = r"\d+(?:\.\d+)?"
@@ -39,11 +39,18 @@ def lookup(document: dict, dotted_key: str, source: Path) -> float:
     for part in dotted_key.split("."):
         if not isinstance(value, dict) or part not in value:
             keys = ", ".join(value) if isinstance(value, dict) else type(value).__name__
-            raise KeyError(f"{source}: no key {dotted_key!r} (stopped at {part!r}; available: {keys})")
+            raise DataError(f"{source}: no key {dotted_key!r} (stopped at {part!r}; available: {keys})")
         value = value[part]
     if not isinstance(value, (int, float)):
-        raise KeyError(f"{source}: {dotted_key!r} is {value!r}, expected a number")
+        raise DataError(f"{source}: {dotted_key!r} is {value!r}, expected a number")
     return float(value)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
 
 
 @dataclass
@@ -73,7 +80,7 @@ def collect_runs(run_dir: Path, metric: str, metrics_file: Optional[str] = None)
             grid.temperatures.add(row)
         path = metrics_file_of(run, metrics_file)
         if path is not None:
-            grid.values[(row, alpha)] = lookup(json.loads(path.read_text()), metric, path)
+            grid.values[(row, alpha)] = lookup(read_json(path), metric, path)
     return grid
 
 
@@ -81,13 +88,13 @@ def paper_metric_for(table: dict, metric: str, override: Optional[str]) -> str:
     """The paper column matching ``--metric``: its only metric, or the one named by the key's last part."""
     if override:
         if override not in table["metrics"]:
-            raise KeyError(f"--paper-metric {override!r}: the table reports {', '.join(table['metrics'])}")
+            raise InvalidConfig(f"--paper-metric {override!r}: the table reports {', '.join(table['metrics'])}")
         return override
     if len(table["metrics"]) == 1:
         return table["metrics"][0]
     last = metric.split(".")[-1]
     if last not in table["metrics"]:
-        raise KeyError(f"--metric {metric!r}: cannot tell which of {', '.join(table['metrics'])} it is; "
+        raise InvalidConfig(f"--metric {metric!r}: cannot tell which of {', '.join(table['metrics'])} it is; "
                        "pass --paper-metric")
     return last
 
@@ -162,21 +169,23 @@ def build_table(run_dir: Path, metric: str, paper_id: str, metrics_file: Optiona
     return Table(title, caption, sorted(alphas, key=float), rows, grid.values, paper)
 
 
+@dataclass
+class ResultsConfig:
+    run_dir: Path = option(positional=True, help="grid folder with teacher-a*/ and student-a*-T*/ runs")
+    paper: str = option(help=f"paper table id ({', '.join(paper_tables())}) or none")
+    metric: str = option(help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
+    out: Path = option(help="output prefix: writes PREFIX.md and PREFIX.csv")
+    metrics_file: Optional[str] = option(None, default_text=f"first of {', '.join(METRICS_FILES)}",
+                                         help="metrics file name in each run")
+    paper_metric: Optional[str] = option(None, default_text="inferred from --metric", help="paper column to compare with")
+
+
+@console_script("lskd-results")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="lskd-results", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="grid folder with teacher-a*/ and student-a*-T*/ runs")
-    parser.add_argument("--paper", required=True, help=f"paper table id ({', '.join(paper_tables())}) or none")
-    parser.add_argument("--metric", required=True, help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
-    parser.add_argument("--out", type=Path, required=True, help="output prefix: writes PREFIX.md and PREFIX.csv")
-    parser.add_argument("--metrics-file", help=f"metrics file name in each run (default: first of {', '.join(METRICS_FILES)})")
-    parser.add_argument("--paper-metric", help="paper column to compare with (default: inferred from --metric)")
-    args = parser.parse_args(argv)
+    args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
     if not args.run_dir.is_dir():
-        parser.error(f"{args.run_dir}: no such folder (expected a grid of teacher-a*/ and student-a*-T*/ runs)")
-    try:
-        table = build_table(args.run_dir, args.metric, args.paper, args.metrics_file, args.paper_metric)
-    except (KeyError, json.JSONDecodeError) as error:
-        sys.exit(f"lskd-results: error: {error.args[0] if isinstance(error, KeyError) else error}")
+        raise InvalidConfig(f"{args.run_dir}: no such folder (expected a grid of teacher-a*/ and student-a*-T*/ runs)")
+    table = build_table(args.run_dir, args.metric, args.paper, args.metrics_file, args.paper_metric)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     markdown = table.markdown()
     Path(f"{args.out}.md").write_text(markdown, encoding="utf-8")

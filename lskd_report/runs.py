@@ -8,7 +8,6 @@ failed) run, which the tables show as missing.
 ``python -m lskd_report.runs record RUN_DIR --kind student --alpha 0.1 --temperature 2 --seed 1 ...``
 writes one from a recipe.
 """
-import argparse
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,12 +15,17 @@ from typing import Optional
 
 from lskd.checks import check_smoothing, check_temperature
 from lskd.errors import DataError, InvalidConfig
-from lskd_tools.cli import console_script
+from lskd_tools.cli import ArgumentParser, add_options, config_from, console_script, option
 from lskd_tools.files import atomic_write_json
 
 MANIFEST = "run.json"
 KINDS = ("teacher", "student")
 KD_MODES = ("word", "seq", "seq+word")
+
+
+def optional_float(text: str) -> Optional[float]:
+    """A number, or ``''``/``none`` for no value (what a bash recipe passes for a teacher)."""
+    return None if text in ("", "none") else float(text)
 
 
 @dataclass(frozen=True)
@@ -30,13 +34,14 @@ class RunManifest:
     ``teacher`` is the teacher run's folder name (students only); ``metrics`` is the file, inside the run
     folder, holding the scores (``bleu.json`` or ``metrics.json``)."""
 
-    kind: str
-    alpha: float
-    seed: int = 1
-    temperature: Optional[float] = None
-    kd_mode: Optional[str] = None
-    teacher: Optional[str] = None
-    metrics: str = "metrics.json"
+    kind: str = option(choices=KINDS, help="what the run trains")
+    alpha: float = option(help="label smoothing alpha (a student's: of its teacher)")
+    seed: int = option(1, help="training seed")
+    temperature: Optional[float] = option(None, type=optional_float, default_text="none: teachers, seq-KD students",
+                                          help="KD temperature")
+    kd_mode: Optional[str] = option(None, choices=KD_MODES, default_text="none: teachers", help="KD mode of a student")
+    teacher: Optional[str] = option(None, default_text="none: teachers", help="the teacher run's folder name")
+    metrics: str = option("metrics.json", help="scores file inside the run folder")
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -80,29 +85,15 @@ def find_runs(grid_dir) -> list[tuple[Path, RunManifest]]:
     return [(path.parent, read_manifest(path.parent)) for path in sorted(Path(grid_dir).glob(f"*/{MANIFEST}"))]
 
 
-def optional_float(text: str) -> Optional[float]:
-    return None if text in ("", "none") else float(text)
-
-
-@console_script("lskd_report.runs")
+@console_script("python -m lskd_report.runs")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lskd_report.runs", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m lskd_report.runs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     record = commands.add_parser("record", help="write RUN_DIR/run.json")
-    record.add_argument("run_dir", type=Path)
-    record.add_argument("--kind", required=True, choices=KINDS)
-    record.add_argument("--alpha", required=True, type=float)
-    record.add_argument("--seed", type=int, default=1)
-    record.add_argument("--temperature", type=optional_float, default=None)
-    record.add_argument("--kd-mode", choices=KD_MODES, default=None)
-    record.add_argument("--teacher", default=None, help="the teacher run's folder name")
-    record.add_argument("--metrics", default="metrics.json", help="scores file inside the run folder")
+    record.add_argument("run_dir", type=Path, help="the run folder")
+    add_options(record, RunManifest)
     args = parser.parse_args(argv)
-    manifest = RunManifest(
-        kind=args.kind, alpha=args.alpha, seed=args.seed, temperature=args.temperature,
-        kd_mode=args.kd_mode, teacher=args.teacher, metrics=args.metrics,
-    )
-    write_manifest(args.run_dir, manifest)
+    write_manifest(args.run_dir, config_from(RunManifest, args))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,27 @@
-"""The one way every lskd console script starts and fails.
+"""The one way every lskd console script reads its flags, starts and fails.
 
-A user error (``lskd.errors.LskdError``) prints one line ``PROG: error: ...`` and exits with status 2, as
-argparse does for a bad flag; any other exception is a bug and keeps its traceback.
+- ``console_script(prog)`` decorates ``main(argv)``: a user error (``lskd.errors.LskdError``) prints one line
+  ``PROG: error: ...`` and exits with status 2, as argparse does for a bad flag; any other exception is a
+  bug and keeps its traceback.
+- ``ArgumentParser`` reports a bad flag the same way (one line, no usage block); ``--help`` is unchanged.
+- A command's settings are one dataclass: ``option(...)`` gives a field its help, flag names and choices,
+  ``add_options``/``parse_config`` build the parser from it, and ``--help`` prints every default.
+- ``device_option()`` and ``torch_device()``: the ``--device auto|cpu|cuda`` rule of every command that runs
+  a model.
 """
+import argparse
+import collections.abc
+import dataclasses
 import functools
 import sys
-from typing import Callable, Optional, Sequence
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from lskd.errors import LskdError
+from lskd.errors import InvalidConfig, LskdError
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def run_command(prog: str, main: Callable[[Optional[Sequence[str]]], object], argv=None) -> int:
@@ -23,14 +37,149 @@ def run_command(prog: str, main: Callable[[Optional[Sequence[str]]], object], ar
 
 
 def console_script(prog: str):
-    """Decorate ``main(argv)`` so that calling it as a console script exits through ``run_command``."""
+    """Decorate ``main(argv)`` so that it runs through ``run_command``: a failure exits with its status, a
+    success returns (so tests and other Python code can call it in-process)."""
 
     def wrap(main):
         @functools.wraps(main)
-        def entry(argv=None):
-            sys.exit(run_command(prog, main, argv))
+        def entry(argv=None) -> None:
+            status = run_command(prog, main, argv)
+            if status:
+                sys.exit(status)
 
         entry.main = main
         return entry
 
     return wrap
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose bad-flag errors are ``InvalidConfig``, so ``console_script`` prints them as one line
+    (argparse itself prints the usage block first). Subcommand parsers inherit the class."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise InvalidConfig(message)
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, flags: Sequence[str] = (), choices=None,
+           metavar=None, nargs=None, type=None, default_text: Optional[str] = None, positional: bool = False):
+    """A dataclass field that is also a command-line option: ``--field-name``, or the names in ``flags``,
+    or a positional argument. ``default_text`` describes a default that is not a plain value
+    (``None`` meaning "from the data", "all", ...); a ``None`` default needs one. ``type`` parses the flag's
+    text when the field's annotation cannot."""
+    metadata = dict(help=help, flags=tuple(flags), choices=choices, metavar=metavar, nargs=nargs, type=type,
+                    default_text=default_text, positional=positional)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def device_option(help: str = "where the model runs: auto picks cuda when a GPU is visible"):
+    return option("auto", choices=DEVICES, help=help)
+
+
+def torch_device(name: str):
+    """``--device auto|cpu|cuda`` as a ``torch.device``; ``cuda`` with no visible GPU is refused."""
+    import torch  # only commands that run a model pay for the import
+
+    if name not in DEVICES:
+        raise InvalidConfig(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def _unwrap_optional(annotation):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
+
+
+def _argument(field: dataclasses.Field, annotation, extra: Mapping[str, Any], unset_default: Optional[str]):
+    """(names, argparse keyword arguments) of one dataclass field."""
+    meta = {**field.metadata, **extra}
+    kind = _unwrap_optional(annotation)
+    required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    required = meta.get("required", required)
+    default = None if required else (field.default if field.default_factory is dataclasses.MISSING
+                                     else field.default_factory())
+    flag = "--" + field.name.replace("_", "-")
+    names = [field.name] if meta.get("positional") else list(meta.get("flags") or (flag,))
+    kwargs: dict = {"help": meta.get("help")}
+    if kwargs["help"] is None:
+        raise TypeError(f"option {flag} has no help text")
+    if not meta.get("positional"):
+        kwargs["dest"] = field.name
+        kwargs["required"] = required
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        kwargs["action"] = "store_true" if default is False and unset_default is None else (
+            argparse.BooleanOptionalAction)
+    elif origin in (list, tuple, collections.abc.Sequence):
+        arguments = typing.get_args(kind)
+        kwargs["type"] = arguments[0] if arguments else str
+        fixed = origin is tuple and arguments and Ellipsis not in arguments
+        kwargs["nargs"] = meta.get("nargs") or (len(arguments) if fixed else "+")
+    else:
+        kwargs["type"] = kind
+    for key in ("choices", "metavar", "nargs", "type"):
+        if meta.get(key) is not None:
+            kwargs[key] = meta[key]
+    if meta.get("positional") and "metavar" not in kwargs:
+        kwargs["metavar"] = field.name.upper()
+    kwargs["default"] = None if unset_default is not None else default
+    if not required:
+        shown = meta.get("default_text") or unset_default
+        if shown is None:
+            if default is None:
+                raise TypeError(f"option {flag} defaults to None; give it a default_text saying what that means")
+            shown = ("off" if default is False else "on") if kind is bool else (
+                " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default)
+        kwargs["help"] = f"{kwargs['help']} (default: {shown})"
+    kwargs["help"] = kwargs["help"].replace("%", "%%")
+    return names, kwargs
+
+
+def add_options(parser: argparse.ArgumentParser, config_type, *, skip: Sequence[str] = (),
+                options: Mapping[str, Mapping[str, Any]] = {}, unset_default: Optional[str] = None) -> None:
+    """One option per field of the dataclass ``config_type``, in field order.
+
+    ``options`` gives, per field name, ``option`` keywords (help, flags, choices, ``required``...) for a
+    dataclass whose fields carry none (one another module owns), or overrides them for this command.
+    With ``unset_default``, every option defaults to ``None`` ("not given") and its help shows that text:
+    for commands whose defaults come from elsewhere, such as a preset.
+    """
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        if field.init and field.name not in skip:
+            names, kwargs = _argument(field, hints[field.name], options.get(field.name, {}), unset_default)
+            parser.add_argument(*names, **kwargs)
+
+
+def config_from(config_type, namespace: argparse.Namespace, **extra):
+    """The dataclass ``config_type`` from parsed options; sequences become tuples where the field says so."""
+    hints = typing.get_type_hints(config_type)
+    values = dict(extra)
+    for field in dataclasses.fields(config_type):
+        if field.init and field.name not in values and hasattr(namespace, field.name):
+            value = getattr(namespace, field.name)
+            wanted = typing.get_origin(_unwrap_optional(hints[field.name]))
+            values[field.name] = tuple(value) if isinstance(value, list) and wanted is not list else value
+    return config_type(**values)
+
+
+def parse_config(config_type, argv=None, *, prog: str, description: str, epilog: Optional[str] = None):
+    """Parse ``argv`` into the dataclass ``config_type`` (a bad flag raises ``InvalidConfig``)."""
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog)
+    add_options(parser, config_type)
+    return config_from(config_type, parser.parse_args(argv))
+
+
+def existing_path(path: Optional[Path], flag: str, what: str) -> None:
+    """Refuse a path the command reads when it is missing, naming the flag and what was expected."""
+    if path is not None and not Path(path).exists():
+        raise InvalidConfig(f"{flag} {path}: no such file or folder (expected {what})")

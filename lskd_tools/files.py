@@ -6,6 +6,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from lskd.errors import ToolError
+
 # Written into a prepared bin/ folder by lskd-prepare-iwslt; lskd-evaluate reads it for the text profile.
 MANIFEST = "lskd-prep.json"
 
@@ -28,7 +30,7 @@ def run_tool(command: list[str], name: str) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise RuntimeError(f"{name} failed (exit {result.returncode}): {' '.join(tail)}")
+        raise ToolError(f"{name} failed (exit {result.returncode}): {' '.join(tail)}")
 
 
 def atomic_write_text(path, text: str) -> None:

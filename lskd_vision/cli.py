@@ -1,108 +1,120 @@
 """``lskd-vision train-teacher|train-student``: every flag defaults to the preset named after the
 dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the command line wins.
 ``lskd-vision visualize``: the paper's Fig. 1 and diffusion measures for trained checkpoints."""
-import argparse
-import sys
-from pathlib import Path
+import dataclasses
+import textwrap
 
-from lskd.errors import InvalidConfig
-from lskd_vision.config import PRESETS, build_config
+from lskd_tools.cli import DEVICES, ArgumentParser, add_options, config_from, console_script
+from lskd_vision.config import DEFAULT_ARCH, PRESETS, TrainConfig, build_config
 from lskd_vision.data import DATASETS
-from lskd.errors import DataError
 from lskd_vision.models import ARCHITECTURES
+from lskd_vision.visualize import DEFAULT_CLASSES, DEFAULT_WORKERS, VisualizeConfig, visualize
+
+PROG = "lskd-vision"
+FROM_PRESET = "the preset's, see below"
+TEACHER_ONLY = ("alpha",)
+STUDENT_ONLY = ("teacher", "teacher_arch", "temperature", "kd_weight")
+
+TRAIN_OPTIONS = {
+    "dataset": dict(help="dataset to train on", choices=DATASETS),
+    "arch": dict(help=f"one of {', '.join(ARCHITECTURES)}", required=False,
+                 default_text="the dataset's paper model, see below"),
+    "out": dict(help="run folder: checkpoints, metrics.csv, metrics.json"),
+    "data": dict(help="dataset folder (ImageNet: train/ and val/<wnid>/; CUB: CUB_200_2011/); not for digits",
+                 default_text="none (digits)"),
+    "epochs": dict(help="training epochs"),
+    "batch_size": dict(help="per process; global batch = this × number of processes"),
+    "lr": dict(help="initial learning rate"),
+    "momentum": dict(help="SGD momentum"),
+    "weight_decay": dict(help="SGD weight decay"),
+    "lr_step": dict(help="multiply the lr by --lr-gamma every this many epochs"),
+    "lr_gamma": dict(help="learning-rate decay factor"),
+    "warmup_epochs": dict(help="per-iteration linear warm-up epochs"),
+    "alpha": dict(help="label smoothing alpha (paper convention alpha/K)"),
+    "temperature": dict(help="KD temperature", flags=("--temperature", "-T"), required=True),
+    "kd_weight": dict(help="weight of the KD term; 1 = pure KD as the paper"),
+    "teacher": dict(help="teacher checkpoint (ours or official .pth.tar)", required=True),
+    "teacher_arch": dict(help="teacher architecture when the checkpoint does not record it",
+                         default_text="the recorded one"),
+    "init": dict(help="start from these weights (e.g. the ImageNet teacher, or a torchvision .pth)",
+                 default_text="random weights"),
+    "crop_size": dict(help="training and evaluation crop"),
+    "resize_size": dict(help="evaluation resize before the centre crop"),
+    "workers": dict(help="data-loading processes"),
+    "seed": dict(help="seed of the weights and the data order"),
+    "device": dict(help="where the model runs: auto picks cuda when a GPU is visible", choices=DEVICES),
+    "threads": dict(help="CPU threads per process (tiny models only lose from more)"),
+    "amp": dict(help="mixed precision (fp16 on CUDA, bf16 on CPU)"),
+    "channels_last": dict(help="channels-last memory format"),
+    "sync_bn": dict(help="SyncBatchNorm under DDP"),
+    "resume": dict(help="continue from OUT/checkpoint.pth when it exists"),
+    "stop_after": dict(help="stop after this many epochs in this process (resume later)"),
+}
+
+VISUALIZE_OPTIONS = {
+    "checkpoints": dict(metavar="NAME=CKPT",
+                        help="models to compare, one figure row each, in this order (split at the first '=')"),
+    "dataset": dict(help="dataset of the checkpoints", choices=DATASETS),
+    "out": dict(help="folder for diffusion.png and diffusion.json"),
+    "data": dict(help="dataset folder as for training; not for digits", default_text="none (digits)"),
+    "classes": dict(nargs=3, metavar=("TARGET", "SIMILAR", "CONTROL"),
+                    help="classifier indices: a target, a semantically similar class, a dissimilar one",
+                    default_text=", ".join(f"{name} {' '.join(map(str, c))}" for name, c in DEFAULT_CLASSES.items())),
+    "arch": dict(help="architecture of checkpoints that do not record one (official .pth.tar): one for all, or "
+                      "one per checkpoint; overrides the recorded one", default_text="the recorded one"),
+    "max_train_per_class": dict(help="first N training images of each class (paper: 150)"),
+    "max_valid_per_class": dict(help="first N validation images of each class (paper: 50)"),
+    "batch_size": dict(help="images per forward pass"),
+    "device": dict(help="where the models run: auto picks cuda when a GPU is visible", choices=DEVICES),
+    "workers": dict(help="data-loading processes",
+                    default_text=", ".join(f"{name} {n}" for name, n in DEFAULT_WORKERS.items())),
+    "crop_size": dict(help="evaluation centre crop (ImageNet, CUB)"),
+    "resize_size": dict(help="evaluation resize before the crop (ImageNet, CUB)"),
+}
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--dataset", required=True, choices=DATASETS)
-    add("--data", type=Path, help="dataset folder (ImageNet: train/ and val/<wnid>/; CUB: CUB_200_2011/); not for digits")
-    add("--arch", help=f"one of {', '.join(ARCHITECTURES)} (default: the dataset's paper model)")
-    add("--out", type=Path, required=True, help="run folder: checkpoints, metrics.csv, metrics.json")
-    add("--preset", choices=sorted(PRESETS), help="schedule to start from (default: DATASET-ROLE)")
-    add("--epochs", type=int)
-    add("--batch-size", type=int, help="per process; global batch = this × number of processes")
-    add("--lr", type=float)
-    add("--momentum", type=float)
-    add("--weight-decay", type=float)
-    add("--lr-step", type=int, help="multiply the lr by --lr-gamma every this many epochs")
-    add("--lr-gamma", type=float)
-    add("--warmup-epochs", type=int, help="per-iteration linear warm-up epochs")
-    add("--init", type=Path, help="start from these weights (e.g. the ImageNet teacher, or a torchvision .pth)")
-    add("--crop-size", type=int)
-    add("--resize-size", type=int, help="evaluation resize before the centre crop")
-    add("--workers", type=int)
-    add("--seed", type=int)
-    add("--device", choices=("auto", "cpu", "cuda"))
-    add("--threads", type=int, help="CPU threads per process (digits preset: 1, tiny models only lose from more)")
-    add("--amp", action=argparse.BooleanOptionalAction, help="mixed precision (fp16 on CUDA, bf16 on CPU)")
-    add("--channels-last", action=argparse.BooleanOptionalAction)
-    add("--sync-bn", action=argparse.BooleanOptionalAction, help="SyncBatchNorm under DDP")
-    add("--resume", action="store_true", help="continue from OUT/checkpoint.pth when it exists")
-    add("--stop-after", type=int, help="stop after this many epochs in this process (resume later)")
+def _defaults_epilog() -> str:
+    """What a flag not given takes: the preset's value, else the base settings'."""
+    base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+
+    def line(name: str, values: dict) -> str:
+        text = ", ".join(f"{key}={value}" for key, value in values.items())
+        return textwrap.fill(text, width=110, initial_indent=f"  {name}: ", subsequent_indent="    ")
+
+    lines = ["defaults: a flag not given takes the preset's value (--preset, default DATASET-ROLE), else the base",
+             "setting; --arch defaults to the dataset's paper model.", line("base", base)]
+    lines += [line(name, values) for name, values in PRESETS.items()]
+    lines.append(line("arch", {f"{dataset}-{role}": arch for (dataset, role), arch in DEFAULT_ARCH.items()}))
+    return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lskd-vision", description=__doc__)
+def _train_parser(commands, name: str, help: str, skip: tuple) -> None:
+    parser = commands.add_parser(name, help=help, description=help, epilog=_defaults_epilog())
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="schedule to start from (default: DATASET-ROLE)")
+    add_options(parser, TrainConfig, skip=("role", *skip), options=TRAIN_OPTIONS, unset_default=FROM_PRESET)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    teacher = commands.add_parser("train-teacher", help="train a (label-smoothed) teacher")
-    _common(teacher)
-    teacher.add_argument("--alpha", type=float, help="label smoothing alpha (paper convention alpha/K); default 0")
-    student = commands.add_parser("train-student", help="distil a student from a teacher checkpoint")
-    _common(student)
-    student.add_argument("--teacher", type=Path, required=True, help="teacher checkpoint (ours or official .pth.tar)")
-    student.add_argument("--teacher-arch", help="teacher architecture when the checkpoint does not record it")
-    student.add_argument("--temperature", "-T", type=float, required=True)
-    student.add_argument("--kd-weight", type=float, help="weight of the KD term; 1 (default) = pure KD as the paper")
-    _visualize(commands.add_parser("visualize", help="Fig. 1-style plot and diffusion measures of checkpoints"))
+    _train_parser(commands, "train-teacher", "train a (label-smoothed) teacher", STUDENT_ONLY)
+    _train_parser(commands, "train-student", "distil a student from a teacher checkpoint", TEACHER_ONLY)
+    visualize = commands.add_parser("visualize", help="Fig. 1-style plot and diffusion measures of checkpoints")
+    add_options(visualize, VisualizeConfig, options=VISUALIZE_OPTIONS)
     return parser
 
 
-def _visualize(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--checkpoints", nargs="+", required=True, metavar="NAME=CKPT",
-        help="models to compare, one figure row each, in this order (split at the first '=')")
-    add("--dataset", required=True, choices=DATASETS)
-    add("--data", type=Path, help="dataset folder as for training; not for digits")
-    add("--classes", nargs=3, type=int, metavar=("TARGET", "SIMILAR", "CONTROL"),
-        help="classifier indices: a target, a semantically similar class, a dissimilar one "
-             "(default: imagenet 266 267 833, cub 28 29 16, digits 3 9 6)")
-    add("--out", type=Path, required=True, help="folder for diffusion.png and diffusion.json")
-    add("--arch", nargs="+", help="architecture of checkpoints that do not record one (official .pth.tar): "
-                                  "one for all, or one per checkpoint; overrides the recorded one")
-    add("--max-train-per-class", type=int, default=150, help="first N training images of each class (paper: 150)")
-    add("--max-valid-per-class", type=int, default=50, help="first N validation images of each class (paper: 50)")
-    add("--batch-size", type=int, default=128)
-    add("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    add("--workers", type=int, help="data-loading processes (default 8; 0 for digits)")
-    add("--crop-size", type=int, default=224, help="evaluation centre crop (ImageNet, CUB)")
-    add("--resize-size", type=int, default=256, help="evaluation resize before the crop (ImageNet, CUB)")
-
-
-def _run_visualize(args: argparse.Namespace) -> None:
-    from lskd_vision.visualize import VisualizeConfig, visualize  # torch import deferred until the flags parse
-
-    settings = {key: value for key, value in vars(args).items() if key != "command"}
-    try:
-        outputs = visualize(VisualizeConfig(**settings))
-    except (InvalidConfig, DataError) as error:
-        sys.exit(f"lskd-vision: error: {error}")
-    print(f"lskd-vision: wrote {outputs.png} and {outputs.json}")
-
-
+@console_script(PROG)
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "visualize":
-        _run_visualize(args)
+        outputs = visualize(config_from(VisualizeConfig, args))
+        print(f"{PROG}: wrote {outputs.png} and {outputs.json}")
         return
-    role = "teacher" if args.command == "train-teacher" else "student"
-    from lskd_vision.trainer import plan_run, train  # torch import deferred until the flags parse
+    from lskd_vision.trainer import plan_run, train  # the trainer's imports wait until the flags parse
 
-    try:
-        config = build_config(role, args.dataset, args.preset, vars(args))
-        plan = plan_run(config)
-    except (InvalidConfig, DataError) as error:
-        sys.exit(f"lskd-vision: error: {error}")
-    train(plan)
+    role = "teacher" if args.command == "train-teacher" else "student"
+    train(plan_run(build_config(role, args.dataset, args.preset, vars(args))))
 
 
 if __name__ == "__main__":

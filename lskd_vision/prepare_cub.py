@@ -1,13 +1,14 @@
 """Put CUB-200-2011 in place and check it: from a given folder, a given ``CUB_200_2011.tgz``, or a
 download. Driven by ``data-prep/prepare-cub.sh``."""
-import argparse
-import sys
 import tarfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from lskd_tools.files import file_digest
 from lskd.errors import DataError
+from lskd_tools.cli import console_script, option, parse_config
+from lskd_tools.files import file_digest
 from lskd_vision.cub import ARCHIVE_MD5, ARCHIVE_NAME, read_cub_split
 
 URLS = (
@@ -76,17 +77,19 @@ def prepare(dest: Path, source: Path | None, allow_download: bool, expected_md5:
     return verify(extract(archive, dest, expected_md5))
 
 
+@dataclass
+class PrepareCubConfig:
+    dest: Path = option(help="folder that receives CUB_200_2011/")
+    source: Optional[Path] = option(None, default_text=f"DEST/{ARCHIVE_NAME}, else a download",
+                                    help=f"an existing {ARCHIVE_NAME} or extracted {FOLDER_NAME}/ folder")
+    no_download: bool = option(False, help="never touch the network")
+    md5: str = option(ARCHIVE_MD5, help="expected archive md5 (the official archive's)")
+
+
+@console_script("python -m lskd_vision.prepare_cub")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="prepare-cub", description=__doc__)
-    parser.add_argument("--dest", type=Path, required=True, help="folder that receives CUB_200_2011/")
-    parser.add_argument("--source", type=Path, help=f"an existing {ARCHIVE_NAME} or extracted {FOLDER_NAME}/ folder")
-    parser.add_argument("--no-download", action="store_true", help="never touch the network")
-    parser.add_argument("--md5", default=ARCHIVE_MD5, help="expected archive md5 (default: the official one)")
-    args = parser.parse_args(argv)
-    try:
-        print(prepare(args.dest, args.source, not args.no_download, args.md5))
-    except DataError as error:
-        sys.exit(f"prepare-cub: error: {error}")
+    args = parse_config(PrepareCubConfig, argv, prog="python -m lskd_vision.prepare_cub", description=__doc__)
+    print(prepare(args.dest, args.source, not args.no_download, args.md5))
 
 
 if __name__ == "__main__":

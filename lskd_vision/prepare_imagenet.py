@@ -2,12 +2,13 @@
 reads them, using either Kaggle's ``LOC_val_solution.csv`` or the devkit's
 ``ILSVRC2012_validation_ground_truth.txt`` + ``map_clsloc.txt``. Driven by
 ``data-prep/prepare-imagenet-val.sh``. Every check runs before the first file moves."""
-import argparse
 import csv
-import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from lskd.errors import DataError
+from lskd.errors import DataError, InvalidConfig
+from lskd_tools.cli import console_script, option, parse_config
 
 IMAGE_SUFFIX = ".JPEG"
 
@@ -62,27 +63,29 @@ def refolder(val_dir: Path, labels: dict[str, str], allow_partial: bool) -> str:
     return f"ImageNet val ready: {val_dir} (moved {len(flat)}, already in place {placed}, {classes} class folders)"
 
 
+@dataclass
+class PrepareImagenetConfig:
+    val_dir: Path = option(positional=True, help="folder of the flat ILSVRC2012_val_*.JPEG images")
+    solution: Optional[Path] = option(None, default_text="none", help="Kaggle LOC_val_solution.csv")
+    ground_truth: Optional[Path] = option(None, default_text="none",
+                                          help="devkit ILSVRC2012_validation_ground_truth.txt")
+    mapping: Optional[Path] = option(None, default_text="none", help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)")
+    allow_partial: bool = option(False, help="accept a subset of the 50,000 images")
+
+
+@console_script("python -m lskd_vision.prepare_imagenet")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="prepare-imagenet-val", description=__doc__)
-    parser.add_argument("val_dir", type=Path)
-    parser.add_argument("--solution", type=Path, help="Kaggle LOC_val_solution.csv")
-    parser.add_argument("--ground-truth", type=Path, help="devkit ILSVRC2012_validation_ground_truth.txt")
-    parser.add_argument("--mapping", type=Path, help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)")
-    parser.add_argument("--allow-partial", action="store_true", help="accept a subset of the 50,000 images")
-    args = parser.parse_args(argv)
-    try:
-        for given in (args.solution, args.ground_truth, args.mapping):
-            if given is not None and not given.is_file():
-                raise DataError(f"{given} does not exist; expected a ground-truth file from ImageNet's release")
-        if args.solution is not None and args.ground_truth is None:
-            labels = labels_from_solution(args.solution)
-        elif args.solution is None and args.ground_truth is not None and args.mapping is not None:
-            labels = labels_from_devkit(args.ground_truth, args.mapping)
-        else:
-            raise DataError("give either --solution LOC_val_solution.csv or --ground-truth GT.txt --mapping map_clsloc.txt")
-        print(refolder(args.val_dir, labels, args.allow_partial))
-    except DataError as error:
-        sys.exit(f"prepare-imagenet-val: error: {error}")
+    args = parse_config(PrepareImagenetConfig, argv, prog="python -m lskd_vision.prepare_imagenet", description=__doc__)
+    for given in (args.solution, args.ground_truth, args.mapping):
+        if given is not None and not given.is_file():
+            raise DataError(f"{given} does not exist; expected a ground-truth file from ImageNet's release")
+    if args.solution is not None and args.ground_truth is None:
+        labels = labels_from_solution(args.solution)
+    elif args.solution is None and args.ground_truth is not None and args.mapping is not None:
+        labels = labels_from_devkit(args.ground_truth, args.mapping)
+    else:
+        raise InvalidConfig("give either --solution LOC_val_solution.csv or --ground-truth GT.txt --mapping map_clsloc.txt")
+    print(refolder(args.val_dir, labels, args.allow_partial))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def first_lines_token_counts(path, lines):
 
 
 def test_named_tokens_give_png_and_json(toy, tmp_path):
-    assert run_cli(toy, tmp_path / "out", "--tokens", *TOKENS, "--max-sentences", "200") == 0
+    run_cli(toy, tmp_path / "out", "--tokens", *TOKENS, "--max-sentences", "200")
     content = json.loads((tmp_path / "out/diffusion.json").read_text())
     assert (tmp_path / "out/diffusion.png").read_bytes()[:4] == b"\x89PNG"
     assert [content["classes"][role]["name"] for role in ("target", "similar", "control")] == list(TOKENS)
@@ -67,7 +67,7 @@ def test_named_tokens_give_png_and_json(toy, tmp_path):
 
 
 def test_max_per_class_caps_positions(toy, tmp_path):
-    assert run_cli(toy, tmp_path, "--tokens", *TOKENS, "--max-per-class", "5") == 0
+    run_cli(toy, tmp_path, "--tokens", *TOKENS, "--max-per-class", "5")
     for split in ("train", "valid"):
         assert set(json.loads((tmp_path / "diffusion.json").read_text())["models"]["last"][split]["samples"]
                    .values()) == {5}
@@ -88,7 +88,7 @@ def test_penultimate_features_reproduce_the_logits(toy):
 
 
 def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
-    assert run_cli(toy, tmp_path, "--suggest", "--min-count", "30") == 0
+    run_cli(toy, tmp_path, "--suggest", "--min-count", "30")
     content = json.loads((tmp_path / "diffusion.json").read_text())
     names = [content["classes"][role]["name"] for role in ("target", "similar", "control")]
     counts = first_lines_token_counts(toy / "text/train.tgt", 300)
@@ -105,7 +105,9 @@ def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
      (("--suggest", "--min-count", "100000"), "have at least 100000 samples; 3 are needed")],
 )
 def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path, capsys, extra, message):
-    assert run_cli(toy, tmp_path / "never", *extra) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(toy, tmp_path / "never", *extra)
+    assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith(ERROR_PREFIX)]
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "never").exists()
@@ -125,9 +127,9 @@ def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
     np.fill_diagonal(cosine, -np.inf)
     best = np.unravel_index(np.argmax(cosine), cosine.shape)
     expected_pair = {dictionary[eligible[i]] for i in best}
-    assert diffusion_main([task.cfg.data, "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path),
-                           "--checkpoints", f"first={toy / 'ckpt/checkpoint_best.pt'}", "--suggest",
-                           "--min-count", "30"]) == 0
+    diffusion_main([task.cfg.data, "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path),
+                    "--checkpoints", f"first={toy / 'ckpt/checkpoint_best.pt'}", "--suggest",
+                    "--min-count", "30"])
     classes = json.loads((tmp_path / "diffusion.json").read_text())["classes"]
     assert {classes["target"]["name"], classes["similar"]["name"]} == expected_pair
 
@@ -139,7 +141,9 @@ def test_checkpoint_with_another_vocabulary_is_refused(toy, tmp_path, capsys):
     torch.save(state, tmp_path / "smaller.pt")
     argv = [str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path / "never"),
             "--checkpoints", f"small={tmp_path / 'smaller.pt'}", "--tokens", *TOKENS]
-    assert diffusion_main(argv) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        diffusion_main(argv)
+    assert exit_info.value.code == 2
     vocabulary = len(translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
     assert (f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
             in capsys.readouterr().err)

@@ -12,6 +12,7 @@ from conftest import PYTHON
 from release_fixtures import release_folder, sentence_pairs
 from sacremoses import MosesTokenizer
 
+from lskd.errors import ToolError
 from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
 
@@ -132,7 +133,7 @@ def test_hypotheses_and_references_are_ordered_by_sentence_id():
 
 
 def test_missing_sentences_are_reported():
-    with pytest.raises(ValueError, match="not 0..1"):
+    with pytest.raises(ToolError, match="not 0..1"):
         parse_generate_output("H-0\t-1\ta\nT-0\tA\nH-2\t-1\tc\nT-2\tC\n")
 
 
@@ -160,6 +161,18 @@ def test_moses_detokenisation_inverts_tokenisation_on_real_segments():
 
 
 def test_binarised_count_reads_fairseq_index(tmp_path):
-    index = tmp_path / "test.en-de.en.idx"  # the reversed pair name serves de->en too
-    index.write_bytes(b"MMIDIDX\x00\x00" + (1).to_bytes(8, "little") + bytes([8]) + (1234).to_bytes(8, "little"))
-    assert binarised_sentence_count(tmp_path, "test", "de", "en") == 1234
+    """Written with fairseq's own builder; the reversed pair name (en-de) serves de->en too."""
+    import torch
+    from fairseq.data import Dictionary, indexed_dataset
+
+    dictionary = Dictionary()
+    for word in ("a", "b"):
+        dictionary.add_symbol(word)
+    for lang in ("de", "en"):
+        dictionary.save(str(tmp_path / f"dict.{lang}.txt"))
+        prefix = tmp_path / f"test.en-de.{lang}"
+        builder = indexed_dataset.make_builder(f"{prefix}.bin", "mmap", vocab_size=len(dictionary))
+        for length in range(1, 8):
+            builder.add_item(torch.full((length,), dictionary.index("a"), dtype=torch.int32))
+        builder.finalize(f"{prefix}.idx")
+    assert binarised_sentence_count(tmp_path, "test", "de", "en") == 7

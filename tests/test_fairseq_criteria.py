@@ -68,12 +68,13 @@ def test_word_kd_with_zero_weight_is_label_smoothed_teacher(student):
 
 
 def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, weight, alpha):
-    """Tan et al.'s per-token loss written out with explicit sums, in float64."""
-    total = 0.0
+    """Tan et al.'s loss of each target position written out with explicit sums, in float64 (0 at padding)."""
+    losses = []
     s_rows = student_logits.double().reshape(-1, student_logits.size(-1))
     t_rows = teacher_logits.double().reshape(-1, teacher_logits.size(-1))
     for s, t, y in zip(s_rows, t_rows, target.reshape(-1).tolist()):
         if y == pad:
+            losses.append(0.0)
             continue
         vocab = s.numel()
         log_p_t = s / temperature - torch.logsumexp(s / temperature, 0)
@@ -81,8 +82,8 @@ def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, we
         log_p = s - torch.logsumexp(s, 0)
         kd = -(q * log_p_t).sum().item()
         ls = (1 - alpha) * -log_p[y].item() + alpha / vocab * -log_p.sum().item()
-        total += weight * temperature**2 * kd + (1 - weight) * ls
-    return total
+        losses.append(weight * temperature**2 * kd + (1 - weight) * ls)
+    return losses
 
 
 @pytest.mark.parametrize("temperature", [1.0, 3.0, 64.0])
@@ -96,7 +97,52 @@ def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature
         student_logits, _ = model(**sample["net_input"])
     expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
                                task.target_dictionary.pad(), temperature, 0.9, 0.1)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == pytest.approx(sum(expected), rel=1e-5)
+
+
+def unreduced(criterion, model, sample):
+    """``criterion(..., reduce=False)`` without dropout, as fairseq's scorers call it."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            return criterion(model, sample, reduce=False)
+    finally:
+        model.train()
+
+
+def test_unreduced_label_smoothed_teacher_equals_fairseq_per_token(student):
+    task, model, sample = student
+    alpha = 0.1
+    ours = LabelSmoothedTeacherCriterion(task, sentence_avg=False, label_smoothing=alpha)
+    reference = LabelSmoothedCrossEntropyCriterion(
+        task, sentence_avg=False, label_smoothing=fairseq_epsilon(alpha, len(task.target_dictionary))
+    )
+    loss, sample_size, log = unreduced(ours, model, sample)
+    ref_loss, ref_sample_size, ref_log = unreduced(reference, model, sample)
+    assert loss.shape == ref_loss.shape == (sample["target"].numel(), 1)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(log["nll_loss"], ref_log["nll_loss"])
+    assert sample_size == ref_sample_size
+    padding = sample["target"].reshape(-1).eq(task.target_dictionary.pad())
+    assert padding.any() and loss[padding].eq(0).all()
+
+
+def test_unreduced_word_kd_is_the_per_token_formula(student, teacher_checkpoint):
+    task, model, sample = student
+    teacher = load_frozen_model(str(teacher_checkpoint), task)
+    batch = with_teacher(task, teacher, sample)
+    kd = WordKDCriterion(task, False, label_smoothing=0.1, kd_temperature=3.0, kd_weight=0.9)
+    loss, _, log = unreduced(kd, model, batch)
+    model.eval()
+    with torch.no_grad():
+        reduced, _, _ = kd(model, batch)
+        student_logits, _ = model(**sample["net_input"])
+    model.train()
+    expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
+                               task.target_dictionary.pad(), 3.0, 0.9, 0.1)
+    assert loss.shape == log["kd_loss"].shape == (len(expected), 1)
+    torch.testing.assert_close(loss.view(-1).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss.sum(), reduced, rtol=1e-5, atol=1e-4)
 
 
 def test_kd_loss_is_zero_when_student_is_the_teacher(student):

@@ -7,7 +7,7 @@ import pytest
 from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
 from release_fixtures import count_seg_lines
 
-from lskd_nmt.nmt_profiles import CleanRule, profile_named
+from lskd_nmt.nmt_profiles import CleanRule
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
 
 SPLITS = ("train", "valid", "test")
@@ -117,7 +117,7 @@ def test_clean_rule_matches_clean_corpus_limits():
 
 def test_split_takes_every_23rd_kept_pair(tmp_path):
     config = PrepConfig(release=tmp_path, out=tmp_path, source_lang="de", target_lang="en",
-                        profile=profile_named("paper"))
+                        profile="paper")
     source = [f"s{i}" if i % 10 else "" for i in range(1, 101)]  # every 10th source line empty -> dropped
     train, valid, dropped = clean_and_split(config, {"de": source, "en": [f"t{i}" for i in range(1, 101)]})
     kept = [i for i in range(1, 101) if i % 10]

@@ -152,7 +152,7 @@ def test_interrupted_dump_never_loads_and_keeps_the_previous_cache(tmp_path, toy
 def test_dump_bad_input_is_one_line_before_writing(tmp_path, toy_bin, teacher_checkpoint, extra, message):
     out = tmp_path / "cache"
     result = dump(toy_bin, teacher_checkpoint, out, *extra, check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and message in errors[0], result.stderr[-1500:]
     assert not out.exists()

@@ -1,5 +1,8 @@
 """Bad settings end in one line naming the value and what was expected, exit non-zero, and leave
 --out untouched."""
+import contextlib
+import io
+import os
 
 import pytest
 import torch
@@ -11,10 +14,12 @@ from release_fixtures import write_cub_metadata
 
 
 def expect_one_line_error(argv, out, *fragments):
-    with pytest.raises(SystemExit) as exit_info:
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(stderr):
         main(argv)
-    message = str(exit_info.value.code)
-    assert message.startswith("lskd-vision: error: ") and "\n" not in message
+    message = stderr.getvalue()
+    assert exit_info.value.code == 2
+    assert message.startswith("lskd-vision: error: ") and message.count("\n") == 1, message
     for fragment in fragments:
         assert fragment in message
     assert not out.exists()

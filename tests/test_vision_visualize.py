@@ -1,6 +1,8 @@
 """``lskd-vision visualize`` on tiny digits checkpoints trained here: the figure and JSON it writes, that
 the analysed features are the penultimate layer's (they reproduce the model's logits through its final
 linear layer) labelled with classifier indices, and one-line refusals that leave --out untouched."""
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -108,10 +110,12 @@ def test_official_checkpoint_without_architecture_needs_arch(tmp_path, checkpoin
 
 
 def expect_one_line_error(argv, out, *fragments):
-    with pytest.raises(SystemExit) as exit_info:
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(stderr):
         main(argv)
-    message = str(exit_info.value.code)
-    assert message.startswith("lskd-vision: error: ") and "\n" not in message
+    message = stderr.getvalue()
+    assert exit_info.value.code == 2
+    assert message.startswith("lskd-vision: error: ") and message.count("\n") == 1, message
     for fragment in fragments:
         assert fragment in message
     assert not out.exists()

@@ -5,54 +5,51 @@ Example::
     lskd-fairseq-diffusion data-bin/iwslt14.de-en --source-lang de --target-lang en \\
         --checkpoints "teacher a=0=ckpt/t0.pt" "teacher a=0.1=ckpt/t1.pt" --suggest --out analysis/
 """
-import argparse
 import logging
-import sys
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Optional, Sequence
+from typing import Optional
 
-import torch
 from fairseq import utils as fairseq_utils
 
-from lskd.errors import InvalidConfig
 from lskd.class_suggestion import suggest_classes
-from lskd_report.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
+from lskd.errors import InvalidConfig
 from lskd_fairseq.diffusion import decoder_features, output_classifier, target_counts, token_indices
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+from lskd_report.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
+from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
 
 PROGRAM = "lskd-fairseq-diffusion"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM, description="Fig. 1-style penultimate-layer plot and diffusion measures for translation "
-                                  "checkpoints (see docs/analysis.md).")
-    parser.add_argument("data_bin", metavar="DATA_BIN", help="fairseq-preprocess output folder")
-    parser.add_argument("--checkpoints", nargs="+", required=True, metavar="NAME=CKPT",
-                        help="models to compare, one figure row each, in this order")
-    parser.add_argument("--source-lang", required=True)
-    parser.add_argument("--target-lang", required=True)
-    choice = parser.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--tokens", nargs=3, metavar=("TARGET", "SIMILAR", "CONTROL"),
-                        help="three target-side tokens: a target, a semantically similar one, a dissimilar one")
-    choice.add_argument("--suggest", action="store_true",
-                        help="choose them from the first checkpoint's output embeddings: the most similar "
-                             "frequent pair by cosine, plus the frequent token least similar to both")
-    parser.add_argument("--min-count", type=int, default=20,
-                        help="--suggest considers only tokens at least this frequent in the train subset")
-    parser.add_argument("--out", required=True, help="folder for diffusion.png and diffusion.json")
-    parser.add_argument("--subset-train", default="train", help="subset the PCA is fitted on")
-    parser.add_argument("--subset-valid", default="valid", help="subset shown with the same PCA")
-    parser.add_argument("--max-sentences", type=int, help="use only the first N sentences of each subset")
-    parser.add_argument("--max-per-class", type=int, help="keep the first N positions of each token per subset")
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--user-dir", action="append", default=[],
-                        help="extra fairseq plugin folder a checkpoint's model needs (repeatable)")
-    return parser
+@dataclass
+class DiffusionConfig:
+    data_bin: str = option(positional=True, metavar="DATA_BIN", help="fairseq-preprocess output folder")
+    checkpoints: tuple[str, ...] = option(metavar="NAME=CKPT",
+                                          help="models to compare, one figure row each, in this order")
+    source_lang: str = option(help="source language of DATA_BIN")
+    target_lang: str = option(help="target language of DATA_BIN")
+    out: str = option(help="folder for diffusion.png and diffusion.json")
+    tokens: Optional[tuple[str, str, str]] = option(
+        None, metavar=("TARGET", "SIMILAR", "CONTROL"), default_text="none: give --tokens or --suggest",
+        help="three target-side tokens: a target, a semantically similar one, a dissimilar one")
+    suggest: bool = option(False, help="choose them from the first checkpoint's output embeddings: the most "
+                                       "similar frequent pair by cosine, plus the frequent token least similar to both")
+    min_count: int = option(20, help="--suggest considers only tokens at least this frequent in the train subset")
+    subset_train: str = option("train", help="subset the PCA is fitted on")
+    subset_valid: str = option("valid", help="subset shown with the same PCA")
+    max_sentences: Optional[int] = option(None, default_text="all", help="use only the first N sentences of each subset")
+    max_per_class: Optional[int] = option(None, default_text="all",
+                                          help="keep the first N positions of each token per subset")
+    batch_size: int = option(64, help="sentences per forward pass")
+    device: str = device_option()
+    user_dir: tuple[str, ...] = option((), default_text="none",
+                                       help="extra fairseq plugin folders a checkpoint's model needs")
 
 
-def check_counts(args) -> None:
+def check_counts(args: DiffusionConfig) -> None:
+    if bool(args.tokens) == args.suggest:
+        raise InvalidConfig("give exactly one of --tokens TARGET SIMILAR CONTROL or --suggest")
     for flag, value, minimum in (("--max-sentences", args.max_sentences, 1), ("--max-per-class", args.max_per_class, 2),
                                  ("--batch-size", args.batch_size, 1), ("--min-count", args.min_count, 2)):
         if value is not None and value < minimum:
@@ -75,8 +72,9 @@ def choose_tokens(args, task, model, datasets) -> tuple[int, ...]:
     return suggestion.classes
 
 
-def run(args) -> None:
+def run(args: DiffusionConfig) -> None:
     check_counts(args)
+    device = str(torch_device(args.device))
     checkpoints = parse_checkpoints(args.checkpoints)
     for user_dir in args.user_dir:
         fairseq_utils.import_user_module(SimpleNamespace(user_dir=user_dir))
@@ -88,7 +86,7 @@ def run(args) -> None:
     for name, model in models.items():
         weight, bias = output_classifier(model)
         splits = [decoder_features(model, datasets[split], classes, f"{name} {subset}", args.max_sentences,
-                                   args.batch_size, args.max_per_class, args.device)
+                                   args.batch_size, args.max_per_class, device)
                   for split, subset in (("train", args.subset_train), ("valid", args.subset_valid))]
         extracted[name] = ModelFeatures(splits[0].features, splits[0].labels, splits[1].features,
                                         splits[1].labels, weight, bias)
@@ -98,16 +96,12 @@ def run(args) -> None:
     print(f"{PROGRAM}: wrote {outputs.png} and {outputs.json}")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+@console_script(PROGRAM)
+def main(argv=None) -> None:
+    args = parse_config(DiffusionConfig, argv, prog=PROGRAM, description=__doc__.split("\n\n")[0].strip("`"))
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq leaves the root logger at DEBUG
-    try:
-        run(args)
-    except InvalidConfig as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    run(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,51 +3,58 @@
 The teacher sees the gold targets (teacher forcing) in eval mode, exactly as it does during online KD,
 so a student trained from the cache gets the same targets as one trained next to the live teacher.
 """
-import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
+import lskd_fairseq  # noqa: F401  (the plugin's process hooks: checkpoint allow-list)
 from lskd.errors import InvalidConfig
-from lskd_tools.files import file_digest
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
+from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
+from lskd_tools.files import file_digest
 
-logger = logging.getLogger("lskd-dump-teacher")
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="lskd-dump-teacher", description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="fairseq-preprocess output folder")
-    parser.add_argument("--teacher-path", required=True, help="teacher checkpoint (same dictionaries as DATA)")
-    parser.add_argument("--out", required=True, help="cache folder (one cache per subset inside)")
-    parser.add_argument("--subset", default="train", help="split to score (default: train)")
-    parser.add_argument("--topk", type=int, default=4, help="teacher entries kept per token (default: 4)")
-    parser.add_argument("-s", "--source-lang", default=None)
-    parser.add_argument("-t", "--target-lang", default=None)
-    parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per teacher batch")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16", help="storage type of the logits")
-    parser.add_argument("--fp16", action="store_true", help="run the teacher in half precision (GPU)")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    parser.add_argument("--force", action="store_true", help="replace an existing cache of this subset")
-    return parser.parse_args(argv)
+PROG = "lskd-dump-teacher"
+logger = logging.getLogger(PROG)
 
 
-def check_args(args) -> None:
+@dataclass
+class DumpConfig:
+    data: str = option(positional=True, help="fairseq-preprocess output folder")
+    teacher_path: str = option(help="teacher checkpoint (same dictionaries as DATA)")
+    out: str = option(help="cache folder (one cache per subset inside)")
+    subset: str = option("train", help="split to score")
+    topk: int = option(4, help="teacher entries kept per token")
+    source_lang: Optional[str] = option(None, flags=("-s", "--source-lang"), default_text="inferred from DATA",
+                                        help="source language")
+    target_lang: Optional[str] = option(None, flags=("-t", "--target-lang"), default_text="inferred from DATA",
+                                        help="target language")
+    max_tokens: int = option(4096, help="tokens per teacher batch")
+    dtype: str = option("fp16", choices=tuple(sorted(DTYPES)), help="storage type of the logits")
+    fp16: bool = option(False, help="run the teacher in half precision (GPU)")
+    device: str = device_option("where the teacher runs: auto picks cuda when a GPU is visible")
+    force: bool = option(False, help="replace an existing cache of this subset")
+
+
+def check_args(args: DumpConfig) -> torch.device:
+    """Every refusal before the teacher loads; returns the device the teacher runs on."""
     if args.topk < 1:
         raise InvalidConfig(f"--topk must be >= 1, got {args.topk}")
     if args.max_tokens < 1:
         raise InvalidConfig(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    if args.fp16 and (args.cpu or not torch.cuda.is_available()):
+    device = torch_device(args.device)
+    if args.fp16 and device.type != "cuda":
         raise InvalidConfig("--fp16 needs a GPU; drop it to run the teacher in fp32 on CPU")
     existing = cache_paths(args.out, args.subset)["fingerprint"]
     if existing.exists() and not args.force:
         raise InvalidConfig(f"{existing} exists; pass --force to replace that cache")
+    return device
 
 
 @torch.no_grad()
@@ -64,15 +71,14 @@ def score_batches(teacher, batches, writer: CacheWriter, topk: int, pad: int, de
 
 
 @torch.no_grad()
-def dump(args) -> Fingerprint:
-    check_args(args)
+def dump(args: DumpConfig) -> Fingerprint:
+    device = check_args(args)
     task = translation_task(args.data, args.source_lang, args.target_lang, train_subset=args.subset)
     dataset = load_subset(task, args.subset)
     vocab = len(task.target_dictionary)
     if args.topk > vocab:
         raise InvalidConfig(f"--topk {args.topk} exceeds the target vocabulary ({vocab} symbols)")
     teacher = load_frozen_model(args.teacher_path, task)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
 
     fingerprint = Fingerprint.of_data(args.subset, dataset, task.target_dictionary,
@@ -86,20 +92,16 @@ def dump(args) -> Fingerprint:
     return fingerprint
 
 
-def main(argv=None) -> int:
+@console_script(PROG)
+def main(argv=None) -> None:
+    args = parse_config(DumpConfig, argv, prog=PROG, description=__doc__.splitlines()[0])
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stdout)
-    args = parse_args(argv)
-    try:
-        fingerprint = dump(args)
-    except InvalidConfig as error:
-        print(f"lskd-dump-teacher: error: {error}", file=sys.stderr)
-        return 1
+    fingerprint = dump(args)
     size = sum(path.stat().st_size for part, path in cache_paths(args.out, args.subset).items() if part != "fingerprint")
     logger.info("cached top-%d of %d target tokens (%d sentences) in %s: %.1f bytes per token",
                 fingerprint.topk, fingerprint.tokens, fingerprint.sentences, Path(args.out), size / fingerprint.tokens)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -47,6 +47,12 @@ class SmoothedTargetCriterion(FairseqCriterion):
     def logits_and_target(self, model, net_output, sample):
         return self.drop_prefix(net_output[0]), self.drop_prefix(model.get_targets(sample, net_output))
 
+    @staticmethod
+    def reduced(tensor, reduce: bool):
+        """Per-token values summed, or with ``reduce=False`` kept as fairseq's own criteria give them:
+        one row per target position, ``[B*T, 1]``, 0 at padding."""
+        return tensor.sum() if reduce else tensor.unsqueeze(-1)
+
     def logging_output(self, sample, loss, nll_loss, logits, target):
         mask = target.ne(self.padding_idx)
         n_correct = (logits.argmax(-1).eq(target) & mask).sum()
@@ -94,6 +100,6 @@ class LabelSmoothedTeacherCriterion(SmoothedTargetCriterion):
         logits, target = self.logits_and_target(model, net_output, sample)
         lprobs = F.log_softmax(logits.float(), dim=-1)
         loss, nll_loss = label_smoothed_nll(lprobs, target, self.smoothing, self.padding_idx)
-        loss, nll_loss = loss.sum(), nll_loss.sum()
+        loss, nll_loss = self.reduced(loss, reduce), self.reduced(nll_loss, reduce)
         sample_size, log = self.logging_output(sample, loss, nll_loss, logits, target)
         return loss, sample_size, log

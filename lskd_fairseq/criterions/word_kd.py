@@ -67,11 +67,13 @@ class WordKDCriterion(SmoothedTargetCriterion):
             kd_weight=self.kd_weight,
             smoothing=self.smoothing,
             ignore_index=self.padding_idx,
+            reduce=False,
             **self.teacher_outputs(sample),
         )
-        sample_size, log = self.logging_output(sample, objective.loss, objective.nll, logits, target)
-        log["kd_loss"] = objective.kd_kl.data
-        return objective.loss, sample_size, log
+        loss, nll_loss, kd_loss = (self.reduced(t, reduce) for t in (objective.loss, objective.nll, objective.kd_kl))
+        sample_size, log = self.logging_output(sample, loss, nll_loss, logits, target)
+        log["kd_loss"] = kd_loss.data
+        return loss, sample_size, log
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
