@@ -11,7 +11,6 @@ One joined dictionary serves both directions: fairseq's translation task opens `
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from typing import Optional
 
 import sentencepiece
 
-from lskd_tools.files import MANIFEST, file_digest, run_tool, write_lines
+from lskd_tools.files import MANIFEST, atomic_write_json, file_digest, run_tool, write_lines
 from lskd_nmt.iwslt_release import ParallelRelease, ReleaseError, read_release
-from lskd_nmt.nmt_profiles import TextNormaliser, TextProfile, profile_named
+from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, TextNormaliser, TextProfile, profile_named
 
 
 
@@ -141,7 +140,7 @@ def prepare(config: PrepConfig) -> PreparedCounts:
         "release_sha256": file_digest(config.release) if config.release.is_file() else None,
         "counts": asdict(counts),
     }
-    (config.out / "bin" / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(config.out / "bin" / MANIFEST, manifest, sort_keys=False)  # written last: marks bin/ complete
     return counts
 
 
@@ -160,10 +159,11 @@ def parse_args(argv=None) -> PrepConfig:
         profile = profile_named(args.profile)
     except ValueError as error:
         parser.error(str(error))
-    if args.vocab_size < 8:
-        parser.error(f"--vocab-size {args.vocab_size}: expected an integer >= 8")
-    if args.max_lines is not None and args.max_lines < 23:
-        parser.error(f"--max-lines {args.max_lines}: expected >= 23 (one validation pair per 23 training lines)")
+    if args.vocab_size < MIN_VOCAB_SIZE:
+        parser.error(f"--vocab-size {args.vocab_size}: expected an integer >= {MIN_VOCAB_SIZE}")
+    if args.max_lines is not None and args.max_lines < profile.valid_every:
+        parser.error(f"--max-lines {args.max_lines}: expected >= {profile.valid_every} "
+                     f"(one validation pair per {profile.valid_every} training lines)")
     if not args.release.exists():
         parser.error(f"--release {args.release}: no such file or folder")
     if args.out.exists() and any(args.out.iterdir()):

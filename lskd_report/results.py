@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd_report.paper_results import paper_table, paper_tables
+from lskd_tools.files import atomic_file, atomic_write_text
 
 METRICS_FILES = ("metrics.json", "bleu.json")
 NUMBER = r"\d+(?:\.\d+)?"
@@ -138,7 +139,7 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def write_csv(self, path: Path) -> None:
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_file(path, newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["role", "T"] + self.header()[2:])
             writer.writerows(self.body(""))
@@ -179,7 +180,7 @@ def main(argv=None) -> None:
         sys.exit(f"lskd-results: error: {error.args[0] if isinstance(error, KeyError) else error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     markdown = table.markdown()
-    Path(f"{args.out}.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(Path(f"{args.out}.md"), markdown)
     table.write_csv(Path(f"{args.out}.csv"))
     print(markdown, end="")
 

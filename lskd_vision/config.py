@@ -6,7 +6,7 @@ from typing import Optional
 
 from lskd.errors import InvalidConfig
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
-from lskd_vision.data import DATASETS, dataset_spec
+from lskd_vision.data import CROP_SIZE, DATASETS, RESIZE_SIZE, dataset_spec
 
 
 @dataclass
@@ -30,8 +30,8 @@ class TrainConfig:
     teacher: Optional[Path] = None
     teacher_arch: Optional[str] = None
     init: Optional[Path] = None  # weights to start from (ImageNet teacher for CUB, torchvision file)
-    crop_size: int = 224
-    resize_size: int = 256
+    crop_size: int = CROP_SIZE
+    resize_size: int = RESIZE_SIZE
     workers: int = 8
     seed: int = 0
     device: str = "auto"

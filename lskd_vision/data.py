@@ -17,6 +17,9 @@ from lskd_vision.cub import check_cub_folder, read_cub_split
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGITS_SPLIT_SEED = 0
+# Image datasets: the crop the models see (random in training, central in evaluation), and the size
+# evaluation resizes the short side to before its central crop.
+CROP_SIZE, RESIZE_SIZE = 224, 256
 
 
 @dataclass

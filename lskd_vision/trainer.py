@@ -207,13 +207,17 @@ def setup(plan: Plan) -> Session:
     val_shard = Subset(data.val, range(info.rank, len(data.val), info.world))  # unpadded, so counts are exact
     val_loader = DataLoader(val_shard, batch_size=config.batch_size, shuffle=False, **loader_args)
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    objective = (
-        StudentObjective(config.temperature, config.kd_weight) if teacher is not None else TeacherObjective(config.alpha)
-    )
-    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.active else model
+    if teacher is not None:
+        objective = StudentObjective(config.temperature, config.kd_weight)
+    else:
+        objective = TeacherObjective(config.alpha)
+    trained = model
+    if info.active:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return Session(config, info, Path(config.out), data.num_classes, precision, model, trained, teacher, objective,
                    optimizer, scheduler, scaler, sampler, train_loader, val_loader)
 
@@ -223,9 +227,10 @@ def start(run: Session, resume_from: Optional[dict]) -> Progress:
     this rank and measure the teacher once."""
     if resume_from is None:
         torch.manual_seed(run.config.seed + run.info.rank)
-        teacher = evaluate(run.teacher, run.val_loader, run.precision, run.num_classes, run.info) \
-            if run.teacher is not None else None
-        return Progress(teacher=teacher)
+        progress = Progress()
+        if run.teacher is not None:
+            progress.teacher = evaluate(run.teacher, run.val_loader, run.precision, run.num_classes, run.info)
+        return progress
     state = resume_from
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])

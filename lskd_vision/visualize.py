@@ -13,7 +13,7 @@ import torch
 from lskd.errors import InvalidConfig
 from lskd.analysis import check_classes
 from lskd_report.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
-from lskd_vision.data import dataset_spec, load_data
+from lskd_vision.data import CROP_SIZE, RESIZE_SIZE, dataset_spec, load_data
 from lskd_vision.engine import wants_cuda
 from lskd_vision.features import class_rows, penultimate_features
 from lskd_vision.models import build_trained, penultimate_and_classifier, read_checkpoint
@@ -32,8 +32,8 @@ class VisualizeConfig:
     batch_size: int = 128
     device: str = "auto"
     workers: Optional[int] = None  # default: the dataset's
-    crop_size: int = 224
-    resize_size: int = 256
+    crop_size: int = CROP_SIZE
+    resize_size: int = RESIZE_SIZE
 
 
 def _check_numbers(config: VisualizeConfig) -> None:

@@ -122,7 +122,8 @@ def read_only(folder):
         except Exception:
             yield folder
             return
-        immutable = shutil.which("chattr") and subprocess.run(["chattr", "+i", folder], capture_output=True).returncode == 0
+        immutable = bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", folder],
+                                                                    capture_output=True).returncode == 0
         if not immutable:
             pytest.skip("this user can write into read-only folders and cannot make one immutable")
         yield folder
