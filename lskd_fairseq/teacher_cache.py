@@ -12,7 +12,6 @@ so a re-binarised corpus is refused instead of being silently misaligned token b
 """
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from fairseq.data import BaseWrapperDataset
 
 from lskd.errors import InvalidConfig
+from lskd_tools.files import publish, staging_path
 
 CACHE_FORMAT = 1
 DTYPES = {"fp16": np.float16, "fp32": np.float32}
@@ -98,7 +98,7 @@ class CacheWriter:
         self.filled = np.zeros(len(lengths), dtype=bool)
 
     def _temporary(self, part: str) -> Path:
-        return self.paths[part].with_name(self.paths[part].name + ".partial")
+        return staging_path(self.paths[part])
 
     def write_batch(self, sentence_ids: np.ndarray, lengths: np.ndarray, indices: np.ndarray,
                     logits: np.ndarray) -> None:
@@ -123,10 +123,8 @@ class CacheWriter:
         del self.indices, self.logits
         with open(self._temporary("offsets"), "wb") as f:
             np.save(f, self.offsets)
-        self.paths["fingerprint"].unlink(missing_ok=True)
-        for part in ("indices", "logits", "offsets"):
-            os.replace(self._temporary(part), self.paths[part])
-        self.paths["fingerprint"].write_text(json.dumps(asdict(self.fingerprint), indent=2) + "\n")
+        arrays = [self.paths[part] for part in ("indices", "logits", "offsets")]
+        publish(arrays, self.paths["fingerprint"], json.dumps(asdict(self.fingerprint), indent=2) + "\n")
 
 
 class TeacherCache:

@@ -24,7 +24,7 @@ from lskd_nmt.bleu import (
     tokenized_bleu_score,
 )
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import MANIFEST, run_tool, write_lines
+from lskd_tools.files import MANIFEST, atomic_write_json, run_tool, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 
@@ -141,7 +141,7 @@ def evaluate(config: EvalConfig) -> dict:
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
     if scores["n_sentences"] != expected:
         raise ToolError(f"fairseq-generate translated {scores['n_sentences']} of {expected} {config.subset} sentences")
-    config.out.write_text(json.dumps(scores, indent=2) + "\n")
+    atomic_write_json(config.out, scores, sort_keys=False)  # bleu.json marks a recipe stage done
     return scores
 
 

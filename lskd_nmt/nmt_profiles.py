@@ -10,6 +10,11 @@ from typing import Optional
 
 from sacremoses import MosesDetokenizer, MosesTokenizer
 
+# Every VALID_EVERY-th cleaned training pair becomes validation, as in fairseq's IWSLT'14 recipe; a
+# preparation therefore needs at least that many lines to have a validation set at all.
+VALID_EVERY = 23
+MIN_VOCAB_SIZE = 8  # the smallest joint subword vocabulary a preparation accepts
+
 
 @dataclass(frozen=True)
 class CleanRule:
@@ -33,7 +38,7 @@ class TextProfile:
     lowercase: bool
     clean: CleanRule
     sentencepiece_type: str  # "bpe" for the paper's BPE-style vocabulary, "unigram" otherwise
-    valid_every: int = 23  # every Nth cleaned training pair becomes validation, as in fairseq's recipe
+    valid_every: int = VALID_EVERY
 
 
 PROFILES = {

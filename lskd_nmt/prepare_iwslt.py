@@ -10,7 +10,6 @@ Output layout (``--out DIR``)::
 One joined dictionary serves both directions: fairseq's translation task opens ``{split}.{src}-{tgt}.*``
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ import sentencepiece
 
 from lskd.errors import InvalidConfig
 from lskd_nmt.iwslt_release import ParallelRelease, read_release
-from lskd_nmt.nmt_profiles import PROFILES, TextNormaliser, TextProfile, profile_named
+from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, PROFILES, TextNormaliser, TextProfile, profile_named
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import MANIFEST, file_digest, run_tool, write_lines
+from lskd_tools.files import MANIFEST, atomic_write_json, file_digest, run_tool, write_lines
 
 
 @dataclass
@@ -48,11 +47,12 @@ class PrepConfig:
 
     def check(self) -> None:
         """Every refusal happens here, before anything is written."""
-        if self.vocab_size < 8:
-            raise InvalidConfig(f"--vocab-size {self.vocab_size}: expected an integer >= 8")
-        if self.max_lines is not None and self.max_lines < 23:
-            raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= 23 (one validation pair per 23 "
-                                "training lines)")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise InvalidConfig(f"--vocab-size {self.vocab_size}: expected an integer >= {MIN_VOCAB_SIZE}")
+        every = self.text_profile.valid_every
+        if self.max_lines is not None and self.max_lines < every:
+            raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= {every} (one validation pair per "
+                                f"{every} training lines)")
         if self.workers < 1:
             raise InvalidConfig(f"--workers {self.workers}: expected >= 1")
         if not self.release.exists():
@@ -161,7 +161,7 @@ def prepare(config: PrepConfig) -> PreparedCounts:
         "release_sha256": file_digest(config.release) if config.release.is_file() else None,
         "counts": asdict(counts),
     }
-    (config.out / "bin" / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(config.out / "bin" / MANIFEST, manifest, sort_keys=False)  # written last: marks bin/ complete
     return counts
 
 

@@ -11,6 +11,7 @@ from lskd.analysis import ModelProjection, SplitProjection, check_classes, proje
 from lskd.diffusion_measure import space_diffusion
 from lskd_report.diffusion_plot import plot_projections
 from lskd.errors import InvalidConfig
+from lskd_tools.files import atomic_write_json
 
 MEASURE_NOTE = (
     "anisotropy = sigma_parallel / sigma_perpendicular and separation = |mu_a - mu_b| / "
@@ -138,7 +139,7 @@ def analyse_models(
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_projections({a.name: a.projection for a in analyses}, names, out_dir / f"{stem}.png")
     json_path = out_dir / f"{stem}.json"
-    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_json(json_path, report, sort_keys=False, allow_nan=False)
     return AnalysisOutputs(png=png, json=json_path)
 
 

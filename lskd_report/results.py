@@ -15,6 +15,7 @@ from typing import Optional
 from lskd.errors import DataError, InvalidConfig
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_tools.cli import console_script, option, parse_config
+from lskd_tools.files import atomic_file, atomic_write_text
 
 METRICS_FILES = ("metrics.json", "bleu.json")
 NUMBER = r"\d+(?:\.\d+)?"
@@ -145,7 +146,7 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def write_csv(self, path: Path) -> None:
-        with path.open("w", newline="", encoding="utf-8") as handle:
+        with atomic_file(path, newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["role", "T"] + self.header()[2:])
             writer.writerows(self.body(""))
@@ -188,7 +189,7 @@ def main(argv=None) -> None:
     table = build_table(args.run_dir, args.metric, args.paper, args.metrics_file, args.paper_metric)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     markdown = table.markdown()
-    Path(f"{args.out}.md").write_text(markdown, encoding="utf-8")
+    atomic_write_text(Path(f"{args.out}.md"), markdown)
     table.write_csv(Path(f"{args.out}.csv"))
     print(markdown, end="")
 

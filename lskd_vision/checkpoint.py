@@ -1,11 +1,12 @@
 """Per-epoch checkpoints that restore a run exactly: weights, optimizer, scheduler, scaler, RNG
 states of every rank and the epoch history. Everything is plain tensors and Python values so the
 file loads with ``torch.load(weights_only=True)``."""
-import os
 import random
 from pathlib import Path
 
 import torch
+
+from lskd_tools.files import atomic_file
 
 LATEST = "checkpoint.pth"
 BEST = "best.pth"
@@ -27,10 +28,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    """Write then rename, so a kill during saving never leaves a truncated checkpoint behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """A kill during saving never leaves a truncated checkpoint behind (``lskd_tools.files.atomic_file``)."""
+    with atomic_file(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def load(path: Path) -> dict:

@@ -1,10 +1,12 @@
-"""Run settings as one dataclass, and the paper's schedules as named presets that any flag overrides."""
+"""Run settings as one dataclass, and the datasets' schedules (``lskd_vision.data.DATASETS``) as named
+presets that any flag overrides."""
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
 from lskd.errors import InvalidConfig
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
+from lskd_vision.data import CROP_SIZE, DATASETS, RESIZE_SIZE, dataset_spec
 
 
 @dataclass
@@ -28,8 +30,8 @@ class TrainConfig:
     teacher: Optional[Path] = None
     teacher_arch: Optional[str] = None
     init: Optional[Path] = None  # weights to start from (ImageNet teacher for CUB, torchvision file)
-    crop_size: int = 224
-    resize_size: int = 256
+    crop_size: int = CROP_SIZE
+    resize_size: int = RESIZE_SIZE
     workers: int = 8
     seed: int = 0
     device: str = "auto"
@@ -61,46 +63,24 @@ class TrainConfig:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
 
+# Every dataset's schedules, named DATASET-ROLE; ``--preset`` picks one, the default is the run's own.
 PRESETS: dict[str, dict] = {
-    # Paper §3.1: torchvision ResNet-50 from scratch, PyTorch ImageNet example schedule.
-    "imagenet-teacher": dict(epochs=90, lr=0.1, weight_decay=1e-4, lr_step=30, warmup_epochs=0, batch_size=256),
-    # Paper §3.2: 200 epochs, ÷10 at 80 and 160, 5-epoch per-iteration warm-up.
-    "imagenet-student": dict(epochs=200, lr=0.1, weight_decay=1e-4, lr_step=80, warmup_epochs=5, batch_size=256),
-    # Paper §3.3: fine-tuned from the ImageNet teacher with the same alpha.
-    "cub-teacher": dict(epochs=90, lr=0.01, weight_decay=1e-4, lr_step=30, warmup_epochs=0, batch_size=256, seed=2021),
-    # Paper §3.4: ImageNet-pretrained students, weight decay 1e-3.
-    "cub-student": dict(epochs=200, lr=0.01, weight_decay=1e-3, lr_step=80, warmup_epochs=0, batch_size=256, seed=2021),
-    # Embedded digits: small enough that the whole alpha × T grid runs on a CPU in about a minute.
-    "digits-teacher": dict(
-        epochs=12, lr=0.1, weight_decay=5e-4, lr_step=8, batch_size=64, workers=0, amp=False, channels_last=False,
-        threads=1,
-    ),
-    "digits-student": dict(
-        epochs=12, lr=0.1, weight_decay=5e-4, lr_step=8, batch_size=64, workers=0, amp=False, channels_last=False,
-        threads=1,
-    ),
-}
-
-DEFAULT_ARCH = {
-    ("imagenet", "teacher"): "resnet50",
-    ("imagenet", "student"): "resnet18",
-    ("cub", "teacher"): "resnet50",
-    ("cub", "student"): "resnet18",
-    ("digits", "teacher"): "digits_cnn",
-    ("digits", "student"): "digits_cnn_small",
+    f"{spec.name}-{role}": values for spec in DATASETS.values() for role, values in spec.presets.items()
 }
 
 FIELD_NAMES = {f.name for f in fields(TrainConfig)}
 
 
 def build_config(role: str, dataset: str, preset: Optional[str], overrides: dict) -> TrainConfig:
-    """Preset values first, then every flag the user actually gave (``None`` means not given)."""
+    """The dataset's defaults, then the preset's values, then every flag the user actually gave (``None``
+    means not given)."""
+    spec = dataset_spec(dataset)
     preset = preset or f"{dataset}-{role}"
     if preset not in PRESETS:
         raise InvalidConfig(f"unknown --preset {preset!r}; expected one of {', '.join(PRESETS)}")
     given = {key: value for key, value in overrides.items() if value is not None and key in FIELD_NAMES}
-    arch = given.pop("arch", None) or DEFAULT_ARCH.get((dataset, role))
-    base = TrainConfig(role=role, dataset=dataset, arch=arch, out=given.pop("out"))
+    arch = given.pop("arch", None) or spec.archs[role]
+    base = TrainConfig(role=role, dataset=dataset, arch=arch, out=given.pop("out"), workers=spec.workers)
     config = replace(base, **{**PRESETS[preset], **given})
     config.validate()
     return config

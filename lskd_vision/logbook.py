@@ -4,9 +4,11 @@ step), TensorBoard when ``torch.utils.tensorboard`` imports, and ``metrics.json`
 An epoch's rows are written before its checkpoint; a resumed run first drops rows of epochs its
 checkpoint does not hold, so a kill between the two never leaves duplicated rows."""
 import csv
-import json
 from pathlib import Path
 
+from lskd_tools.files import atomic_file, atomic_write_json
+
+METRICS_CSV, STEPS_CSV, METRICS_JSON, TENSORBOARD = "metrics.csv", "steps.csv", "metrics.json", "tensorboard"
 EPOCH_FIELDS = ("epoch", "lr", "train_loss", "train_kd_kl", "val_loss", "top1", "top5", "seconds")
 
 
@@ -15,14 +17,14 @@ class Logbook:
         self.out, self.enabled = out, enabled
         self.tensorboard = None
         if enabled:
-            for name in ("metrics.csv", "steps.csv"):
+            for name in (METRICS_CSV, STEPS_CSV):
                 self._keep_epochs(name, completed_epochs)
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional; the CSV/JSON files carry the same numbers
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+                self.tensorboard = SummaryWriter(str(out / TENSORBOARD))
 
     def _keep_epochs(self, name: str, completed_epochs: int) -> None:
         path = self.out / name
@@ -30,7 +32,7 @@ class Logbook:
             return
         with path.open(newline="") as handle:
             header, *rows = list(csv.reader(handle))
-        with path.open("w", newline="") as handle:
+        with atomic_file(path, newline="") as handle:
             csv.writer(handle).writerows([header] + [row for row in rows if int(row[0]) <= completed_epochs])
 
     def _append(self, name: str, header, rows) -> None:
@@ -45,9 +47,9 @@ class Logbook:
     def epoch(self, record: dict, step_losses: list[float], first_step: int) -> None:
         if not self.enabled:
             return
-        self._append("metrics.csv", EPOCH_FIELDS, [[record.get(key, "") for key in EPOCH_FIELDS]])
+        self._append(METRICS_CSV, EPOCH_FIELDS, [[record.get(key, "") for key in EPOCH_FIELDS]])
         rows = [[record["epoch"], first_step + i, loss] for i, loss in enumerate(step_losses)]
-        self._append("steps.csv", ("epoch", "step", "loss"), rows)
+        self._append(STEPS_CSV, ("epoch", "step", "loss"), rows)
         if self.tensorboard is not None:
             for key in ("lr", "train_loss", "train_kd_kl", "val_loss", "top1", "top5"):
                 if record.get(key) is not None:
@@ -57,8 +59,6 @@ class Logbook:
     def finish(self, summary: dict) -> None:
         if not self.enabled:
             return
-        tmp = self.out / "metrics.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(self.out / "metrics.json")
+        atomic_write_json(self.out / METRICS_JSON, summary, sort_keys=False)
         if self.tensorboard is not None:
             self.tensorboard.close()

@@ -1,4 +1,5 @@
-"""Architectures by name, checkpoint loading and the penultimate-layer hook point.
+"""Architectures by name (one ``ArchitectureSpec`` row each in ``ARCHITECTURES``), checkpoint loading and the
+penultimate-layer hook point.
 
 torchvision models are always built with random weights: pretrained weights only ever come from a
 file the user names, so nothing is downloaded behind their back.
@@ -43,58 +44,59 @@ def _torchvision(name: str) -> Callable[[int], nn.Module]:
     return build
 
 
-ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
-    "resnet18": _torchvision("resnet18"),
-    "resnet50": _torchvision("resnet50"),
-    "mobilenet_v2": _torchvision("mobilenet_v2"),
-    "efficientnet_b0": _torchvision("efficientnet_b0"),
-    "convnext_tiny": _torchvision("convnext_tiny"),
-    "digits_cnn": lambda num_classes: DigitsCNN(num_classes, width=32),
-    "digits_cnn_small": lambda num_classes: DigitsCNN(num_classes, width=8),
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """One ``--arch``: ``build(num_classes)`` gives a randomly initialised model; ``penultimate`` is the module
+    whose output is the penultimate representation and ``classifier`` the final ``nn.Linear`` (attribute
+    paths); ``model_class`` names the class that recognises a model built elsewhere (an official file's)."""
+
+    name: str
+    build: Callable[[int], nn.Module]
+    penultimate: str
+    classifier: str
+    model_class: str
+
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchitectureSpec("resnet18", _torchvision("resnet18"), "avgpool", "fc", "ResNet"),
+        ArchitectureSpec("resnet50", _torchvision("resnet50"), "avgpool", "fc", "ResNet"),
+        ArchitectureSpec("mobilenet_v2", _torchvision("mobilenet_v2"), "classifier.0", "classifier.1", "MobileNetV2"),
+        ArchitectureSpec("efficientnet_b0", _torchvision("efficientnet_b0"), "classifier.0", "classifier.1",
+                         "EfficientNet"),
+        ArchitectureSpec("convnext_tiny", _torchvision("convnext_tiny"), "classifier.1", "classifier.2", "ConvNeXt"),
+        ArchitectureSpec("digits_cnn", lambda num_classes: DigitsCNN(num_classes, width=32), "avgpool", "fc",
+                         "DigitsCNN"),
+        ArchitectureSpec("digits_cnn_small", lambda num_classes: DigitsCNN(num_classes, width=8), "avgpool", "fc",
+                         "DigitsCNN"),
+    )
 }
 
-# (module whose output is the penultimate feature, the final linear layer), as attribute paths.
-_HOOK_POINTS = {
-    "resnet18": ("avgpool", "fc"),
-    "resnet50": ("avgpool", "fc"),
-    "digits_cnn": ("avgpool", "fc"),
-    "digits_cnn_small": ("avgpool", "fc"),
-    "mobilenet_v2": ("classifier.0", "classifier.1"),
-    "efficientnet_b0": ("classifier.0", "classifier.1"),
-    "convnext_tiny": ("classifier.1", "classifier.2"),
-}
+
+def architecture(arch: str) -> ArchitectureSpec:
+    if arch not in ARCHITECTURES:
+        raise InvalidConfig(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
 
 
 def build_model(arch: str, num_classes: int) -> nn.Module:
-    check_arch(arch)
-    model = ARCHITECTURES[arch](num_classes)
+    model = architecture(arch).build(num_classes)
     model.lskd_arch = arch
     return model
 
 
-def check_arch(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise InvalidConfig(f"unknown --arch {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-
-
-def _hook_paths(model: nn.Module) -> tuple[str, str]:
+def _spec_of(model: nn.Module) -> ArchitectureSpec:
     """Models built here carry their arch name; others are recognised by class."""
     arch = getattr(model, "lskd_arch", None)
     if arch is not None:
-        return _HOOK_POINTS[arch]
-    import torchvision
-
-    by_class = (
-        (DigitsCNN, _HOOK_POINTS["digits_cnn"]),
-        (torchvision.models.ResNet, _HOOK_POINTS["resnet18"]),
-        (torchvision.models.MobileNetV2, _HOOK_POINTS["mobilenet_v2"]),
-        (torchvision.models.EfficientNet, _HOOK_POINTS["efficientnet_b0"]),
-        (torchvision.models.ConvNeXt, _HOOK_POINTS["convnext_tiny"]),
-    )
-    for model_class, paths in by_class:
-        if isinstance(model, model_class):
-            return paths
-    raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}")
+        return ARCHITECTURES[arch]
+    classes = {model_class.__name__ for model_class in type(model).__mro__}
+    for spec in ARCHITECTURES.values():
+        if spec.model_class in classes:
+            return spec
+    raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}; "
+                        f"expected one of {', '.join(sorted({spec.model_class for spec in ARCHITECTURES.values()}))}")
 
 
 def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -104,12 +106,12 @@ def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     flatten it); for MobileNetV2/EfficientNet it is the dropout before the classifier (identity in
     eval mode); for ConvNeXt the flatten before the last linear.
     """
-    hook_path, linear_path = _hook_paths(model)
-    return model.get_submodule(hook_path), model.get_submodule(linear_path)
+    spec = _spec_of(model)
+    return model.get_submodule(spec.penultimate), model.get_submodule(spec.classifier)
 
 
 def classifier_path(arch: str) -> str:
-    return _HOOK_POINTS[arch][1]
+    return architecture(arch).classifier
 
 
 def num_classes_of(state_dict: dict, arch: str) -> int:
@@ -165,7 +167,6 @@ def read_checkpoint(path: Path, arch: str | None, arch_flag: str) -> TrainedChec
     arch = arch or (payload.get("arch") if isinstance(payload, dict) else None)
     if arch is None:
         raise InvalidConfig(f"checkpoint {path} does not record its architecture; pass {arch_flag}")
-    check_arch(arch)
     head = classifier_path(arch) + ".weight"
     if head not in state:
         raise InvalidConfig(f"checkpoint {path} has no {head}; expected a {arch} state dict")

@@ -8,7 +8,7 @@ from typing import Optional
 
 from lskd.errors import DataError
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import file_digest
+from lskd_tools.files import atomic_file, file_digest
 from lskd_vision.cub import ARCHIVE_MD5, ARCHIVE_NAME, read_cub_split
 
 URLS = (
@@ -44,10 +44,9 @@ def download(dest: Path) -> Path:
     target = dest / ARCHIVE_NAME
     for url in URLS:
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(target.with_suffix(".part"), "wb") as out:
+            with urllib.request.urlopen(url, timeout=60) as response, atomic_file(target, "wb") as out:
                 while block := response.read(1 << 20):
                     out.write(block)
-            target.with_suffix(".part").replace(target)
             return target
         except OSError:
             continue

@@ -1,8 +1,12 @@
-"""Teacher and student training: validate everything, then train with DDP, AMP, per-epoch
-checkpoints and exact resume, evaluating top-1/top-5 after every epoch."""
+"""Teacher and student training: validate everything (``plan_run``), then train with DDP, AMP, per-epoch
+checkpoints and exact resume, evaluating top-1/top-5 after every epoch.
+
+``train`` reads as the loop of a classification reference: ``setup``, ``start`` (fresh or resumed), then per
+epoch ``train_one_epoch``, ``evaluate`` and ``save_checkpoint``; ``checkpoint_state`` is the one layout of
+both checkpoint files."""
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -28,14 +32,15 @@ from lskd_vision.engine import (
 )
 from lskd_vision.logbook import Logbook
 from lskd_vision.models import (
+    architecture,
     build_model,
     build_trained,
-    check_arch,
     classifier_path,
     load_weights,
     read_checkpoint,
     read_state_dict,
 )
+from lskd_vision.run_folder import check_out_folder, claim
 
 
 @dataclass
@@ -67,21 +72,16 @@ def _initial_model(config: TrainConfig, num_classes: int) -> nn.Module:
 def plan_run(config: TrainConfig) -> Plan:
     """Every check that can fail on user input, before the output folder is touched."""
     config.validate()
-    check_arch(config.arch)
+    architecture(config.arch)
     wants_cuda(config.device)
     check_data(config.dataset, config.data)
-    latest = Path(config.out) / checkpoint.LATEST
-    if (Path(config.out) / "metrics.json").exists():
-        raise InvalidConfig(f"--out {config.out} already holds a finished run (metrics.json); expected a new folder")
-    if latest.exists() and not config.resume:
-        raise InvalidConfig(f"--out {config.out} already holds {checkpoint.LATEST}; pass --resume or use a new folder")
-    if config.out.exists() and not config.out.is_dir():
-        raise InvalidConfig(f"--out {config.out} is a file; expected a folder")
+    check_out_folder(config)
     data = load_data(config.dataset, config.data, config.crop_size, config.resize_size)
     teacher = _teacher_model(config, data.num_classes) if config.role == "student" else None
     torch.manual_seed(config.seed)
     model = _initial_model(config, data.num_classes)
     resume_from = None
+    latest = Path(config.out) / checkpoint.LATEST
     if config.resume and latest.exists():
         resume_from = checkpoint.load(latest)
         if resume_from["arch"] != config.arch or resume_from["num_classes"] != data.num_classes:
@@ -140,7 +140,8 @@ def _all_reduce_sum(tensor: torch.Tensor, info: Dist) -> torch.Tensor:
     return tensor
 
 
-def _evaluate(model, loader, precision, num_classes, info) -> dict:
+def evaluate(model: nn.Module, loader: DataLoader, precision: Precision, num_classes: int, info: Dist) -> dict:
+    """top-1, top-5 and mean loss over every rank's share of the validation set."""
     return accuracy_from_counts(_all_reduce_sum(evaluate_counts(model, loader, precision, num_classes), info))
 
 
@@ -153,15 +154,45 @@ def _gather_rng(info: Dist) -> list:
     return states
 
 
-def train(plan: Plan) -> Optional[dict]:
-    """Run (or continue) the plan; returns the metrics.json summary once the last epoch is done."""
+@dataclass
+class Session:
+    """Everything the epoch loop uses, built once by ``setup``; ``trained`` is ``model`` or its DDP wrapper."""
+
+    config: TrainConfig
+    info: Dist
+    out: Path
+    num_classes: int
+    precision: Precision
+    model: nn.Module
+    trained: nn.Module
+    teacher: Optional[nn.Module]
+    objective: object
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: Optional[torch.amp.GradScaler]
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
+@dataclass
+class Progress:
+    """What the run has done so far: restored from the checkpoint on resume."""
+
+    epoch: int = 0  # completed epochs
+    history: list = field(default_factory=list)
+    best: Optional[dict] = None
+    teacher: Optional[dict] = None  # the teacher's validation metrics, students only
+
+
+def setup(plan: Plan) -> Session:
+    """Processes, devices, loaders, optimizer, schedule and loss of the plan; the run folder is claimed here."""
     config, data = plan.config, plan.data
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     info, device = _init_distributed(config.device)
-    out = Path(config.out)
     if info.main:
-        out.mkdir(parents=True, exist_ok=True)
+        claim(config)
     precision = Precision(device, enabled=config.amp, channels_last=config.channels_last)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
@@ -176,98 +207,134 @@ def train(plan: Plan) -> Optional[dict]:
     val_shard = Subset(data.val, range(info.rank, len(data.val), info.world))  # unpadded, so counts are exact
     val_loader = DataLoader(val_shard, batch_size=config.batch_size, shuffle=False, **loader_args)
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
-    objective = (
-        StudentObjective(config.temperature, config.kd_weight) if teacher is not None else TeacherObjective(config.alpha)
-    )
-    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if info.active else model
-
-    history, best, teacher_metrics, start_epoch = [], None, None, 0
-    if plan.resume_from is not None:
-        state = plan.resume_from
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        history, best, teacher_metrics, start_epoch = state["history"], state["best"], state["teacher"], state["epoch"]
-        rng = state["rng"]
-        checkpoint.set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
+    if teacher is not None:
+        objective = StudentObjective(config.temperature, config.kd_weight)
     else:
-        torch.manual_seed(config.seed + info.rank)
-        if teacher is not None:
-            teacher_metrics = _evaluate(teacher, val_loader, precision, data.num_classes, info)
+        objective = TeacherObjective(config.alpha)
+    trained = model
+    if info.active:
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Session(config, info, Path(config.out), data.num_classes, precision, model, trained, teacher, objective,
+                   optimizer, scheduler, scaler, sampler, train_loader, val_loader)
 
-    logbook = Logbook(out, enabled=info.main, completed_epochs=start_epoch)
+
+def start(run: Session, resume_from: Optional[dict]) -> Progress:
+    """Restore a checkpoint exactly (weights, optimizer, schedule, scaler, this rank's RNG), or begin: seed
+    this rank and measure the teacher once."""
+    if resume_from is None:
+        torch.manual_seed(run.config.seed + run.info.rank)
+        progress = Progress()
+        if run.teacher is not None:
+            progress.teacher = evaluate(run.teacher, run.val_loader, run.precision, run.num_classes, run.info)
+        return progress
+    state = resume_from
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    rng = state["rng"]
+    checkpoint.set_rng_state(rng[run.info.rank] if run.info.rank < len(rng) else rng[0])
+    return Progress(state["epoch"], state["history"], state["best"], state["teacher"])
+
+
+def train_one_epoch(run: Session, epoch: int) -> tuple[dict, torch.Tensor]:
+    """One pass over the training shard; the epoch's record (mean losses over ranks, lr) and every step's loss."""
+    run.sampler.set_epoch(epoch)
+    run.trained.train()
+    step_losses, kd_kls = [], []
+    lr = run.optimizer.param_groups[0]["lr"]
+    progress = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{run.config.epochs}", disable=not run.info.main or None,
+                    leave=False)
+    for images, target in progress:
+        step = train_step(run.trained, run.teacher, run.objective, run.optimizer, run.scaler, run.precision, images,
+                          target)
+        run.scheduler.step()
+        step_losses.append(step.loss.detach())
+        if step.kd_kl is not None:
+            kd_kls.append(step.kd_kl.detach())
+    losses = _all_reduce_sum(torch.stack(step_losses).double(), run.info) / run.info.world
+    record = {"epoch": epoch + 1, "lr": lr, "train_loss": losses.mean().item()}
+    if kd_kls:
+        record["train_kd_kl"] = (_all_reduce_sum(torch.stack(kd_kls).double(), run.info) / run.info.world).mean().item()
+    return record, losses
+
+
+def checkpoint_state(run: Session, progress: Progress, rng: Optional[list] = None) -> dict:
+    """The one checkpoint layout: the model with the run's identity and latest scores; with ``rng`` (every
+    rank's RNG state) also all that an exact resume needs."""
+    config, latest = run.config, progress.history[-1]
+    state = {"arch": config.arch, "num_classes": run.num_classes, "dataset": config.dataset, "role": config.role,
+             "state_dict": run.model.state_dict(), "epoch": progress.epoch, "top1": latest["top1"],
+             "top5": latest["top5"]}
+    if rng is not None:
+        state.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
+                     scaler=run.scaler.state_dict() if run.scaler is not None else {}, rng=rng,
+                     history=progress.history, best=progress.best, teacher=progress.teacher, config=config.to_json())
+    return state
+
+
+def save_checkpoint(run: Session, progress: Progress, improved: bool) -> None:
+    """``best.pth`` when the epoch improved top-1, then the resumable ``checkpoint.pth`` (collective: every
+    rank contributes its RNG state; rank 0 writes)."""
+    rng = _gather_rng(run.info)
+    if not run.info.main:
+        return
+    if improved:
+        checkpoint.save_atomic(checkpoint_state(run, progress), run.out / checkpoint.BEST)
+    checkpoint.save_atomic(checkpoint_state(run, progress, rng), run.out / checkpoint.LATEST)
+
+
+def summary_of(run: Session, progress: Progress) -> dict:
+    final = progress.history[-1]
+    return {
+        "final": {"top1": final["top1"], "top5": final["top5"]},
+        "best": progress.best,
+        "teacher": progress.teacher,
+        "role": run.config.role,
+        "world_size": run.info.world,
+        "global_batch_size": run.config.batch_size * run.info.world,
+        "config": run.config.to_json(),
+        "history": progress.history,
+    }
+
+
+def train(plan: Plan) -> Optional[dict]:
+    """Run (or continue) the plan; returns the metrics.json summary once the last epoch is done."""
+    run = setup(plan)
+    config, info = run.config, run.info
+    progress = start(run, plan.resume_from)
+    logbook = Logbook(run.out, enabled=info.main, completed_epochs=progress.epoch)
     if info.main:
-        print(f"lskd-vision: {config.role} {config.arch} on {config.dataset}: {len(data.train)} train / "
-              f"{len(data.val)} val, {data.num_classes} classes, {info.world} process(es), device {device}", flush=True)
-    last_epoch = config.epochs if config.stop_after is None else min(config.epochs, start_epoch + config.stop_after)
-    for epoch in range(start_epoch, last_epoch):
+        print(f"lskd-vision: {config.role} {config.arch} on {config.dataset}: {len(plan.data.train)} train / "
+              f"{len(plan.data.val)} val, {run.num_classes} classes, {info.world} process(es), "
+              f"device {run.precision.device}", flush=True)
+    last_epoch = config.epochs if config.stop_after is None else min(config.epochs, progress.epoch + config.stop_after)
+    for epoch in range(progress.epoch, last_epoch):
         started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        trained.train()
-        step_losses, kd_kls = [], []
-        lr = optimizer.param_groups[0]["lr"]
-        progress = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not info.main or None, leave=False)
-        for images, target in progress:
-            step = train_step(trained, teacher, objective, optimizer, scaler, precision, images, target)
-            scheduler.step()
-            step_losses.append(step.loss.detach())
-            if step.kd_kl is not None:
-                kd_kls.append(step.kd_kl.detach())
-        losses = _all_reduce_sum(torch.stack(step_losses).double(), info) / info.world
-        record = {"epoch": epoch + 1, "lr": lr, "train_loss": losses.mean().item()}
-        if kd_kls:
-            record["train_kd_kl"] = (_all_reduce_sum(torch.stack(kd_kls).double(), info) / info.world).mean().item()
-        evaluation = _evaluate(model, val_loader, precision, data.num_classes, info)
+        record, losses = train_one_epoch(run, epoch)
+        evaluation = evaluate(run.model, run.val_loader, run.precision, run.num_classes, info)
         record.update(val_loss=evaluation["loss"], top1=evaluation["top1"], top5=evaluation["top5"])
         record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        improved = best is None or record["top1"] > best["top1"]
+        improved = progress.best is None or record["top1"] > progress.best["top1"]
+        progress.epoch = epoch + 1
+        progress.history.append(record)
         if improved:
-            best = {"top1": record["top1"], "top5": record["top5"], "epoch": epoch + 1}
-        rng = _gather_rng(info)
+            progress.best = {"top1": record["top1"], "top5": record["top5"], "epoch": epoch + 1}
+        if info.main:  # the epoch's rows go before its checkpoint (see Logbook)
+            logbook.epoch(record, losses.tolist(), epoch * len(run.train_loader))
+        save_checkpoint(run, progress, improved)
         if info.main:
-            logbook.epoch(record, losses.tolist(), epoch * len(train_loader))
-            meta = {"arch": config.arch, "num_classes": data.num_classes, "dataset": config.dataset, "role": config.role}
-            if improved:
-                checkpoint.save_atomic({**meta, "state_dict": model.state_dict(), "epoch": epoch + 1,
-                                        "top1": record["top1"], "top5": record["top5"]}, out / checkpoint.BEST)
-            checkpoint.save_atomic(
-                {
-                    **meta,
-                    "state_dict": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "rng": rng,
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "best": best,
-                    "teacher": teacher_metrics,
-                    "config": config.to_json(),
-                },
-                out / checkpoint.LATEST,
-            )
-            print(f"epoch {epoch + 1}/{config.epochs} lr {lr:.4g} train_loss {record['train_loss']:.4f} "
+            print(f"epoch {epoch + 1}/{config.epochs} lr {record['lr']:.4g} train_loss {record['train_loss']:.4f} "
                   f"top1 {record['top1']:.3f} top5 {record['top5']:.3f} ({record['seconds']:.1f}s)", flush=True)
 
     summary = None
-    if last_epoch == config.epochs and history:
-        final = history[-1]
-        summary = {
-            "final": {"top1": final["top1"], "top5": final["top5"]},
-            "best": best,
-            "teacher": teacher_metrics,
-            "role": config.role,
-            "world_size": info.world,
-            "global_batch_size": config.batch_size * info.world,
-            "config": config.to_json(),
-            "history": history,
-        }
+    if last_epoch == config.epochs and progress.history:
+        summary = summary_of(run, progress)
         logbook.finish(summary)
     if info.active:
         dist.barrier()

@@ -13,18 +13,10 @@ import torch
 from lskd.errors import InvalidConfig
 from lskd.analysis import check_classes
 from lskd_report.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
-from lskd_vision.data import load_data
+from lskd_vision.data import CROP_SIZE, RESIZE_SIZE, dataset_spec, load_data
 from lskd_vision.engine import wants_cuda
 from lskd_vision.features import class_rows, penultimate_features
 from lskd_vision.models import build_trained, penultimate_and_classifier, read_checkpoint
-
-# (target, semantically similar, dissimilar control), as classifier indices.
-DEFAULT_CLASSES = {
-    "imagenet": (266, 267, 833),  # miniature poodle, standard poodle, submarine: the paper's Fig. 1
-    "cub": (28, 29, 16),  # American crow, fish crow (told apart mostly by voice), cardinal
-    "digits": (3, 9, 6),  # closest pair of mean training images, and the class farthest from both
-}
-DEFAULT_WORKERS = {"imagenet": 8, "cub": 8, "digits": 0}
 
 
 @dataclass
@@ -33,15 +25,15 @@ class VisualizeConfig:
     dataset: str
     out: Path
     data: Optional[Path] = None
-    classes: Optional[Sequence[int]] = None
+    classes: Optional[Sequence[int]] = None  # default: the dataset's Fig. 1 classes
     arch: Optional[Sequence[str]] = None  # one for every checkpoint, or one per checkpoint
     max_train_per_class: int = 150  # the authors' first 150 training and 50 validation images
     max_valid_per_class: int = 50
     batch_size: int = 128
     device: str = "auto"
-    workers: Optional[int] = None
-    crop_size: int = 224
-    resize_size: int = 256
+    workers: Optional[int] = None  # default: the dataset's
+    crop_size: int = CROP_SIZE
+    resize_size: int = RESIZE_SIZE
 
 
 def _check_numbers(config: VisualizeConfig) -> None:
@@ -73,13 +65,14 @@ def visualize(config: VisualizeConfig) -> AnalysisOutputs:
     named = parse_checkpoints(config.checkpoints)
     checkpoints = {name: read_checkpoint(Path(path), arch, "--arch")
                    for (name, path), arch in zip(named.items(), _archs(config, len(named)))}
+    spec = dataset_spec(config.dataset)
     data = load_data(config.dataset, config.data, config.crop_size, config.resize_size, augment=False)
-    classes = check_classes(config.classes or DEFAULT_CLASSES[config.dataset], data.num_classes)
+    classes = check_classes(config.classes or spec.fig1_classes, data.num_classes)
     models = {name: build_trained(checkpoint, data.num_classes, config.dataset)
               for name, checkpoint in checkpoints.items()}
     splits = {"train": (data.train, config.max_train_per_class), "valid": (data.val, config.max_valid_per_class)}
     rows = {split: class_rows(dataset, classes, split, cap) for split, (dataset, cap) in splits.items()}
-    workers = DEFAULT_WORKERS[config.dataset] if config.workers is None else config.workers
+    workers = spec.workers if config.workers is None else config.workers
     extracted = {}
     for name, model in models.items():
         features = {split: penultimate_features(model, dataset, rows[split], config.batch_size, device, workers,

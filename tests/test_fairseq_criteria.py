@@ -1,10 +1,8 @@
 """The fairseq criteria against fairseq's own criterion and a float64 formula, on real toy batches."""
 import copy
-import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
 from lskd.errors import InvalidConfig

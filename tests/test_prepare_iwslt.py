@@ -7,7 +7,7 @@ import pytest
 from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
 from release_fixtures import count_seg_lines
 
-from lskd_nmt.nmt_profiles import CleanRule
+from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, VALID_EVERY, CleanRule
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
 
 SPLITS = ("train", "valid", "test")
@@ -160,6 +160,17 @@ def test_bad_arguments_fail_with_one_line_before_writing(args, needle, tmp_path)
         args = [str(tmp_path / a) if a == "x.tgz" else a for a in args]
     result = run_script("prepare-iwslt14.sh", *args, "--out", tmp_path / "out")
     one_line_error(result, 2, needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value, minimum", [("--vocab-size", MIN_VOCAB_SIZE - 1, MIN_VOCAB_SIZE),
+                                                 ("--max-lines", VALID_EVERY - 1, VALID_EVERY)])
+def test_limits_below_the_python_minimum_are_refused_through_the_script(tmp_path, de_en_release, flag, value, minimum):
+    """The limits live in lskd_nmt.nmt_profiles only; the script passes the value on and Python refuses it."""
+    result = run_script("prepare-iwslt14.sh", "--profile", "paper", "--orig", de_en_release.folder, flag, value,
+                        "--out", tmp_path / "out")
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and f"{flag} {value}: expected" in last and f">= {minimum}" in last, result.stderr
     assert not (tmp_path / "out").exists()
 
 

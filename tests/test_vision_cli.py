@@ -2,18 +2,24 @@
 --out untouched."""
 import contextlib
 import io
-import os
+import shutil
+import subprocess
+from contextlib import contextmanager
 
 import pytest
 import torch
 
+from lskd_tools.files import check_writable
 from lskd_vision.cli import main
+from lskd_vision.config import build_config
+from lskd_vision.run_folder import SETTINGS
+from lskd_vision.trainer import plan_run
 from lskd_vision.models import build_model
 from lskd_vision_testdata import cli
 from release_fixtures import write_cub_metadata
 
 
-def expect_one_line_error(argv, out, *fragments):
+def one_line_error(argv, *fragments):
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as exit_info, contextlib.redirect_stderr(stderr):
         main(argv)
@@ -22,6 +28,10 @@ def expect_one_line_error(argv, out, *fragments):
     assert message.startswith("lskd-vision: error: ") and message.count("\n") == 1, message
     for fragment in fragments:
         assert fragment in message
+
+
+def expect_one_line_error(argv, out, *fragments):
+    one_line_error(argv, *fragments)
     assert not out.exists()
 
 
@@ -77,3 +87,62 @@ def test_missing_teacher_checkpoint(tmp_path):
     out, teacher = tmp_path / "run", tmp_path / "absent.pth"
     argv = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "1", "--out", str(out)]
     expect_one_line_error(argv, out, str(teacher), "does not exist")
+
+
+def snapshot(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_out_holding_files_the_run_did_not_write_is_refused(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("my,own\n1,2\n")
+    before = snapshot(out)
+    for extra in ([], ["--resume"]):
+        one_line_error(["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out), *extra],
+                       f"--out {out} holds files this run did not write (metrics.csv)")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("contents", [{}, {"run.json": "{}"}, {SETTINGS: "{}", "metrics.csv": "epoch\n"}])
+def test_new_folder_a_recipe_manifest_and_a_claimed_run_are_accepted(tmp_path, contents):
+    """Checked without training: planning writes nothing, so the folder is as it was."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name, text in contents.items():
+        (out / name).write_text(text)
+    plan_run(build_config("teacher", "digits", None, {"out": out, "epochs": 1, "device": "cpu"}))
+    assert {path.name: path.read_text() for path in out.iterdir()} == contents
+
+
+@contextmanager
+def read_only(folder):
+    """``folder`` made unwritable; as root, where permissions do not stop writes, the immutable attribute."""
+    folder.chmod(0o555)
+    immutable = False
+    try:
+        try:
+            check_writable(folder, "probe")
+        except Exception:
+            yield folder
+            return
+        immutable = bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", folder],
+                                                                    capture_output=True).returncode == 0
+        if not immutable:
+            pytest.skip("this user can write into read-only folders and cannot make one immutable")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", folder], check=True)
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_unwritable_out_is_refused_before_any_work(tmp_path, nested):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    out = folder / "run" if nested else folder
+    with read_only(folder):
+        one_line_error(["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out)],
+                       f"--out {out} is not writable")
+        assert not any(folder.iterdir())
