@@ -29,8 +29,9 @@ def _import_fairseq_quietly() -> None:
 
 
 _import_fairseq_quietly()
-# fairseq's attention passes a float attn_mask with a bool padding mask; torch warns on every forward.
-warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+from lskd_fairseq.quiet import silence_third_party_warnings  # noqa: E402
+
+silence_third_party_warnings()
 
 from lskd_fairseq import checkpoints, clean_exit, cli_errors  # noqa: E402,F401  (allow-list, exit hook, excepthook)
 from lskd_fairseq.criterions import label_smoothed_teacher, word_kd  # noqa: E402,F401  (registration)

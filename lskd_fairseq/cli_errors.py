@@ -1,13 +1,13 @@
-"""Print lskd's configuration errors as one line on the command line instead of a traceback."""
+"""Print lskd's user errors (``LskdError``) as one line on the command line instead of a traceback."""
 import sys
 
-from lskd.errors import InvalidConfig
+from lskd.errors import LskdError
 
 _default_hook = sys.excepthook
 
 
 def _one_line_config_errors(exc_type, exc, tb):
-    if issubclass(exc_type, InvalidConfig):
+    if issubclass(exc_type, LskdError):
         print(f"lskd error: {exc}", file=sys.stderr)
     else:
         _default_hook(exc_type, exc, tb)

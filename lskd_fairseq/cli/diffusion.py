@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from fairseq import utils as fairseq_utils
 
-from lskd.errors import InvalidConfig
+from lskd.errors import InvalidConfig, LskdError
 from lskd.class_suggestion import suggest_classes
 from lskd_report.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
 from lskd_fairseq.diffusion import decoder_features, output_classifier, target_counts, token_indices
@@ -103,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger().setLevel(logging.INFO)  # importing fairseq leaves the root logger at DEBUG
     try:
         run(args)
-    except InvalidConfig as error:
+    except LskdError as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         return 1
     return 0

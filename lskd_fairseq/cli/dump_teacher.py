@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
-from lskd.errors import InvalidConfig
+from lskd.errors import InvalidConfig, LskdError
 from lskd_tools.files import file_digest
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         fingerprint = dump(args)
-    except InvalidConfig as error:
+    except LskdError as error:
         print(f"lskd-dump-teacher: error: {error}", file=sys.stderr)
         return 1
     size = sum(path.stat().st_size for part, path in cache_paths(args.out, args.subset).items() if part != "fingerprint")
