@@ -35,7 +35,7 @@ def install_process_hooks() -> None:
 
     1. fairseq is imported quietly (``_import_fairseq_quietly``);
     2. the warning torch raises on every forward for fairseq's float attention mask beside a bool padding
-       mask is filtered;
+       mask is filtered, and so are the known third-party warnings of a normal shell (``quiet``);
     3. fairseq checkpoints load under torch's ``weights_only=True``: the one non-tensor type they hold is
        allow-listed (``checkpoints.allow_fairseq_checkpoints``);
     4. an exit hook stops fairseq's prefetch threads, so fairseq-train does not abort at exit
@@ -50,6 +50,9 @@ def install_process_hooks() -> None:
     _import_fairseq_quietly()
     warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
     from lskd_fairseq import checkpoints, clean_exit, cli_errors
+    from lskd_fairseq.quiet import silence_third_party_warnings
+
+    silence_third_party_warnings()
 
     checkpoints.allow_fairseq_checkpoints()
     clean_exit.register()

@@ -1,15 +1,16 @@
 """Loading data and frozen models (teachers, analysed checkpoints) the way every lskd command needs them."""
-import logging
 import os
+from typing import Optional
 
 import torch
-from fairseq import checkpoint_utils, models
+from fairseq import models
 from fairseq.data import Dictionary, data_utils
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from lskd.errors import InvalidConfig
+from lskd.errors import DataError, InvalidConfig
+from lskd_fairseq.checkpoints import read_fairseq_checkpoint, recorded_dictionaries
 
-logger = logging.getLogger(__name__)
+DICTIONARY_DIR_FLAG = "--teacher-dict-dir"
 
 
 def translation_task(data_bin: str, source_lang: str, target_lang: str, train_subset: str = "train") -> TranslationTask:
@@ -39,47 +40,65 @@ def load_subset(task: TranslationTask, subset: str):
     return task.dataset(subset)
 
 
-def _first_difference(expected: Dictionary, found: Dictionary) -> str:
-    for index, (ours, theirs) in enumerate(zip(expected.symbols, found.symbols)):
+def _first_difference(expected: list, found: list) -> str:
+    for index, (ours, theirs) in enumerate(zip(expected, found)):
         if ours != theirs:
             return f"first difference at index {index}: data has {ours!r}, checkpoint has {theirs!r}"
     return "one dictionary extends the other"
 
 
-def _training_dictionaries(cfg):
-    """The checkpoint's own dictionaries, read from the data folder it was trained on (None if gone)."""
-    data = str(cfg.task.data).split(os.pathsep)[0]
-    if not os.path.isdir(data):
+def _dictionaries_in(folder: str, src: str, tgt: str) -> Optional[dict]:
+    """Symbols of ``folder``'s ``dict.{src}.txt`` and ``dict.{tgt}.txt``; None when they are not both there."""
+    paths = {side: os.path.join(folder, f"dict.{lang}.txt") for side, lang in (("source", src), ("target", tgt))}
+    if not all(os.path.isfile(p) for p in paths.values()):
         return None
-    src, tgt = cfg.task.source_lang, cfg.task.target_lang
-    if src is None or tgt is None:
-        src, tgt = data_utils.infer_language_pair(data)
-    paths = [os.path.join(data, f"dict.{lang}.txt") for lang in (src, tgt)]
-    if not all(os.path.isfile(p) for p in paths):
-        return None
-    return [Dictionary.load(p) for p in paths]
+    return {side: Dictionary.load(p).symbols for side, p in paths.items()}
 
 
-def check_dictionaries(path: str, state: dict, task) -> None:
+def checkpoint_dictionaries(path: str, state: dict, languages: tuple, dictionary_dir: Optional[str] = None) -> dict:
+    """The dictionaries a checkpoint was trained with: recorded in it by the plugin's criteria, else read from
+    ``dictionary_dir``, else from its training data folder; refused when none of them holds them.
+    ``languages`` (source, target) name the files where the checkpoint's config does not."""
+    recorded = recorded_dictionaries(state)
+    if recorded is not None:
+        return recorded
+    src = state["cfg"].task.get("source_lang") or languages[0]
+    tgt = state["cfg"].task.get("target_lang") or languages[1]
+    if dictionary_dir is not None:
+        found = _dictionaries_in(dictionary_dir, src, tgt)
+        if found is None:
+            raise DataError(f"{DICTIONARY_DIR_FLAG} {dictionary_dir}: expected dict.{src}.txt and dict.{tgt}.txt "
+                            f"there (the dictionaries checkpoint {path} was trained with)")
+        return found
+    data = str(state["cfg"].task.get("data") or "").split(os.pathsep)[0]
+    found = _dictionaries_in(data, src, tgt) if data and os.path.isdir(data) else None
+    if found is None:
+        raise DataError(
+            f"checkpoint {path}: its dictionaries cannot be checked: it does not record them (trained without the "
+            f"lskd plugin's criteria) and its training data folder {data or '(none)'} is gone; pass "
+            f"{DICTIONARY_DIR_FLAG} FOLDER holding the dict.*.txt files it was trained with"
+        )
+    return found
+
+
+def check_dictionaries(path: str, state: dict, task, dictionary_dir: Optional[str] = None) -> None:
     """Word-level KD and the analysis compare models token id by token id: refuse a checkpoint whose
     dictionaries differ from the data's, naming the first differing symbol and both sizes."""
-    expected = [("source", task.source_dictionary), ("target", task.target_dictionary)]
+    expected = {"source": task.source_dictionary, "target": task.target_dictionary}
     weights = state["model"]
-    for (side, ours), module in zip(expected, ("encoder", "decoder")):
+    for (side, ours), module in zip(expected.items(), ("encoder", "decoder")):
         key = f"{module}.embed_tokens.weight"
         if key in weights and weights[key].size(0) != len(ours):
-            raise InvalidConfig(f"checkpoint {path}: its {module} vocabulary has {weights[key].size(0)} symbols, "
-                                f"the data's dictionary has {len(ours)}")
-    found = _training_dictionaries(state["cfg"])
-    if found is None:
-        logger.warning("checkpoint %s: its training data folder is gone, so only the dictionary sizes could be "
-                       "checked; make sure it was trained on the same dictionaries", path)
-        return
-    for (side, ours), theirs in zip(expected, found):
-        if ours.symbols != theirs.symbols:
-            raise InvalidConfig(
+            raise DataError(f"checkpoint {path}: its {module} vocabulary has {weights[key].size(0)} symbols, "
+                            f"the data's {side} dictionary has {len(ours)}")
+    languages = (task.cfg.source_lang, task.cfg.target_lang)
+    found = checkpoint_dictionaries(path, state, languages, dictionary_dir)
+    for side, ours in expected.items():
+        theirs = list(found[side])
+        if list(ours.symbols) != theirs:
+            raise DataError(
                 f"checkpoint {path} was trained with another {side} dictionary than the data "
-                f"({len(theirs)} vs {len(ours)} symbols; {_first_difference(ours, theirs)})"
+                f"({len(theirs)} vs {len(ours)} symbols; {_first_difference(ours.symbols, theirs)})"
             )
 
 
@@ -98,15 +117,10 @@ def disable_fast_path(model: torch.nn.Module) -> None:
             module.BT_version = False
 
 
-def load_frozen_model(path: str, task) -> torch.nn.Module:
+def load_frozen_model(path: str, task, dictionary_dir: Optional[str] = None) -> torch.nn.Module:
     """The checkpoint's model built for ``task``'s dictionaries, frozen and in eval mode."""
-    if not os.path.isfile(path):
-        raise InvalidConfig(f"checkpoint {path}: no such file")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as error:  # a truncated or foreign file fails deep inside torch.load
-        raise InvalidConfig(f"checkpoint {path} could not be read ({type(error).__name__}: {error})") from None
-    check_dictionaries(path, state, task)
+    state = read_fairseq_checkpoint(path)
+    check_dictionaries(path, state, task, dictionary_dir)
     model = models.build_model(state["cfg"].model, task, from_checkpoint=True)
     model.load_state_dict(state["model"], strict=True, model_cfg=state["cfg"].model)
     disable_fast_path(model)

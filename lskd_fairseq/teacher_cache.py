@@ -8,22 +8,26 @@ Layout of a cache folder, per dumped subset (``train``, ``valid``, ...):
 - ``{subset}.json``          the fingerprint; written last, so a dump that stopped half way never loads
 
 The fingerprint ties the cache to the binarised data (sentence count, target lengths, target dictionary)
-so a re-binarised corpus is refused instead of being silently misaligned token by token.
+so a re-binarised corpus is refused instead of being silently misaligned token by token; the subsets one run
+loads must come from the same teacher with the same k and dtype; and damaged files (truncated arrays, a
+broken fingerprint, ids outside the vocabulary, non-finite logits) are refused by name when training starts.
 """
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from fairseq.data import BaseWrapperDataset
 
-from lskd.errors import InvalidConfig
+from lskd.errors import DataError
 from lskd_tools.files import publish, staging_path
 
 CACHE_FORMAT = 1
 DTYPES = {"fp16": np.float16, "fp32": np.float32}
+ROWS_PER_SCAN = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -53,6 +57,7 @@ class Fingerprint:
     format: int = CACHE_FORMAT
 
     DATA_FIELDS = ("sentences", "tokens", "target_lengths_sha256", "target_dictionary_sha256")
+    TEACHER_FIELDS = ("teacher_checkpoint_sha256", "topk", "dtype")
 
     @classmethod
     def of_data(cls, subset, dataset, dictionary, teacher_checkpoint_sha256="", topk=0, dtype=""):
@@ -73,6 +78,14 @@ class Fingerprint:
             f"{name} (cache: {getattr(self, name)}, data: {getattr(data, name)})"
             for name in self.DATA_FIELDS
             if getattr(self, name) != getattr(data, name)
+        ]
+
+    def teacher_differences(self, other: "Fingerprint") -> list[str]:
+        """How two subsets' caches differ in what the teacher gave (checkpoint, k, dtype)."""
+        return [
+            f"{name} ({self.subset}: {getattr(self, name)}, {other.subset}: {getattr(other, name)})"
+            for name in self.TEACHER_FIELDS
+            if getattr(self, name) != getattr(other, name)
         ]
 
 
@@ -127,31 +140,87 @@ class CacheWriter:
         publish(arrays, self.paths["fingerprint"], json.dumps(asdict(self.fingerprint), indent=2) + "\n")
 
 
+def _redump(directory, subset: str) -> str:
+    return f"re-run lskd-dump-teacher DATA --subset {subset} --out {directory} --force ..."
+
+
+def read_fingerprint(directory, subset: str) -> Fingerprint:
+    """The fingerprint of ``subset``'s cache in ``directory``, refused when missing, foreign or damaged."""
+    path = cache_paths(directory, subset)["fingerprint"]
+    if not path.is_file():
+        raise DataError(
+            f"--teacher-cache {directory} has no complete cache for subset '{subset}' "
+            f"(missing {path.name}); run: lskd-dump-teacher DATA --subset {subset} --out {directory} ..."
+        )
+    try:
+        stored = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:  # a truncated or overwritten file
+        raise DataError(f"teacher cache {path} is damaged: not valid JSON ({error}); {_redump(directory, subset)}") from None
+    if not isinstance(stored, dict) or stored.get("format") != CACHE_FORMAT:
+        found = stored.get("format") if isinstance(stored, dict) else type(stored).__name__
+        raise DataError(f"teacher cache {path} has format {found}, expected {CACHE_FORMAT}")
+    try:
+        fingerprint = Fingerprint(**stored)
+    except TypeError as error:
+        raise DataError(f"teacher cache {path} is damaged: {error}; {_redump(directory, subset)}") from None
+    if fingerprint.dtype not in DTYPES or not isinstance(fingerprint.topk, int) or fingerprint.topk < 1:
+        raise DataError(f"teacher cache {path} is damaged: topk {fingerprint.topk!r}, dtype {fingerprint.dtype!r}; "
+                        f"expected topk >= 1 and dtype one of {', '.join(DTYPES)}")
+    return fingerprint
+
+
+def _load_array(path: Path, dtype, shape: tuple, mmap: bool) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:  # missing, truncated, or not an .npy file
+        raise DataError(f"teacher cache file {path} cannot be read ({error})") from None
+    if array.dtype != np.dtype(dtype) or array.shape != shape:
+        raise DataError(f"teacher cache file {path} holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} "
+                        f"{shape} from its fingerprint")
+    return array
+
+
+def _first_bad_row(array: np.ndarray, is_bad) -> Optional[int]:
+    """Index of the first row of ``array`` where ``is_bad`` holds for an entry, read in bounded chunks."""
+    for start in range(0, len(array), ROWS_PER_SCAN):
+        hits = np.flatnonzero(is_bad(np.asarray(array[start:start + ROWS_PER_SCAN])).any(axis=-1))
+        if len(hits):
+            return start + int(hits[0])
+    return None
+
+
 class TeacherCache:
     """Read side of one subset of a cache, checked against the data it will be aligned with."""
 
-    def __init__(self, directory, subset: str, data: Fingerprint):
+    def __init__(self, directory, subset: str, data: Fingerprint, vocabulary: int):
         paths = cache_paths(directory, subset)
-        if not paths["fingerprint"].is_file():
-            raise InvalidConfig(
-                f"--teacher-cache {directory} has no complete cache for subset '{subset}' "
-                f"(missing {paths['fingerprint'].name}); run: lskd-dump-teacher DATA --subset {subset} --out {directory} ..."
-            )
-        stored = json.loads(paths["fingerprint"].read_text())
-        if stored.get("format") != CACHE_FORMAT:
-            raise InvalidConfig(f"teacher cache {paths['fingerprint']} has format {stored.get('format')}, "
-                                f"expected {CACHE_FORMAT}")
-        self.fingerprint = Fingerprint(**stored)
+        self.fingerprint = read_fingerprint(directory, subset)
         differences = self.fingerprint.differences(data)
         if differences:
-            raise InvalidConfig(
+            raise DataError(
                 f"teacher cache {paths['fingerprint']} does not match the '{subset}' data: "
                 + "; ".join(differences)
                 + " — re-run lskd-dump-teacher on the current data"
             )
-        self.indices = np.load(paths["indices"], mmap_mode="r")
-        self.logits = np.load(paths["logits"], mmap_mode="r")
-        self.offsets = np.load(paths["offsets"])
+        rows = (data.tokens, self.fingerprint.topk)
+        self.indices = _load_array(paths["indices"], np.int32, rows, mmap=True)
+        self.logits = _load_array(paths["logits"], DTYPES[self.fingerprint.dtype], rows, mmap=True)
+        self.offsets = _load_array(paths["offsets"], np.int64, (data.sentences + 1,), mmap=False)
+        self._check_contents(paths, data, vocabulary)
+
+    def _check_contents(self, paths, data: Fingerprint, vocabulary: int) -> None:
+        lengths = np.diff(self.offsets)
+        if self.offsets[0] != 0 or sha256_bytes(lengths.tobytes()) != data.target_lengths_sha256:
+            raise DataError(f"teacher cache file {paths['offsets']} is damaged: its sentence offsets do not give the "
+                            f"data's target lengths")
+        row = _first_bad_row(self.indices, lambda ids: (ids < 0) | (ids >= vocabulary))
+        if row is not None:
+            raise DataError(f"teacher cache file {paths['indices']} is damaged: row {row} holds token ids "
+                            f"{self.indices[row].tolist()}, outside the target vocabulary [0, {vocabulary})")
+        row = _first_bad_row(self.logits, lambda values: ~np.isfinite(values))
+        if row is not None:
+            raise DataError(f"teacher cache file {paths['logits']} is damaged: row {row} holds non-finite logits "
+                            f"{self.logits[row].tolist()}")
 
     def sentence(self, sentence_id: int) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.offsets[sentence_id], self.offsets[sentence_id + 1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, train
-from lskd.errors import InvalidConfig
+from lskd.errors import DataError
 from lskd_nmt.toy_corpus import write_corpus
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 
@@ -132,16 +132,16 @@ def test_interrupted_dump_never_loads_and_keeps_the_previous_cache(tmp_path, toy
     writer = CacheWriter(fresh, data, lengths)
     writer.write_batch(np.array([0]), lengths[:1], np.zeros((lengths[0], 4), np.int32),
                        np.zeros((lengths[0], 4), np.float32))
-    with pytest.raises(InvalidConfig, match="no complete cache for subset 'valid'"):
-        TeacherCache(fresh, "valid", data)
+    with pytest.raises(DataError, match="no complete cache for subset 'valid'"):
+        TeacherCache(fresh, "valid", data, len(task.target_dictionary))
     with pytest.raises(RuntimeError, match="never scored"):
         writer.close()
-    with pytest.raises(InvalidConfig, match="no complete cache"):
-        TeacherCache(fresh, "valid", data)
+    with pytest.raises(DataError, match="no complete cache"):
+        TeacherCache(fresh, "valid", data, len(task.target_dictionary))
 
     before = np.load(caches["top4"] / "valid.logits.npy").copy()
     CacheWriter(caches["top4"], data, lengths)  # a --force re-dump that dies before finishing
-    reloaded = TeacherCache(caches["top4"], "valid", data)
+    reloaded = TeacherCache(caches["top4"], "valid", data, len(task.target_dictionary))
     np.testing.assert_array_equal(reloaded.logits, before)
 
 

@@ -16,6 +16,8 @@ from omegaconf import II
 
 from lskd.checks import check_smoothing
 from lskd.losses import label_smoothed_nll
+from lskd_fairseq.checkpoints import record_dictionaries
+from lskd_fairseq.launch import check_data_parallel_launch
 
 
 @dataclass
@@ -34,6 +36,8 @@ class SmoothedTargetCriterion(FairseqCriterion):
     def __init__(self, task, sentence_avg, label_smoothing, ignore_prefix_size=0):
         super().__init__(task)
         check_smoothing(label_smoothing)
+        check_data_parallel_launch()
+        record_dictionaries(task)  # every checkpoint then carries them: a teacher is checked from itself
         self.sentence_avg = sentence_avg
         self.smoothing = label_smoothing
         self.ignore_prefix_size = ignore_prefix_size

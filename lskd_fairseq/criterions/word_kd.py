@@ -14,6 +14,7 @@ from lskd.errors import InvalidConfig
 from lskd.checks import check_kd_weight, check_temperature
 from lskd.losses import kd_objective, topk_teacher
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherConfig, SmoothedTargetCriterion
+from lskd_fairseq.tasks.translation_kd import check_word_kd_task
 
 
 @dataclass
@@ -41,6 +42,11 @@ class WordKDCriterion(SmoothedTargetCriterion):
         self.temperature = kd_temperature
         self.kd_weight = kd_weight
         self.kd_topk = kd_topk
+
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        check_word_kd_task(task, cfg.kd_topk)  # as fairseq builds it, so a bad run stops before any step
+        return super().build_criterion(cfg, task)
 
     def teacher_outputs(self, sample):
         teacher = sample.get("teacher")

@@ -1,0 +1,60 @@
+"""The one way every lskd command reads a checkpoint file: ``torch.load`` with ``weights_only=True``.
+
+Only tensors, plain Python values and the types a front-end allow-lists (fairseq's ``argparse.Namespace``)
+are unpickled; anything else is refused as unsafe, never retried with the check turned off. Every failure
+is one ``DataError`` naming the file and what is wrong with it.
+"""
+import re
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from lskd.errors import DataError
+
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_REFUSED_OPERAND = re.compile(r"Unsupported operand \d+")
+
+
+def _first_sentence(error: Exception) -> str:
+    text = str(error).strip()
+    sentence = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
+
+
+def _refused_content(message: str) -> str:
+    if found := _REFUSED_GLOBAL.search(message):
+        return f"it pickles {found.group(1)}"
+    if found := _REFUSED_OPERAND.search(message):
+        return f"its pickle uses an instruction outside the safe set ({found.group(0)})"
+    return "it holds objects outside the safe set"
+
+
+def check_checkpoint_file(path, what: str = "checkpoint") -> Path:
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".tar"))
+        hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
+        raise DataError(f"{what} {path} is a directory; expected a checkpoint file{hint}")
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist; expected a checkpoint file")
+    return path
+
+
+def load_checkpoint(path, allowed: Iterable[type] = (), what: str = "checkpoint"):
+    """The unpickled contents of ``path`` on CPU, with ``allowed`` classes added to torch's safe set."""
+    path = check_checkpoint_file(path, what)
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(list(allowed)):
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files; refused below
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load fails with many types; each means "not a safe, whole checkpoint"
+        message = str(error)
+        if "Weights only load failed" in message:
+            raise DataError(
+                f"{what} {path} was refused as unsafe: {_refused_content(message)}, which a weights-only load "
+                f"(weights_only=True) does not allow; lskd loads only tensors and plain values"
+            ) from None
+        raise DataError(f"{what} {path} could not be read: truncated or not a PyTorch checkpoint "
+                        f"({_first_sentence(error)})") from None
