@@ -101,13 +101,12 @@ class Grid:
     kd_modes: tuple[str, ...] = ("word",)
 
     @classmethod
-    def parse(cls, alphas: str, temperatures: str, seeds_text: str, modes: str = "word",
-              names=("ALPHAS", "TEMPERATURES", "SEEDS", "KD_MODES")) -> "Grid":
+    def parse(cls, alphas: str, temperatures: str, seeds_text: str, modes: str = "word") -> "Grid":
         return cls(
-            numbers(names[0], alphas, check_smoothing, "a label smoothing in [0, 1) such as 0.1"),
-            numbers(names[1], temperatures, check_temperature, "a temperature > 0 such as 2 or 1.5"),
-            seeds(names[2], seeds_text),
-            kd_modes(names[3], modes),
+            numbers("ALPHAS", alphas, check_smoothing, "a label smoothing in [0, 1) such as 0.1"),
+            numbers("TEMPERATURES", temperatures, check_temperature, "a temperature > 0 such as 2 or 1.5"),
+            seeds("SEEDS", seeds_text),
+            kd_modes("KD_MODES", modes),
         )
 
     def teachers(self, metrics: str) -> list[PlannedRun]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lskd.errors import InvalidConfig
 from lskd.checks import check_temperature
-from lskd_report.grid import Grid, number_name, numbers
+from lskd_report.grid import Grid, kd_modes, number_name, numbers, seeds
 from lskd_report.paper_results import paper_tables
 from lskd_report.recipe_settings import (
     Recipe, Setting, choice, existing, integer, kd_weight, number, optional, smoothing,
@@ -204,10 +204,10 @@ def vision(name: str, summary: str, paper: str, settings: tuple, gpus: str, stag
 
 
 def check_demo(v: dict) -> None:
-    Grid.parse("0.0", v["DEMO_TEMPERATURES"], v["DEMO_SEEDS"], v["DEMO_KD_MODES"],
-               names=("ALPHAS", "DEMO_TEMPERATURES", "DEMO_SEEDS", "DEMO_KD_MODES"))
-    temperatures = {float(t) for t in v["DEMO_TEMPERATURES"].split()}
-    if not {1.0, 3.0} <= temperatures:
+    seeds("DEMO_SEEDS", v["DEMO_SEEDS"])
+    kd_modes("DEMO_KD_MODES", v["DEMO_KD_MODES"])
+    temperatures = numbers("DEMO_TEMPERATURES", v["DEMO_TEMPERATURES"], check_temperature, "a temperature > 0")
+    if not {1.0, 3.0} <= set(temperatures):
         raise InvalidConfig(f"DEMO_TEMPERATURES {v['DEMO_TEMPERATURES']!r}: must include 1 and 3 (the figure "
                             "compares them)")
 
