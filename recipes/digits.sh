@@ -1,52 +1,33 @@
 #!/usr/bin/env bash
-# The alpha × T grid on scikit-learn's bundled digits, on CPU in about a minute.
-#   recipes/digits.sh [RUN_DIR]
-# Environment: ALPHAS ("0.0 0.1"), TEMPERATURES ("1 2 3 64"), EPOCHS (preset), GPUS (1), PAPER (none: no paper table is on digits),
-# DIFFUSION_TEMPERATURES ("1 3": the students shown in RUN_DIR/diffusion.png, among those trained),
-# JOBS (teachers, each followed by its students, trained at once: the number of cores), OMP_NUM_THREADS (1).
+# The alpha x T grid on scikit-learn's bundled digits, on CPU in about a minute, and each seed's Fig. 1-style
+# diffusion figure. See --help.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-RUN_DIR="${1:-runs/digits}"
-ALPHAS="${ALPHAS:-0.0 0.1}"
-TEMPERATURES="${TEMPERATURES:-1 2 3 64}"
-EXTRA=(--device cpu ${EPOCHS:+--epochs "$EPOCHS"})
-
-check_jobs "$(cores)"
+settle digits "$@"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+VISION_ARGS=(--dataset digits --device cpu ${EPOCHS:+--epochs "$EPOCHS"})
+TEACHER_ARGS=() STUDENT_ARGS=()
 
-alpha_lane() {  # ALPHA: its teacher, then the teacher's students
-    local a T
-    a="$(alpha_name "$1")"
-    run_stage "teacher-a$a" train-teacher --dataset digits --alpha "$1" "${EXTRA[@]}"
-    for T in $TEMPERATURES; do
-        run_stage "student-a$a-T$T" train-student --dataset digits \
-            --teacher "$RUN_DIR/teacher-a$a/best.pth" --temperature "$T" "${EXTRA[@]}"
+# visualize_seed SEED: paper Fig. 1 on digits for one seed: one row per teacher, then each teacher's students at
+# DIFFUSION_TEMPERATURES. Names may not contain '=' (NAME=CKPT is split at the first one).
+visualize_seed() {
+    local row rows=()
+    for row in "${TEACHERS[@]}" "${STUDENTS[@]}"; do
+        run_fields "$row"
+        [ "$RUN_SEED" = "$1" ] || continue
+        if [ "$RUN_KIND" = teacher ]; then
+            rows+=("teacher α $RUN_ALPHA=$RUN_DIR/$RUN_NAME/best.pth")
+        elif [[ " $DIFFUSION_TEMPERATURES " == *" $RUN_T "* ]]; then
+            rows+=("student T $RUN_T, teacher α $RUN_ALPHA=$RUN_DIR/$RUN_NAME/best.pth")
+        fi
     done
-}
-run_lanes alpha_lane $ALPHAS
-
-# Paper Fig. 1 on digits: one row per teacher, then each teacher's students at DIFFUSION_TEMPERATURES.
-# Names may not contain '=' (NAME=CKPT is split at the first one).
-if [ -f "$RUN_DIR/diffusion.json" ]; then
-    echo "skip diffusion: $RUN_DIR/diffusion.json exists"
-else
-    rows=()
-    for alpha in $ALPHAS; do
-        rows+=("teacher α $(alpha_name "$alpha")=$RUN_DIR/teacher-a$(alpha_name "$alpha")/best.pth")
-    done
-    for alpha in $ALPHAS; do
-        for T in $TEMPERATURES; do
-            case " ${DIFFUSION_TEMPERATURES:-1 3} " in
-                *" $T "*) rows+=("student T $T, teacher α $(alpha_name "$alpha")=$RUN_DIR/student-a$(alpha_name "$alpha")-T$T/best.pth") ;;
-            esac
-        done
-    done
-    echo "run  diffusion (log: $RUN_DIR/logs/diffusion.log)"
     "$PYTHON" -m lskd_vision.cli visualize --dataset digits --device cpu --checkpoints "${rows[@]}" \
-        --out "$RUN_DIR" >"$RUN_DIR/logs/diffusion.log" 2>&1 || {
-        echo "failed diffusion; last lines of $RUN_DIR/logs/diffusion.log:" >&2
-        tail -n 5 "$RUN_DIR/logs/diffusion.log" >&2
-        exit 1
-    }
-fi
-summarise "${PAPER:-none}"
+        --out "$RUN_DIR/diffusion-s$1"
+}
+
+echo "$RECIPE: ${#TEACHERS[@]} teachers, ${#STUDENTS[@]} students (SEEDS=\"$SEEDS\"), run folder $RUN_DIR, $JOBS lane(s) at once"
+run_lanes vision_lane "${TEACHERS[@]}"
+for seed in $SEEDS; do
+    stage "diffusion-s$seed" "$RUN_DIR/diffusion-s$seed/diffusion.json" visualize_seed "$seed"
+done
+results_stage "$PAPER" best.top1

@@ -1,11 +1,21 @@
-# Shared by the vision and NMT recipes: REPO_ROOT, PYTHON, run names, and `stage`, which runs one step of a
-# grid unless its output exists, logs it to RUN_DIR/logs/<stage>.log and prints one progress line.
-# Expects RUN_DIR (and GPUS for the vision launcher).
+# Shared by every recipe: REPO_ROOT, PYTHON, `settle` (the settings, checked in Python before anything is
+# written), `stage`, which runs one step of a grid unless its output exists, logs it to RUN_DIR/logs/<stage>.log
+# and prints one progress line, `run_lanes`, which runs a grid's teacher lanes side by side, and the vision stages.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$([ -x "$REPO_ROOT/.venv/bin/python" ] && echo "$REPO_ROOT/.venv/bin/python" || echo python3)}"
 
-alpha_name() { printf '%.1f' "$1"; }
+# settle RECIPE ARG...: the recipe's settings from the environment and its flags (lskd_report.recipe_settings):
+# every setting as a variable, the constants of the recipe, and the grid's planned runs in TEACHERS and STUDENTS
+# (one row each: folder kind alpha temperature seed kd_mode teacher). A bad setting ends the script with one
+# line and exit status 2; --help prints the settings and ends it with status 0.
+settle() {
+    local code
+    RECIPE="$1"
+    command -v "$PYTHON" >/dev/null || { echo "$1: PYTHON '$PYTHON': not found (expected the project's interpreter: run make setup)" >&2; exit 2; }
+    code="$("$PYTHON" -m lskd_report.recipe_settings "$@")" || exit $?
+    eval "$code"
+}
 
 CURRENT_STAGE=""
 STAGE_LOG=""
@@ -68,16 +78,37 @@ wait_all() {  # PID...: wait for every one; fails when any failed
     return "$status"
 }
 
-# The cores this process may use; nproc alone would report OMP_NUM_THREADS, which CPU recipes set to 1.
-cores() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
+# run_fields ROW: the planned run's fields in RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER.
+run_fields() { read -r RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER <<<"$1"; }
 
-# check_jobs DEFAULT: JOBS (lanes at once) defaults to DEFAULT and must be a positive integer.
-check_jobs() {
-    JOBS="${JOBS:-$1}"
-    [[ "$JOBS" =~ ^[0-9]+$ ]] && [ "$JOBS" -ge 1 ] || {
-        echo "$(basename "$0"): JOBS '$JOBS': expected an integer >= 1 (grid lanes run at once)" >&2
-        exit 2
-    }
+# lane_students TEACHER: the planned student rows of that teacher folder, in LANE_STUDENTS.
+lane_students() {
+    local row
+    LANE_STUDENTS=()
+    for row in "${STUDENTS[@]}"; do
+        run_fields "$row"
+        if [ "$RUN_TEACHER" = "$1" ]; then LANE_STUDENTS+=("$row"); fi
+    done
+}
+
+# record_run ROW: RUN_DIR/<folder>/run.json, the manifest lskd-results reads, written when the run starts.
+record_run() {
+    local name kind alpha temperature seed mode teacher
+    read -r name kind alpha temperature seed mode teacher <<<"$1"
+    local args=(--kind "$kind" --alpha "$alpha" --seed "$seed" --metrics "$METRICS_FILE")
+    if [ "$temperature" != - ]; then args+=(--temperature "$temperature"); fi
+    if [ "$mode" != - ]; then args+=(--kd-mode "$mode"); fi
+    if [ "$teacher" != - ]; then args+=(--teacher "$teacher"); fi
+    "$PYTHON" -m lskd_report.runs record "$RUN_DIR/$name" "${args[@]}"
+}
+
+# results_stage PAPER METRIC: the lskd-results table of the grid, rebuilt when a run started or finished since.
+results_stage() {
+    local table="$RUN_DIR/results.csv"
+    if [ -f "$table" ] && [ -n "$(find "$RUN_DIR" -mindepth 2 -maxdepth 2 \( -name "$METRICS_FILE" -o -name run.json \) -newer "$table")" ]; then
+        rm -f "$RUN_DIR/results.md" "$table"
+    fi
+    stage results "$table" "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "$2" --out "$RUN_DIR/results"
 }
 
 launch() {
@@ -88,15 +119,35 @@ launch() {
     fi
 }
 
-# run_stage NAME lskd-vision-arguments... (without --out): a vision run, finished when its metrics.json exists.
-run_stage() {
-    local name="$1"
+vision_train() {  # ROW lskd-vision-arguments...
+    local row="$1"
     shift
-    stage "$name" "$RUN_DIR/$name/metrics.json" launch "$@" --out "$RUN_DIR/$name" --resume
+    run_fields "$row"
+    record_run "$row"
+    launch "$@" --seed "$RUN_SEED" --out "$RUN_DIR/$RUN_NAME" --resume
 }
 
-# summarise PAPER [METRIC]: the alpha x T table of the grid (METRIC, default best.top1, from each run),
-# next to the paper's numbers when PAPER names a table.
-summarise() {
-    "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "${2:-best.top1}" --out "$RUN_DIR/results"
+# vision_lane TEACHER_ROW: the teacher (VISION_ARGS and TEACHER_ARGS; with TEACHER_INIT_DIR set, it starts from
+# TEACHER_INIT_DIR/<its folder name>/best.pth), then its students, each distilled from its best.pth (VISION_ARGS
+# and STUDENT_ARGS). A run is finished when its metrics.json exists.
+vision_lane() {
+    local row teacher init=()
+    run_fields "$1"
+    teacher="$RUN_NAME"
+    if [ -n "${TEACHER_INIT_DIR:-}" ]; then init=(--init "$TEACHER_INIT_DIR/$teacher/best.pth"); fi
+    stage "$teacher" "$RUN_DIR/$teacher/metrics.json" vision_train "$1" train-teacher --alpha "$RUN_ALPHA" \
+        "${VISION_ARGS[@]}" "${TEACHER_ARGS[@]}" "${init[@]}"
+    lane_students "$teacher"
+    for row in "${LANE_STUDENTS[@]}"; do
+        run_fields "$row"
+        stage "$RUN_NAME" "$RUN_DIR/$RUN_NAME/metrics.json" vision_train "$row" train-student \
+            --teacher "$RUN_DIR/$teacher/best.pth" --temperature "$RUN_T" "${VISION_ARGS[@]}" "${STUDENT_ARGS[@]}"
+    done
+}
+
+# vision_grid METRIC: every lane, JOBS at a time, then the results table against PAPER.
+vision_grid() {
+    echo "$RECIPE: ${#TEACHERS[@]} teachers, ${#STUDENTS[@]} students (SEEDS=\"$SEEDS\"), run folder $RUN_DIR, $JOBS lane(s) at once"
+    run_lanes vision_lane "${TEACHERS[@]}"
+    results_stage "$PAPER" "${1:-best.top1}"
 }

@@ -1,42 +1,56 @@
-"""`make demo` in its smallest setting: both tables, the figure and the measures, and a fast second run."""
-import csv
+"""`make demo` in its smallest setting: both grids' manifests and tables, the figure and the measures, the seq-KD
+students when lskd-distill-corpus is installed, and a second run that reuses every stage."""
 import json
 import os
+import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from lskd_report.recipe_table import distill_command
+from lskd_report.runs import find_runs
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def run_demo(demo_dir):
+def run_demo(demo_dir, python=sys.executable):
     env = {**os.environ, "DEMO_DIR": str(demo_dir), "DEMO_SIZE": "smallest", "DEMO_TEMPERATURES": "1 3",
-           "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore"}
-    started = time.monotonic()
+           "PYTHON": str(python), "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(["bash", str(REPO / "recipes" / "demo.sh")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result.stdout, time.monotonic() - started
-
-
-def table(path):
-    with open(path) as handle:
-        return {(row["role"], row["T"]): row for row in csv.DictReader(handle)}
+    return result.stdout
 
 
 def test_demo_smallest_setting(tmp_path):
-    output, first_seconds = run_demo(tmp_path)
-    for part in ("translation", "digits"):
-        rows = table(tmp_path / part / "results.csv")
-        assert set(rows) == {("Teacher", "-"), ("Student", "1"), ("Student", "3")}
-        for row in rows.values():
-            assert all(0.0 <= float(row[column]) <= 100.0 for column in ("α = 0.0", "α = 0.1"))
-        assert (tmp_path / part / "results.md").read_text() in output
-    assert (tmp_path / "digits" / "diffusion.png").read_bytes()[:8] == PNG_SIGNATURE
-    report = json.loads((tmp_path / "digits" / "diffusion.json").read_text())
+    output = run_demo(tmp_path / "demo")
+    demo = tmp_path / "demo"
+    seq = ["seq"] if distill_command() else []
+    expected = {
+        "translation": {f"teacher-a{a}-s1" for a in ("0.0", "0.1")}
+        | {f"student-a{a}-T{t}-word-s1" for a in ("0.0", "0.1") for t in (1, 3)}
+        | {f"student-a{a}-seq-s1" for a in ("0.0", "0.1") for _ in seq},
+        "digits": {f"teacher-a{a}-s1" for a in ("0.0", "0.1")}
+        | {f"student-a{a}-T{t}-word-s1" for a in ("0.0", "0.1") for t in (1, 3)},
+    }
+    for part, runs in expected.items():
+        manifests = {path.name: manifest for path, manifest in find_runs(demo / part)}
+        assert set(manifests) == runs
+        for name, manifest in manifests.items():
+            assert (demo / part / name / manifest.metrics).is_file(), name
+        assert (demo / part / "results.md").read_text() in output
+    diffusion = demo / "digits" / "diffusion-s1"
+    assert (diffusion / "diffusion.png").read_bytes()[:8] == PNG_SIGNATURE
+    report = json.loads((diffusion / "diffusion.json").read_text())
     assert len(report["models"]) == 6
     for name in report["models"]:
         assert f"| {name} |" in output
-    _, second_seconds = run_demo(tmp_path)
-    assert second_seconds < first_seconds / 2
+
+    spy = tmp_path / "python"
+    spy.write_text(f'#!/bin/sh\necho "$*" >>"{tmp_path}/starts"\nexec "{sys.executable}" "$@"\n')
+    spy.chmod(spy.stat().st_mode | stat.S_IEXEC)
+    second = run_demo(demo, spy)
+    assert "start " not in second
+    assert (tmp_path / "starts").read_text().splitlines() == [
+        "-m lskd_report.recipe_settings demo", "-m lskd_report.recipe_settings toy_translation",
+        "-m lskd_report.recipe_settings digits", f"-m lskd_report.diffusion_report {diffusion}/diffusion.json"]

@@ -1,43 +1,57 @@
-"""recipes/digits.sh lays out the grid the results-table command reads, draws the diffusion figure,
-skips finished stages and writes the alpha x T results table."""
-import csv
+"""recipes/digits.sh trains a teacher and students per alpha and seed, records each run's manifest, draws each
+seed's diffusion figure, calls lskd-results on the grid folder, and on a second run starts no process."""
 import json
+import stat
+import sys
 
+from lskd_report.runs import RunManifest, find_runs
 from lskd_vision_testdata import REPO, run
 
+SEEDS = (1, 2)
+TEACHERS = [f"teacher-a{a}-s{s}" for s in SEEDS for a in ("0.0", "0.15")]
+STUDENTS = [f"student-a{a}-T64-word-s{s}" for s in SEEDS for a in ("0.0", "0.15")]
 
-def test_digits_recipe_grid_layout_skip_and_results_call(tmp_path):
+
+def test_digits_recipe_seeds_manifests_figures_results_and_reuse(tmp_path):
     run_dir = tmp_path / "grid"
-    env = {"ALPHAS": "0 0.1", "TEMPERATURES": "64", "DIFFUSION_TEMPERATURES": "64", "EPOCHS": "1"}
+    env = {"RUN_DIR": str(run_dir), "ALPHAS": "0 0.15", "TEMPERATURES": "64", "SEEDS": "1 2",
+           "DIFFUSION_TEMPERATURES": "64", "EPOCHS": "1", "PYTHON": sys.executable}
 
-    first = run(["bash", str(REPO / "recipes" / "digits.sh"), str(run_dir)], env=env)
+    first = run(["bash", str(REPO / "recipes" / "digits.sh")], env=env)
     assert first.returncode == 0, first.stdout + first.stderr
-    stages = ["teacher-a0.0", "teacher-a0.1", "student-a0.0-T64", "student-a0.1-T64"]
-    assert sorted(path.parent.name for path in run_dir.glob("*/metrics.json")) == sorted(stages)
-    for stage in stages:
-        summary = json.loads((run_dir / stage / "metrics.json").read_text())
+    runs = {path.name: manifest for path, manifest in find_runs(run_dir)}
+    assert sorted(runs) == sorted(TEACHERS + STUDENTS)
+    for name in TEACHERS + STUDENTS:
+        summary = json.loads((run_dir / name / "metrics.json").read_text())
         assert set(summary["final"]) == set(summary["best"]) - {"epoch"} == {"top1", "top5"}
-        assert (run_dir / "logs" / f"{stage}.log").is_file()
-    student = json.loads((run_dir / "student-a0.1-T64" / "metrics.json").read_text())
+        assert summary["config"]["seed"] == runs[name].seed
+        assert (run_dir / "logs" / f"{name}.log").is_file()
+    assert runs["teacher-a0.15-s2"] == RunManifest("teacher", 0.15, seed=2)
+    assert runs["student-a0.15-T64-word-s2"] == RunManifest("student", 0.15, seed=2, temperature=64.0,
+                                                            kd_mode="word", teacher="teacher-a0.15-s2")
+    student = json.loads((run_dir / "student-a0.15-T64-word-s2" / "metrics.json").read_text())
     assert student["config"]["temperature"] == 64.0
-    assert student["config"]["teacher"] == str(run_dir / "teacher-a0.1" / "best.pth")
+    assert student["config"]["teacher"] == str(run_dir / "teacher-a0.15-s2" / "best.pth")
 
-    diffusion = json.loads((run_dir / "diffusion.json").read_text())
-    assert list(diffusion["models"]) == ["teacher α 0.0", "teacher α 0.1", "student T 64, teacher α 0.0",
-                                         "student T 64, teacher α 0.1"]
-    assert diffusion["inputs"]["checkpoints"]["teacher α 0.1"]["path"] == str(run_dir / "teacher-a0.1" / "best.pth")
-    assert (run_dir / "diffusion.png").is_file()
+    for seed in SEEDS:
+        diffusion = json.loads((run_dir / f"diffusion-s{seed}" / "diffusion.json").read_text())
+        assert list(diffusion["models"]) == ["teacher α 0.0", "teacher α 0.15", "student T 64, teacher α 0.0",
+                                             "student T 64, teacher α 0.15"]
+        assert diffusion["inputs"]["checkpoints"]["student T 64, teacher α 0.15"]["path"] == \
+            str(run_dir / f"student-a0.15-T64-word-s{seed}" / "best.pth")
+        assert (run_dir / f"diffusion-s{seed}" / "diffusion.png").is_file()
+    assert f"-m lskd_report.results {run_dir} --paper none --metric best.top1" in \
+        (run_dir / "logs" / "results.log").read_text()
+    assert (run_dir / "results.md").read_text() in first.stdout
 
-    outputs = [*(f"{stage}/metrics.json" for stage in stages), "diffusion.json"]
-    mtimes = {name: (run_dir / name).stat().st_mtime_ns for name in outputs}
-    second = run(["bash", str(REPO / "recipes" / "digits.sh"), str(run_dir)], env=env)
-    assert second.returncode == 0
-    assert second.stdout.count("skip ") == len(stages) + 1
-    assert mtimes == {name: (run_dir / name).stat().st_mtime_ns for name in outputs}
-    with open(run_dir / "results.csv") as table:
-        rows = list(csv.DictReader(table))
-    students = [row for row in rows if row[next(iter(row))].lower().startswith("student")]
-    assert len(students) == 1 and "64" in students[0].values()
-    top1 = {stage: json.loads((run_dir / stage / "metrics.json").read_text())["best"]["top1"] for stage in stages}
-    assert "| Student | 64 |" in (run_dir / "results.md").read_text()
-    assert f"{top1['student-a0.1-T64']:.3f}" in (run_dir / "results.md").read_text()
+    outputs = [path for path in run_dir.rglob("*") if path.is_file()]
+    mtimes = {path: path.stat().st_mtime_ns for path in outputs}
+    spy = tmp_path / "python"
+    spy.write_text(f'#!/bin/sh\necho "$*" >>"{tmp_path}/starts"\nexec "{sys.executable}" "$@"\n')
+    spy.chmod(spy.stat().st_mode | stat.S_IEXEC)
+    second = run(["bash", str(REPO / "recipes" / "digits.sh")], env={**env, "PYTHON": str(spy)})
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("skip ") == len(TEACHERS + STUDENTS) + len(SEEDS) + 1
+    assert "start " not in second.stdout
+    assert (tmp_path / "starts").read_text().splitlines() == ["-m lskd_report.recipe_settings digits"]
+    assert mtimes == {path: path.stat().st_mtime_ns for path in outputs}

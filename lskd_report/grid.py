@@ -1,0 +1,155 @@
+"""The runs of a recipe's grid: teachers per α and seed, students per teacher, temperature and KD mode.
+
+A recipe asks for its plan once, before anything is written; the values are validated here (ranges through
+``lskd.checks``), never in bash. Each planned run has a folder name that carries every coordinate
+(``teacher-a0.1-s1``, ``student-a0.1-T2-word-s1``, ``student-a0.05-seq-s2``) and the manifest it records
+when it starts (``lskd_report.runs``). A student of seed s distils from the teacher of seed s.
+
+``python -m lskd_report.grid plan --alphas "0.0 0.1" --temperatures "1 2" --seeds "1 2" --kd-modes "word seq"``
+prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-`` where none).
+"""
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from lskd.checks import check_smoothing, check_temperature
+from lskd.errors import InvalidConfig
+from lskd_report.runs import KD_MODES, RunManifest
+from lskd_tools.cli import console_script
+
+NONE = "-"
+
+
+def number_name(value: float) -> str:
+    """How a number appears in a folder name: integers without a point (T2), else the shortest form (a0.05)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def alpha_name(value: float) -> str:
+    """α keeps at least one decimal (a0.0, a0.1, a0.05), as the grids have always been named."""
+    return repr(value)
+
+
+def words(name: str, text: str) -> list[str]:
+    values = text.split()
+    if not values:
+        raise InvalidConfig(f"{name} is empty: expected a space-separated list")
+    if len(set(values)) != len(values):
+        raise InvalidConfig(f"{name} {text!r}: a value is repeated")
+    return values
+
+
+def numbers(name: str, text: str, check, what: str) -> tuple[float, ...]:
+    values = []
+    for token in words(name, text):
+        try:
+            value = float(token)
+        except ValueError:
+            raise InvalidConfig(f"{name} value {token!r}: expected {what}") from None
+        if not math.isfinite(value):
+            raise InvalidConfig(f"{name} value {token!r}: expected {what}")
+        try:
+            check(value)
+        except InvalidConfig as error:
+            raise InvalidConfig(f"{name} value {token!r}: {error}") from None
+        values.append(value)
+    if len(set(values)) != len(values):
+        raise InvalidConfig(f"{name} {text!r}: two values are the same number")
+    return tuple(values)
+
+
+def seeds(name: str, text: str) -> tuple[int, ...]:
+    values = []
+    for token in words(name, text):
+        if not token.isdigit():
+            raise InvalidConfig(f"{name} value {token!r}: expected an integer >= 0 (a training seed)")
+        values.append(int(token))
+    if len(set(values)) != len(values):
+        raise InvalidConfig(f"{name} {text!r}: two values are the same seed")
+    return tuple(values)
+
+
+def kd_modes(name: str, text: str) -> tuple[str, ...]:
+    modes = words(name, text)
+    for mode in modes:
+        if mode not in KD_MODES:
+            raise InvalidConfig(f"{name} value {mode!r}: expected one of {', '.join(KD_MODES)}")
+    return tuple(modes)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    name: str
+    manifest: RunManifest
+
+    def row(self) -> str:
+        m = self.manifest
+        fields = [self.name, m.kind, alpha_name(m.alpha),
+                  NONE if m.temperature is None else number_name(m.temperature), str(m.seed),
+                  m.kd_mode or NONE, m.teacher or NONE]
+        return " ".join(fields)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The α × T × seed × KD-mode grid of one recipe, from the recipe's settings text."""
+
+    alphas: tuple[float, ...]
+    temperatures: tuple[float, ...]
+    seeds: tuple[int, ...]
+    kd_modes: tuple[str, ...] = ("word",)
+
+    @classmethod
+    def parse(cls, alphas: str, temperatures: str, seeds_text: str, modes: str = "word") -> "Grid":
+        return cls(
+            numbers("ALPHAS", alphas, check_smoothing, "a label smoothing in [0, 1) such as 0.1"),
+            numbers("TEMPERATURES", temperatures, check_temperature, "a temperature > 0 such as 2 or 1.5"),
+            seeds("SEEDS", seeds_text),
+            kd_modes("KD_MODES", modes),
+        )
+
+    def teachers(self, metrics: str) -> list[PlannedRun]:
+        return [PlannedRun(f"teacher-a{alpha_name(a)}-s{s}", RunManifest("teacher", a, seed=s, metrics=metrics))
+                for s in self.seeds for a in self.alphas]
+
+    def students(self, teacher: PlannedRun, metrics: str) -> list[PlannedRun]:
+        a, s = teacher.manifest.alpha, teacher.manifest.seed
+        runs = []
+        for mode in self.kd_modes:
+            for t in (None,) if mode == "seq" else self.temperatures:
+                at = "" if t is None else f"-T{number_name(t)}"
+                manifest = RunManifest("student", a, seed=s, temperature=t, kd_mode=mode, teacher=teacher.name,
+                                       metrics=metrics)
+                runs.append(PlannedRun(f"student-a{alpha_name(a)}{at}-{mode}-s{s}", manifest))
+        return runs
+
+    def plan(self, metrics: str = "metrics.json") -> list[PlannedRun]:
+        """Every run, each teacher followed by its students (the order one lane runs them in)."""
+        runs = []
+        for teacher in self.teachers(metrics):
+            runs += [teacher, *self.students(teacher, metrics)]
+        return runs
+
+
+def plan_rows(grid: Grid, metrics: str = "metrics.json", kind: Optional[str] = None) -> list[str]:
+    return [run.row() for run in grid.plan(metrics) if kind in (None, run.manifest.kind)]
+
+
+@console_script("lskd_report.grid")
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lskd_report.grid", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="validate a grid and print its runs, one line each")
+    plan.add_argument("--alphas", required=True)
+    plan.add_argument("--temperatures", required=True)
+    plan.add_argument("--seeds", default="1")
+    plan.add_argument("--kd-modes", default="word")
+    plan.add_argument("--metrics", default="metrics.json", help="scores file of each run (bleu.json for NMT)")
+    args = parser.parse_args(argv)
+    grid = Grid.parse(args.alphas, args.temperatures, args.seeds, args.kd_modes)
+    print("\n".join(plan_rows(grid, args.metrics)))
+
+
+if __name__ == "__main__":
+    main()

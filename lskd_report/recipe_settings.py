@@ -1,0 +1,238 @@
+"""How every recipe (``recipes/*.sh``) takes its settings: checked once, here, before the recipe writes anything.
+
+Each setting is an environment variable ``NAME`` that can also be given as the flag ``--name VALUE`` (the flag
+wins). ``python -m lskd_report.recipe_settings RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
+settled values, the recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one
+``lskd_report.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
+setting with its default. The recipes themselves are described in ``lskd_report.recipe_table``.
+"""
+import math
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Union
+
+from lskd.checks import check_kd_weight, check_smoothing
+from lskd.errors import InvalidConfig
+from lskd_report.grid import Grid, number_name, plan_rows
+from lskd_tools.cli import run_command
+
+Default = Union[str, Mapping[str, str], Callable[[dict], str]]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """``default``: a value, a value per profile (profiles not named take the ``paper`` one), or a function of
+    the settings settled before it (``shown`` then says what it is in ``--help``)."""
+
+    name: str
+    help: str
+    default: Default = ""
+    check: Optional[Callable[[str], None]] = None
+    shown: str = ""
+    required: bool = False
+    normal: Optional[Callable[[str], str]] = None  # the checked value as the bash side compares it
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.lower().replace("_", "-")
+
+    def default_for(self, profile: str, values: dict) -> str:
+        if callable(self.default):
+            return self.default(values)
+        if isinstance(self.default, Mapping):
+            return self.default.get(profile, self.default["paper"])
+        return self.default
+
+    def describe_default(self, profiles: tuple[str, ...]) -> str:
+        if self.required:
+            return "required"
+        if self.shown or callable(self.default):
+            return self.shown
+        if not isinstance(self.default, Mapping):
+            return repr(self.default) if self.default == "" or " " in self.default else self.default
+        base = self.default["paper"]
+        others = [f"[{p}] {self.default[p]}" for p in profiles if p in self.default and self.default[p] != base]
+        return "; ".join([base or "''"] + others)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe: its settings in the order they settle, the constants the bash side reads, and how the
+    settled values become a grid (``grid``: None for a recipe that runs other recipes)."""
+
+    name: str
+    summary: str
+    settings: tuple[Setting, ...]
+    constants: Mapping[str, Union[str, tuple]] = field(default_factory=dict)
+    profiles: tuple[str, ...] = ()
+    stages: str = ""
+    grid: Optional[Callable[[dict], Grid]] = None
+    metrics: str = "metrics.json"
+    cross_check: Optional[Callable[[dict], None]] = None
+
+
+# Checks of one value (text from the environment or a flag); each raises InvalidConfig naming what was expected.
+
+def integer(minimum: int) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        if not re.fullmatch(r"-?[0-9]+", text) or int(text) < minimum:
+            raise InvalidConfig(f"expected an integer >= {minimum}")
+    return check
+
+
+def number(low: float, high: float = math.inf, high_open: bool = False) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (low <= value and (value < high if high_open else value <= high)):
+            raise InvalidConfig(f"expected a number in [{low:g}, {high:g}{')' if high_open else ']'}")
+    return check
+
+
+def choice(*options: str) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        if text not in options:
+            raise InvalidConfig(f"expected {' or '.join(options) if len(options) < 3 else 'one of: ' + ' '.join(options)}")
+    return check
+
+
+def optional(inner: Callable[[str], None]) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        if text:
+            inner(text)
+    return check
+
+
+def existing(kind: str, what: str) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        if not (os.path.isdir(text) if kind == "folder" else os.path.isfile(text)):
+            raise InvalidConfig(f"no such {kind} (expected {what})")
+    return check
+
+
+def through(core_check: Callable[[float], None]) -> Callable[[str], None]:
+    """A range check of ``lskd.checks`` applied to a setting's text."""
+    def check(text: str) -> None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidConfig("expected a number") from None
+        core_check(value)
+    return check
+
+
+smoothing = through(check_smoothing)
+kd_weight = through(check_kd_weight)
+
+
+def parse_argv(recipe: Recipe, argv: list[str]) -> dict:
+    """Flags given on the command line, by setting name; ``--tiny`` is ``--profile tiny``."""
+    flags = {s.flag: s.name for s in recipe.settings}
+    given = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        name, _, value = arg.partition("=")
+        if arg == "--tiny" and "tiny" in recipe.profiles:
+            given["PROFILE"] = "tiny"
+        elif name in flags:
+            if not _ and not args:
+                raise InvalidConfig(f"{name} needs a value ({flags[name]}; see --help)")
+            given[flags[name]] = value if _ else args.pop(0)
+        else:
+            tiny = "--tiny, " if "tiny" in recipe.profiles else ""
+            raise InvalidConfig(f"unknown argument {arg!r} (expected --help, {tiny}or a setting flag such as "
+                                f"{recipe.settings[0].flag} VALUE; see --help)")
+    return given
+
+
+def settle(recipe: Recipe, argv: list[str], environ: Mapping[str, str]) -> dict:
+    given = parse_argv(recipe, argv)
+    values: dict = {}
+    profile = ""
+    for setting in recipe.settings:
+        if setting.name in given:
+            value = given[setting.name]
+        elif setting.name in environ:
+            value = environ[setting.name]
+        else:
+            value = setting.default_for(profile, values)
+        if setting.required and not value:
+            raise InvalidConfig(f"{setting.name} is required: {setting.help} (set {setting.name} or pass "
+                                f"{setting.flag})")
+        if setting.check is not None:
+            try:
+                setting.check(value)
+            except InvalidConfig as error:
+                message = str(error)
+                if not message.startswith(setting.name):
+                    message = f"{setting.name} {value!r}: {message}"
+                raise InvalidConfig(message) from None
+        values[setting.name] = setting.normal(value) if setting.normal else value
+        if setting.name == "PROFILE":
+            profile = value
+    if recipe.grid is not None:
+        recipe.grid(values)
+    if recipe.cross_check is not None:
+        recipe.cross_check(values)
+    return values
+
+
+def shell_array(name: str, items) -> str:
+    return f"{name}=(" + " ".join(shlex.quote(item) for item in items) + ")"
+
+
+def shell_code(recipe: Recipe, values: dict) -> str:
+    lines = [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+    for name, value in recipe.constants.items():
+        lines.append(shell_array(name, value) if isinstance(value, tuple) else f"{name}={shlex.quote(value)}")
+    lines.append(f"METRICS_FILE={shlex.quote(recipe.metrics)}")
+    if recipe.grid is not None:
+        grid = recipe.grid(values)
+        lines.append(shell_array("TEACHERS", plan_rows(grid, recipe.metrics, "teacher")))
+        lines.append(shell_array("STUDENTS", plan_rows(grid, recipe.metrics, "student")))
+        lines.append(f"TEMPERATURE_NAMES={shlex.quote(' '.join(map(number_name, grid.temperatures)))}")
+    return "\n".join(lines)
+
+
+def usage(recipe: Recipe) -> str:
+    tiny = " [--tiny]" if "tiny" in recipe.profiles else ""
+    lines = [f"Usage: bash recipes/{recipe.name}.sh{tiny} [--NAME VALUE ...] [--help]", recipe.summary, ""]
+    if recipe.stages:
+        lines += [recipe.stages.rstrip(), ""]
+    profiles = f"; [{'/'.join(p for p in recipe.profiles if p != 'paper')}] where a profile differs" \
+        if len(recipe.profiles) > 1 else ""
+    lines.append(f"Settings: environment variable NAME, or flag --name VALUE (the flag wins). Default in "
+                 f"parentheses{profiles}:")
+    width = max(17, 2 + max(len(setting.name) for setting in recipe.settings))
+    for setting in recipe.settings:
+        text = " ".join(filter(None, (setting.help, f"({setting.describe_default(recipe.profiles)})")))
+        lines.append(f"  {setting.name:<{width}}{text}")
+    lines += [f"  {'PYTHON':<{width}}interpreter with lskd (REPO/.venv/bin/python when it exists; environment only)", "",
+              "Every setting is checked before anything is written: a bad value stops the recipe with one line and",
+              "exit status 2. Re-running resumes: finished stages are skipped (their output exists)."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    from lskd_report.recipe_table import RECIPES
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in RECIPES:
+        raise InvalidConfig(f"expected a recipe name first, one of: {' '.join(RECIPES)}")
+    recipe = RECIPES[argv[0]]
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(f"printf '%s\\n' {shlex.quote(usage(recipe))}\nexit 0")
+        return
+    values = settle(recipe, argv[1:], os.environ)
+    print(shell_code(recipe, values))
+
+
+if __name__ == "__main__":
+    recipe_name = sys.argv[1] if len(sys.argv) > 1 else "recipe"
+    sys.exit(run_command(recipe_name, main))
