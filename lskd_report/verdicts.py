@@ -210,9 +210,12 @@ def check_claims(students: Students, ls_alpha: str, base_alpha: Optional[str]) -
 def check_grid(estimates: Mapping[tuple, Optional[Estimate]], alphas: Sequence[str], temperatures: Sequence[str],
                factor: float = NOISE_FACTOR) -> list[Verdict]:
     """Claims 1-5 for every LS teacher (α > 0) of the grid against its α = 0 teacher; ``alphas`` and
-    ``temperatures`` are keys in increasing order, ``estimates`` maps (α, T) to a cell (None: no score)."""
+    ``temperatures`` are keys in increasing order, ``estimates`` maps (α, T) to a cell (None: no score).
+    No claim without an LS teacher or a tempered student."""
     if not factor > 0:
         raise InvalidConfig(f"noise factor must be > 0, got {factor}")
+    if not temperatures:
+        return []
     students = Students(estimates, alphas, temperatures, factor)
     base = next((a for a in alphas if float(a) == 0.0), None)
     verdicts = []
