@@ -83,5 +83,5 @@ def diffusion_figure(measures: Mapping[str, Mapping], rows: Sequence[Row], alpha
     panels[0].legend(fontsize=7)
     for axes in panels[len(measures):]:
         axes.set_visible(False)
-    figure.suptitle(title, fontsize=11)
+    figure.suptitle(f"{title}; error bars: ±1 sd over seeds", fontsize=11)
     return figure

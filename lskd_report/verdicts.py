@@ -20,6 +20,7 @@ NOISE = "not distinguishable from seed noise"
 UNTESTABLE = "not testable"
 SINGLE_SEED = "single seed: no noise estimate"
 NOISE_FACTOR = 2.0
+TIE = 1e-9  # relative: differences this small are float rounding of equal scores
 
 
 def rule_text(factor: float) -> str:
@@ -27,7 +28,8 @@ def rule_text(factor: float) -> str:
             "deviation of a cell's seeds, n: its seeds); inside that band it is not distinguishable from seed noise. "
             "A claim holds when each difference it needs counts in its direction, does not hold when one counts "
             "against it, and is not distinguishable otherwise. A cell with one seed has no noise estimate: such "
-            "comparisons follow the sign of d and are marked single seed. Higher scores are better.")
+            "comparisons follow the sign of d and are marked single seed (equal means are not distinguishable). "
+            "Higher scores are better.")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Comparison:
     @property
     def outcome(self) -> str:
         d, se = self.difference, self.standard_error
+        if abs(d) <= TIE * max(abs(e.mean) for _, _, e in self.terms):
+            return NOISE  # equal means (up to rounding): no difference to see, with or without seeds
         if se is None:
             return HOLDS if d > 0 else FAILS
         band = self.factor * se

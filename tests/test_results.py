@@ -307,6 +307,15 @@ def test_one_seed_decides_by_sign_and_says_so(tmp_path):
     assert all(c["standard_error"] is None for v in verdicts for c in v["comparisons"])
 
 
+def test_equal_scores_are_no_difference_even_with_one_seed(tmp_path):
+    """Top-1 on 355 images moves in steps of 100/355: equal drops must not pass for a float-rounding 'win'."""
+    top1 = {(0.1, 1): 346, (0.1, 2): 344, (0.1, 3): 343, (0.0, 1): 342, (0.0, 2): 341, (0.0, 3): 339}
+    claims = verdicts_of(tmp_path, {cell: [100 * k / 355] for cell, k in top1.items()})
+    claim = next(v for v in claims if v["paper_item"] == 4)
+    assert [c["outcome"] for c in claim["comparisons"]] == ["holds", "not distinguishable from seed noise"]
+    assert claim["verdict"] == "not distinguishable from seed noise"
+
+
 @pytest.mark.parametrize("gap, factor, verdict", [(2.9, 2.0, "holds"), (2.7, 2.0, "not distinguishable from seed noise"),
                                                   (2.7, 1.0, "holds"), (-2.9, 2.0, "does not hold")])
 def test_the_band_is_factor_times_the_combined_standard_error(tmp_path, gap, factor, verdict):
