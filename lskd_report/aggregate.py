@@ -209,8 +209,10 @@ DIFFUSION_SPACE = "penultimate"
 
 
 def diffusion_reports(folder: Path) -> list[Path]:
-    """The grid's diffusion reports (``diffusion*.json``, as ``lskd_vision.cli visualize`` writes them)."""
-    return sorted(Path(folder).glob("diffusion*.json"))
+    """The grid's diffusion reports, as ``lskd_vision.cli visualize`` writes them: ``diffusion*.json`` in the
+    grid folder or one level down (the recipes write one per seed, ``diffusion-s1/diffusion.json``)."""
+    folder = Path(folder)
+    return sorted({*folder.glob("diffusion*.json"), *folder.glob("diffusion*/diffusion*.json")})
 
 
 def run_of_checkpoint(checkpoint: str, runs: list) -> Optional[tuple[Path, RunManifest]]:
@@ -237,7 +239,7 @@ def collect_diffusion(grid: Grid, reports: list[Path]) -> tuple[dict, list[str]]
         for name, model in models.items():
             found = run_of_checkpoint(checkpoints.get(name, {}).get("path", ""), grid.runs)
             if found is None:
-                unmatched.append(f"{path.name}: {name}")
+                unmatched.append(f"{path.relative_to(grid.folder)}: {name}")
                 continue
             manifest = found[1]
             for label, split, pair, key in DIFFUSION_MEASURES:

@@ -288,7 +288,8 @@ def diffusion_plots(report: Report) -> tuple[dict, dict, list[str]]:
         rows = sorted({row for row, _ in keys if row.kd_mode == mode and row.temperature is not None}, key=Row.sort_key)
         alphas = sorted({alpha for _, alpha in keys})
         suffix = "" if len(modes) == 1 else "-" + mode.replace("+", "-")
-        title = (f"Diffusion measures vs T ({', '.join(p.name for p in reports)}, penultimate space)"
+        sources = ", ".join(str(p.relative_to(report.grid.folder)) for p in reports)
+        title = (f"Diffusion measures vs T ({sources}, penultimate space)"
                  + (f", KD mode {mode}" if len(modes) > 1 else ""))
         plots[Path(f"{report.prefix}-diffusion{suffix}.png")] = png_bytes(
             diffusion_figure(measures, rows, alphas, TEACHER_ROW, title))

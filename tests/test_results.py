@@ -397,7 +397,7 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
                                           for t in ("1", "2", "3", "64")]
 
 
-def diffusion_report(grid: Path, models: dict) -> None:
+def diffusion_report(path: Path, models: dict) -> None:
     """A diffusion.json as lskd_vision's visualize writes it: models by name, checkpoints under inputs."""
     document = {"models": {}, "inputs": {"checkpoints": {}}}
     for name, (run, eta) in models.items():
@@ -405,16 +405,20 @@ def diffusion_report(grid: Path, models: dict) -> None:
                                  "control": {"anisotropy": 1.0, "separation": None}}}
         document["models"][name] = {"train": split, "valid": split}
         document["inputs"]["checkpoints"][name] = {"path": str(run / "best.pth")}
-    (grid / "diffusion.json").write_text(json.dumps(document))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
 
 
 def test_diffusion_measures_against_t_per_alpha(tmp_path):
     grid = make_grid(tmp_path / "grid", seeded(PAPER_LIKE, spread=(0.0, 0.1)), teachers={0.0: [90, 91], 0.1: [92, 93]})
     etas = {(0.0, 1, 1): 2.0, (0.0, 1, 2): 2.5, (0.1, 1, 1): 1.5, (0.1, 1, 2): 1.7, (0.1, 3, 1): 2.9}
-    models = {f"student {a} {t} {s}": (grid / f"s-{a}-word-{t}-s{s}", eta) for (a, t, s), eta in etas.items()}
-    models["teacher 0.1"] = (Path("elsewhere") / "t-0.1-s1", 3.0)  # a path recorded from another folder
-    models["stranger"] = (tmp_path / "other-run", 9.0)
-    diffusion_report(grid, models)
+    for seed in (1, 2):  # one report per seed, as the recipes write them
+        models = {f"student {a} {t}": (grid / f"s-{a}-word-{t}-s{s}", eta)
+                  for (a, t, s), eta in etas.items() if s == seed}
+        diffusion_report(grid / f"diffusion-s{seed}" / "diffusion.json", models)
+    models = {"teacher 0.1": (Path("elsewhere") / "t-0.1-s1", 3.0),  # a path recorded from another folder
+              "stranger": (tmp_path / "other-run", 9.0)}
+    diffusion_report(grid / "diffusion.json", models)
     run_ok(grid, tmp_path / "r")
     image = tmp_path / "r-diffusion.png"
     assert image.read_bytes()[:8] == PNG_SIGNATURE
