@@ -84,10 +84,6 @@ class Cell:
         """Sample standard deviation (n - 1); None below two seeds, where there is no noise estimate."""
         return statistics.stdev(self.values.values()) if self.n >= 2 else None
 
-    @property
-    def standard_error(self) -> Optional[float]:
-        return None if self.sd is None else self.sd / math.sqrt(self.n)
-
 
 @dataclass
 class Grid:
@@ -163,7 +159,8 @@ def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
         raise DataError(f"{folder}: no such folder (expected a grid folder of runs, each with a run.json)")
     runs = find_runs(folder)
     if not runs:
-        raise DataError(f"{folder}: no run manifests (expected run folders {folder}/*/run.json, written by the recipes)")
+        raise DataError(f"{folder}: no run manifests (expected run folders {folder}/*/run.json, "
+                        "written by the recipes)")
     if not metric.strip() or any(not part for part in metric.split(".")):
         raise InvalidConfig(f"--metric {metric!r}: expected a dotted key such as best.top1 or sacrebleu.score")
     grid = Grid(folder, metric, runs=runs)
@@ -235,7 +232,8 @@ def collect_diffusion(grid: Grid, reports: list[Path]) -> tuple[dict, list[str]]
             report = json.loads(path.read_text(encoding="utf-8"))
             models, checkpoints = report["models"], report["inputs"]["checkpoints"]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{path}: expected a diffusion report with models and inputs.checkpoints ({error!r})") from None
+            raise DataError(f"{path}: expected a diffusion report with models and inputs.checkpoints "
+                            f"({error!r})") from None
         for name, model in models.items():
             found = run_of_checkpoint(checkpoints.get(name, {}).get("path", ""), grid.runs)
             if found is None:

@@ -306,8 +306,8 @@ def markdown(report: Report, checked: dict, plots: list[Path], unmatched: list[s
     if missing:
         lines += [f"Missing runs ({len(missing)}: a manifest but no score; not averaged):", ""]
         lines += [f"- {m.run} (seed {m.seed}): {m.reason}" for m in missing] + [""]
-    empty = [f"{row.label.lower()} α {number_key(a)}" + (f" T {row.t_label} ({row.kd_mode})" if row.role == STUDENT else "")
-             for row, a in grid.empty_cells()]
+    empty = [f"{row.label.lower()} α {number_key(a)}"
+             + (f" T {row.t_label} ({row.kd_mode})" if row.role == STUDENT else "") for row, a in grid.empty_cells()]
     if empty:
         lines += [f"Cells without a score: {', '.join(empty)}.", ""]
     lines += report.verdict_lines(checked)
@@ -348,7 +348,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="lskd-results", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="grid folder: one folder per run, each with a run.json")
     parser.add_argument("--paper", required=True, help=f"paper table id ({', '.join(paper_tables())}) or none")
-    parser.add_argument("--metric", required=True, help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
+    parser.add_argument("--metric", required=True,
+                        help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
     parser.add_argument("--out", type=Path, required=True,
                         help="output prefix: writes PREFIX.md, .csv, .json, -verdicts.json and PREFIX-*.png")
     parser.add_argument("--metrics-file", help="metrics file name in every run (default: the one its run.json names)")

@@ -139,9 +139,8 @@ def combine(comparisons: Sequence[Comparison]) -> str:
 class Students:
     """Student cells of one KD mode, by (α, T) keys as the tables spell them."""
 
-    def __init__(self, estimates: Mapping[tuple, Optional[Estimate]], alphas: Sequence[str],
-                 temperatures: Sequence[str], factor: float):
-        self.estimates, self.alphas, self.temperatures, self.factor = estimates, alphas, temperatures, factor
+    def __init__(self, estimates: Mapping[tuple, Optional[Estimate]], temperatures: Sequence[str], factor: float):
+        self.estimates, self.temperatures, self.factor = estimates, temperatures, factor
 
     def missing(self, cells: Sequence[tuple]) -> list[str]:
         return [cell_name(*c) for c in cells if self.estimates.get(c) is None]
@@ -220,7 +219,7 @@ def check_grid(estimates: Mapping[tuple, Optional[Estimate]], alphas: Sequence[s
         raise InvalidConfig(f"noise factor must be > 0, got {factor}")
     if not temperatures:
         return []
-    students = Students(estimates, alphas, temperatures, factor)
+    students = Students(estimates, temperatures, factor)
     base = next((a for a in alphas if float(a) == 0.0), None)
     verdicts = []
     for ls_alpha in (a for a in alphas if float(a) > 0.0):

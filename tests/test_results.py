@@ -316,8 +316,9 @@ def test_equal_scores_are_no_difference_even_with_one_seed(tmp_path):
     assert claim["verdict"] == "not distinguishable from seed noise"
 
 
-@pytest.mark.parametrize("gap, factor, verdict", [(2.9, 2.0, "holds"), (2.7, 2.0, "not distinguishable from seed noise"),
-                                                  (2.7, 1.0, "holds"), (-2.9, 2.0, "does not hold")])
+@pytest.mark.parametrize("gap, factor, verdict", [
+    (2.9, 2.0, "holds"), (2.7, 2.0, "not distinguishable from seed noise"), (2.7, 1.0, "holds"),
+    (-2.9, 2.0, "does not hold")])
 def test_the_band_is_factor_times_the_combined_standard_error(tmp_path, gap, factor, verdict):
     """Claim 2 on two cells of two seeds each: the band is computed here with statistics.stdev."""
     low, ls = [95.0, 97.0], [96.0 + gap - 1.0, 96.0 + gap + 1.0]
