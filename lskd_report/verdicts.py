@@ -163,12 +163,13 @@ def check_claims(students: Students, ls_alpha: str, base_alpha: Optional[str]) -
     temperatures = list(students.temperatures)
     low, high = temperatures[0], temperatures[-1]
     pair = (ls_alpha, base_alpha)
+    ls = f"the LS teacher's (α {ls_alpha})"
     claims = [
-        f"best student is the LS teacher's (α {ls_alpha}) at T {low}",
-        f"at T {low} the LS teacher's student beats the non-LS teacher's",
-        f"with the LS teacher, students get worse at every step of T ({' → '.join(temperatures)})",
-        "higher T hurts the LS teacher's students more than the non-LS teacher's",
-        f"the LS advantage at T {low} becomes a deficit at T {high}",
+        f"best student is {ls} at T {low}",
+        f"at T {low} {ls} student beats the non-LS teacher's",
+        f"with {ls}, students get worse at every step of T ({' → '.join(temperatures)})",
+        f"higher T hurts {ls} students more than the non-LS teacher's",
+        f"{ls} advantage at T {low} becomes a deficit at T {high}",
     ]
     if base_alpha is None:
         untestable = "the grid has no non-LS teacher (α = 0.0)"

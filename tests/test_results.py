@@ -356,6 +356,15 @@ def test_claims_without_their_cells_are_not_testable(tmp_path):
     assert verdicts[0]["note"] == "no score for α 0.0 T 64"
 
 
+def test_each_ls_teacher_is_checked_against_the_non_ls_one(tmp_path):
+    cells = seeded(PAPER_LIKE)
+    cells.update({(0.2, t): [value - 5.0 for value in cells[(0.1, t)]] for t in (1, 2, 3, 64)})
+    verdicts = verdicts_of(tmp_path, cells, teachers={0.0: [90.0], 0.1: [91.0], 0.2: [92.0]})
+    assert [(v["paper_item"], "α 0.1" in v["claim"], "α 0.2" in v["claim"]) for v in verdicts] == [
+        (item, True, False) for item in range(1, 6)] + [(item, False, True) for item in range(1, 6)]
+    assert [v["verdict"] for v in verdicts[5:7]] == ["does not hold", "does not hold"]  # 0.2 is 5 points worse
+
+
 @pytest.mark.parametrize("table, expected", [
     ("cub-r18", ["holds", "holds", "holds", "holds", "holds"]),
     ("cub-mnv2", ["does not hold", "holds", "holds", "holds", "holds"]),  # §5.1: α 0.0 T 2 is the best student
