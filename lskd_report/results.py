@@ -116,11 +116,13 @@ class Report:
         cell = self.grid.cell(row, alpha)
         if cell.n == 0:
             return MISSING
-        spread = f" ± {cell.sd:.3f}" if cell.sd is not None else ""
-        return f"{cell.mean:.3f}{spread} ({cell.n}){FEWER if self.grid.fewer_seeds(row, alpha) else ''}"
+        return Estimate(cell.mean, cell.sd, cell.n).text() + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
 
     def paper_text(self, entry, alpha: float) -> str:
-        value = self.paper.get((self.row_for(entry, PAPER_MODE), alpha))
+        row = self.row_for(entry, PAPER_MODE)
+        if row is None:
+            return ""
+        value = self.paper.get((row, alpha))
         return MISSING if value is None else f"{value:.3f}"
 
     def markdown_table(self) -> list[str]:
