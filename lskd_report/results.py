@@ -1,88 +1,31 @@
-"""``lskd-results``: collect a teacher/student grid of runs into the paper's α × T table (Markdown + CSV).
+"""``lskd-results``: a grid of runs as the paper's α × T table over seeds, its plots, and the paper's claims checked.
 
-A grid folder holds ``teacher-a<α>/`` and ``student-a<α>-T<T>/`` run folders (α with one decimal, e.g.
-``teacher-a0.1``, ``student-a0.0-T64``), each with a metrics file: ``metrics.json`` (vision) or
-``bleu.json`` (``lskd-evaluate``). The value shown is the dotted key path ``--metric`` inside that file;
-the paper's published number for the same cell is shown beside it.
+The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_report.runs``) that says
+what the run is (teacher or student, α, T, KD mode, seed) and which metrics file holds its scores; the value
+shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± sample standard deviation
+over its seeds, with n; the paper's published number sits beside it. Writes PREFIX.md, PREFIX.csv,
+PREFIX.json, PREFIX-verdicts.json and PNG plots next to them, and prints the Markdown.
 """
 import csv
-import json
-import re
-from dataclasses import dataclass, field
+import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lskd.errors import DataError, InvalidConfig
+from lskd.errors import InvalidConfig
+from lskd_report.aggregate import (STUDENT, TEACHER_ROW, Cell, Grid, Row, collect, collect_diffusion,
+                                   diffusion_reports, number_key, sorted_cells)
 from lskd_report.paper_results import paper_table, paper_tables
+from lskd_report.plots import diffusion_figure, png_bytes, score_figure
+from lskd_report.runs import KD_MODES
+from lskd_report.verdicts import NOISE_FACTOR, UNTESTABLE, Estimate, check_grid, rule_text
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import atomic_file, atomic_write_text
+from lskd_tools.files import atomic_write_json, atomic_write_text
 
-METRICS_FILES = ("metrics.json", "bleu.json")
-NUMBER = r"\d+(?:\.\d+)?"
-TEACHER_RUN = re.compile(rf"^teacher-a(?P<alpha>{NUMBER})$")
-STUDENT_RUN = re.compile(rf"^student-a(?P<alpha>{NUMBER})-T(?P<temperature>{NUMBER})$")
 MISSING = "—"
-TEACHER = "teacher"
-
-
-def alpha_key(value: str) -> str:
-    return f"{float(value):.1f}"
-
-
-def temperature_key(value: str) -> str:
-    """``1``, ``1.0`` and ``01`` are the same temperature; integers print without a decimal point."""
-    number = float(value)
-    return str(int(number)) if number.is_integer() else str(number)
-
-
-def lookup(document: dict, dotted_key: str, source: Path) -> float:
-    value = document
-    for part in dotted_key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            keys = ", ".join(value) if isinstance(value, dict) else type(value).__name__
-            raise DataError(f"{source}: no key {dotted_key!r} (stopped at {part!r}; available: {keys})")
-        value = value[part]
-    if not isinstance(value, (int, float)):
-        raise DataError(f"{source}: {dotted_key!r} is {value!r}, expected a number")
-    return float(value)
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
-
-
-@dataclass
-class Grid:
-    """Cell values keyed by (row, α): row is ``teacher`` or a temperature key."""
-
-    values: dict = field(default_factory=dict)
-    alphas: set = field(default_factory=set)
-    temperatures: set = field(default_factory=set)
-
-
-def metrics_file_of(run: Path, name: Optional[str]) -> Optional[Path]:
-    candidates = [name] if name else METRICS_FILES
-    return next((run / c for c in candidates if (run / c).is_file()), None)
-
-
-def collect_runs(run_dir: Path, metric: str, metrics_file: Optional[str] = None) -> Grid:
-    grid = Grid()
-    for run in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        teacher, student = TEACHER_RUN.match(run.name), STUDENT_RUN.match(run.name)
-        if not (teacher or student):
-            continue
-        alpha = alpha_key((teacher or student)["alpha"])
-        row = TEACHER if teacher else temperature_key(student["temperature"])
-        grid.alphas.add(alpha)
-        if student:
-            grid.temperatures.add(row)
-        path = metrics_file_of(run, metrics_file)
-        if path is not None:
-            grid.values[(row, alpha)] = lookup(read_json(path), metric, path)
-    return grid
+FEWER = "†"
+PAPER_MODE = "word"  # the paper's students are all word-level (per-token or per-image logit) KD
 
 
 def paper_metric_for(table: dict, metric: str, override: Optional[str]) -> str:
@@ -96,102 +39,329 @@ def paper_metric_for(table: dict, metric: str, override: Optional[str]) -> str:
     last = metric.split(".")[-1]
     if last not in table["metrics"]:
         raise InvalidConfig(f"--metric {metric!r}: cannot tell which of {', '.join(table['metrics'])} it is; "
-                       "pass --paper-metric")
+                            "pass --paper-metric")
     return last
 
 
-def paper_values(table: dict, paper_metric: str) -> dict:
-    values = {(TEACHER, alpha): cell[paper_metric] for alpha, cell in table["teacher"].items()}
+def paper_values(table: dict, column: str) -> dict:
+    """(Row, α) -> the paper's number; its students are word-level KD."""
+    values = {(TEACHER_ROW, float(alpha)): cell[column] for alpha, cell in table["teacher"].items()}
     for temperature, row in table["student"].items():
-        values.update({(temperature, alpha): cell[paper_metric] for alpha, cell in row.items()})
+        values.update({(Row(STUDENT, PAPER_MODE, float(temperature)), float(alpha)): cell[column]
+                       for alpha, cell in row.items()})
     return values
 
 
 @dataclass
-class Table:
-    title: str
-    caption: str
-    alphas: list
-    rows: list  # TEACHER first, then temperatures in increasing order
-    ours: dict
+class Report:
+    """A collected grid with the paper's numbers: the tables, the verdicts and the plots it yields."""
+
+    grid: Grid
+    prefix: Path
+    paper_id: str
+    paper_column: Optional[str]
     paper: Optional[dict]
+    caption: str
+    title: str
+    noise_factor: float
+
+    @property
+    def modes(self) -> list[str]:
+        return [m for m in KD_MODES if m in self.grid.modes]
+
+    @property
+    def alphas(self) -> list[float]:
+        extra = {alpha for _, alpha in self.paper} if self.paper else set()
+        return sorted(self.grid.alphas | extra)
+
+    def temperatures(self, mode: str) -> set:
+        own = set(self.grid.modes.get(mode, set()))
+        if self.paper and mode == PAPER_MODE:
+            own |= {row.temperature for row, _ in self.paper if row.role == STUDENT}
+        return own
+
+    def table_rows(self) -> list[tuple]:
+        """(label, T label, T) per table row: the teacher, then every T any KD mode has, pure seq-KD's none first."""
+        temperatures = set().union(*(self.temperatures(m) for m in self.modes)) if self.modes else set()
+        ordered = sorted(temperatures, key=lambda t: -1.0 if t is None else t)
+        return [("Teacher", "-", TEACHER_ROW)] + [("Student", number_key(t), t) for t in ordered]
+
+    def row_for(self, entry, mode: str) -> Optional[Row]:
+        """The cell row of a table row in ``mode``'s column; None where the mode has no such T."""
+        if entry is TEACHER_ROW:
+            return TEACHER_ROW
+        return Row(STUDENT, mode, entry) if entry in self.temperatures(mode) else None
+
+    def columns(self) -> list[tuple]:
+        """(α, KD mode) per column of ours: KD modes side by side under each α."""
+        modes = self.modes or [PAPER_MODE]
+        return [(alpha, mode) for alpha in self.alphas for mode in modes]
+
+    def column_name(self, alpha: float, mode: str) -> str:
+        suffix = f" ({mode})" if len(self.modes) > 1 else ""
+        return f"α = {number_key(alpha)}{suffix}"
 
     def header(self) -> list[str]:
-        columns = ["", "T"]
+        names = ["", "T"]
         for alpha in self.alphas:
-            columns.append(f"α = {alpha}")
+            names += [self.column_name(alpha, mode) for a, mode in self.columns() if a == alpha]
             if self.paper is not None:
-                columns.append(f"paper α = {alpha}")
-        return columns
+                names.append(f"paper α = {number_key(alpha)}")
+        return names
 
-    def body(self, missing: str) -> list[list[str]]:
-        def show(value):
-            return missing if value is None else f"{value:.3f}"
+    def cell_text(self, row: Optional[Row], alpha: float) -> str:
+        if row is None:
+            return ""
+        cell = self.grid.cell(row, alpha)
+        if cell.n == 0:
+            return MISSING
+        return Estimate(cell.mean, cell.sd, cell.n).text() + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
 
-        lines = []
-        for row in self.rows:
-            cells = ["Teacher", "-"] if row == TEACHER else ["Student", row]
+    def paper_text(self, entry, alpha: float) -> str:
+        row = self.row_for(entry, PAPER_MODE)
+        if row is None:
+            return ""
+        value = self.paper.get((row, alpha))
+        return MISSING if value is None else f"{value:.3f}"
+
+    def markdown_table(self) -> list[str]:
+        lines = ["| " + " | ".join(self.header()) + " |", "|" + "---|" * len(self.header())]
+        for label, t_label, entry in self.table_rows():
+            cells = [label, t_label]
             for alpha in self.alphas:
-                cells.append(show(self.ours.get((row, alpha))))
+                cells += [self.cell_text(self.row_for(entry, m), a) for a, m in self.columns() if a == alpha]
                 if self.paper is not None:
-                    cells.append(show(self.paper.get((row, alpha))))
-            lines.append(cells)
+                    cells.append(self.paper_text(entry, alpha))
+            lines.append("| " + " | ".join(cells) + " |")
         return lines
 
-    def markdown(self) -> str:
-        header = self.header()
-        lines = [f"## {self.title}", "", self.caption, "", "| " + " | ".join(header) + " |",
-                 "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in self.body(MISSING)]
-        return "\n".join(lines) + "\n"
+    def csv_text(self) -> str:
+        """One line per table row; per column of ours its mean, sd, n and missing-run count."""
+        header = ["role", "T"]
+        for alpha in self.alphas:
+            for a, mode in self.columns():
+                if a == alpha:
+                    name = self.column_name(alpha, mode)
+                    header += [name, f"{name} sd", f"{name} n", f"{name} missing"]
+            if self.paper is not None:
+                header.append(f"paper α = {number_key(alpha)}")
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        for label, t_label, entry in self.table_rows():
+            line = [label, t_label]
+            for alpha in self.alphas:
+                for a, mode in self.columns():
+                    if a != alpha:
+                        continue
+                    row = self.row_for(entry, mode)
+                    if row is None:
+                        line += ["", "", "", ""]
+                        continue
+                    cell = self.grid.cell(row, alpha)
+                    line += ["" if cell.mean is None else f"{cell.mean:.3f}",
+                             "" if cell.sd is None else f"{cell.sd:.3f}", str(cell.n), str(len(cell.missing))]
+                if self.paper is not None:
+                    text = self.paper_text(entry, alpha)
+                    line.append("" if text == MISSING else text)
+            writer.writerow(line)
+        return out.getvalue()
 
-    def write_csv(self, path: Path) -> None:
-        with atomic_file(path, newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["role", "T"] + self.header()[2:])
-            writer.writerows(self.body(""))
+    # --- verdicts -----------------------------------------------------------------------------------
+
+    def estimates(self, mode: str, source: str) -> tuple[dict, list[str], list[str]]:
+        """(α key, T key) -> Estimate (None: no score) of ``mode``'s tempered students, from our seeds
+        (``source`` "ours") or the paper's single numbers ("paper"), over the grid's own α and T."""
+        alphas = sorted(self.grid.alphas)
+        temperatures = sorted(t for t in self.grid.modes.get(mode, set()) if t is not None)
+        estimates = {}
+        for alpha in alphas:
+            for t in temperatures:
+                row = Row(STUDENT, mode, t)
+                if source == "paper":
+                    value = self.paper.get((row, alpha))
+                    estimate = None if value is None else Estimate(value, None, 1)
+                else:
+                    cell = self.grid.cell(row, alpha)
+                    estimate = Estimate(cell.mean, cell.sd, cell.n) if cell.n else None
+                estimates[(number_key(alpha), number_key(t))] = estimate
+        return estimates, [number_key(a) for a in alphas], [number_key(t) for t in temperatures]
+
+    def verdicts(self) -> dict:
+        """KD mode -> (our verdicts, the paper's verdicts on the same cells or None)."""
+        checked = {}
+        for mode in self.modes:
+            ours = check_grid(*self.estimates(mode, "ours"), factor=self.noise_factor)
+            if not ours:
+                continue
+            paper = check_grid(*self.estimates(mode, "paper"), factor=self.noise_factor) \
+                if self.paper is not None and mode == PAPER_MODE else None
+            checked[mode] = (ours, paper)
+        return checked
+
+    def verdict_lines(self, checked: dict) -> list[str]:
+        lines = ["### The paper's predictions on this grid", "",
+                 f"Rule: {rule_text(self.noise_factor)} Numbers: mean ± sd (n seeds) per cell.", ""]
+        if not checked:
+            return lines + ["No claim to check: the grid needs an LS teacher (α > 0) with tempered students.", ""]
+        paper_header = " | paper's numbers, same cells" if self.paper is not None else ""
+        for mode, (ours, paper) in checked.items():
+            if len(checked) > 1 or mode != PAPER_MODE:
+                lines += [f"KD mode {mode}:", ""]
+            lines += [f"| # | claim | on this grid | numbers used{paper_header} |",
+                      "|---|---|---|---|" + ("---|" if paper_header else "")]
+            for index, verdict in enumerate(ours):
+                used = verdict.note or "; ".join(c.text() for c in verdict.deciding())
+                cells = [str(verdict.paper_item), verdict.claim, f"**{verdict.label()}**", used]
+                if paper_header:
+                    cells.append(paper[index].verdict if paper else "")
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        return lines
+
+    def verdicts_document(self, checked: dict) -> dict:
+        entries = []
+        for mode, (ours, paper) in checked.items():
+            for index, verdict in enumerate(ours):
+                entry = {"kd_mode": mode, **verdict.to_dict(), "label": verdict.label()}
+                if paper is not None:
+                    entry["paper_verdict"] = paper[index].verdict
+                entries.append(entry)
+        return {"grid": str(self.grid.folder), "metric": self.grid.metric, "higher_is_better": True,
+                "noise_factor": self.noise_factor, "rule": rule_text(self.noise_factor), "verdicts": entries,
+                "untestable": sum(e["verdict"] == UNTESTABLE for e in entries)}
 
 
-def build_table(run_dir: Path, metric: str, paper_id: str, metrics_file: Optional[str] = None,
-                paper_metric: Optional[str] = None) -> Table:
-    grid = collect_runs(run_dir, metric, metrics_file)
-    paper, title = None, f"Results of {run_dir}"
-    caption = f"Ours: `{metric}` from each run's {metrics_file or ' or '.join(METRICS_FILES)}; {MISSING}: run missing."
-    alphas, temperatures = set(grid.alphas), set(grid.temperatures)
+def cell_document(row: Row, alpha: float, cell: Cell, grid: Grid, paper: Optional[float] = None) -> dict:
+    return {"role": row.role, "kd_mode": row.kd_mode, "T": row.temperature, "alpha": alpha, "n": cell.n,
+            "mean": cell.mean, "sd": cell.sd, "seeds": {str(s): v for s, v in sorted(cell.values.items())},
+            "missing": [vars(m) for m in cell.missing], "fewer_seeds": grid.fewer_seeds(row, alpha),
+            "paper": paper}
+
+
+def build_report(grid_dir: Path, metric: str, paper_id: str, prefix: Path, metrics_file: Optional[str] = None,
+                 paper_metric: Optional[str] = None, noise_factor: float = NOISE_FACTOR) -> Report:
+    if not (math.isfinite(noise_factor) and noise_factor > 0):
+        raise InvalidConfig(f"--noise-factor {noise_factor}: expected a number > 0 (standard errors per band)")
+    paper = table = column = None
     if paper_id != "none":
+        if paper_id not in paper_tables():
+            raise InvalidConfig(f"--paper {paper_id!r}: expected one of {', '.join(paper_tables())}, or none")
         table = paper_table(paper_id)
         column = paper_metric_for(table, metric, paper_metric)
+    grid = collect(grid_dir, metric, metrics_file)
+    title, caption = f"Results of {grid_dir}", (
+        f"Ours: `{metric}` from each run's {metrics_file or 'metrics file (its run.json names it)'}, "
+        f"mean ± sample sd (n seeds); {FEWER}: fewer seeds than the grid's most ({grid.max_seeds}); "
+        f"{MISSING}: no score.")
+    if table is not None:
         paper = paper_values(table, column)
-        alphas |= set(table["teacher"])
-        temperatures |= set(table["student"])
         title = f"{table['title']} ({paper_id})"
         caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
-    rows = [TEACHER] + sorted(temperatures, key=float)
-    return Table(title, caption, sorted(alphas, key=float), rows, grid.values, paper)
+    return Report(grid, prefix, paper_id, column, paper, caption, title, noise_factor)
+
+
+def score_plots(report: Report) -> dict:
+    """PREFIX-score[-MODE].png -> PNG bytes, per KD mode with tempered students."""
+    plots = {}
+    tempered = [m for m in report.modes if any(t is not None for t in report.grid.modes[m])]
+    for mode in tempered:
+        rows = [Row(STUDENT, mode, t) for t in sorted(t for t in report.temperatures(mode) if t is not None)]
+        suffix = "" if len(tempered) == 1 else "-" + mode.replace("+", "-")
+        title = f"{report.title}: {report.grid.metric} vs T" + (f", KD mode {mode}" if len(report.modes) > 1 else "")
+        paper = report.paper if mode == PAPER_MODE else None
+        figure = score_figure(report.grid.cells, rows, report.alphas, paper, title, report.grid.metric)
+        plots[Path(f"{report.prefix}-score{suffix}.png")] = png_bytes(figure)
+    return plots
+
+
+def diffusion_plots(report: Report) -> tuple[dict, dict, list[str]]:
+    """PREFIX-diffusion[-MODE].png -> PNG bytes from the grid's diffusion reports, the measures' cells as
+    JSON, and the models that belong to no run of the grid."""
+    reports = diffusion_reports(report.grid.folder)
+    if not reports:
+        return {}, {}, []
+    measures, unmatched = collect_diffusion(report.grid, reports)
+    keys = {key for cells in measures.values() for key in cells}
+    modes = [m for m in KD_MODES if any(row.kd_mode == m and row.temperature is not None for row, _ in keys)]
+    plots = {}
+    for mode in modes:
+        rows = sorted({row for row, _ in keys if row.kd_mode == mode and row.temperature is not None}, key=Row.sort_key)
+        alphas = sorted({alpha for _, alpha in keys})
+        suffix = "" if len(modes) == 1 else "-" + mode.replace("+", "-")
+        sources = ", ".join(str(p.relative_to(report.grid.folder)) for p in reports)
+        title = (f"Diffusion measures vs T ({sources}, penultimate space)"
+                 + (f", KD mode {mode}" if len(modes) > 1 else ""))
+        plots[Path(f"{report.prefix}-diffusion{suffix}.png")] = png_bytes(
+            diffusion_figure(measures, rows, alphas, TEACHER_ROW, title))
+    document = {label: [cell_document(row, alpha, cell, report.grid)
+                        for (row, alpha), cell in sorted_cells(cells)]
+                for label, cells in measures.items()}
+    return plots, document, unmatched
+
+
+def markdown(report: Report, checked: dict, plots: list[Path], unmatched: list[str]) -> str:
+    grid = report.grid
+    lines = [f"## {report.title}", "", report.caption, "", *report.markdown_table(), ""]
+    missing = grid.missing_runs()
+    if missing:
+        lines += [f"Missing runs ({len(missing)}: a manifest but no score; not averaged):", ""]
+        lines += [f"- {m.run} (seed {m.seed}): {m.reason}" for m in missing] + [""]
+    empty = [f"{row.label.lower()} α {number_key(a)}"
+             + (f" T {row.t_label} ({row.kd_mode})" if row.role == STUDENT else "") for row, a in grid.empty_cells()]
+    if empty:
+        lines += [f"Cells without a score: {', '.join(empty)}.", ""]
+    lines += report.verdict_lines(checked)
+    if plots:
+        lines += ["Plots:", ""] + [f"- {path}" for path in plots] + [""]
+    if unmatched:
+        lines += [f"Diffusion models that are no run of this grid (not plotted): {', '.join(unmatched)}.", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(report: Report) -> str:
+    """Compute everything, then write PNGs, JSON, Markdown and last the CSV (the recipes' done marker)."""
+    checked = report.verdicts()
+    plots = score_plots(report)
+    diffusion, diffusion_cells, unmatched = diffusion_plots(report)
+    plots.update(diffusion)
+    text = markdown(report, checked, list(plots), unmatched)
+    grid = report.grid
+    cells = [cell_document(row, alpha, cell, grid, report.paper.get((row, alpha)) if report.paper else None)
+             for (row, alpha), cell in grid.sorted_cells()]
+    document = {"grid": str(grid.folder), "metric": grid.metric, "paper": report.paper_id,
+                "paper_metric": report.paper_column, "max_seeds": grid.max_seeds,
+                "seeds": sorted({s for c in grid.cells.values() for s in c.values}), "cells": cells,
+                "missing_runs": [vars(m) for m in grid.missing_runs()],
+                "plots": [str(p) for p in plots], "diffusion": diffusion_cells}
+    report.prefix.parent.mkdir(parents=True, exist_ok=True)
+    for path, data in plots.items():
+        path.write_bytes(data)
+    atomic_write_json(Path(f"{report.prefix}.json"), document)
+    atomic_write_json(Path(f"{report.prefix}-verdicts.json"), report.verdicts_document(checked))
+    atomic_write_text(Path(f"{report.prefix}.md"), text)
+    atomic_write_text(Path(f"{report.prefix}.csv"), report.csv_text())
+    return text
 
 
 @dataclass
 class ResultsConfig:
-    run_dir: Path = option(positional=True, help="grid folder with teacher-a*/ and student-a*-T*/ runs")
+    run_dir: Path = option(positional=True, help="grid folder: one folder per run, each with a run.json")
     paper: str = option(help=f"paper table id ({', '.join(paper_tables())}) or none")
     metric: str = option(help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
-    out: Path = option(help="output prefix: writes PREFIX.md and PREFIX.csv")
-    metrics_file: Optional[str] = option(None, default_text=f"first of {', '.join(METRICS_FILES)}",
-                                         help="metrics file name in each run")
+    out: Path = option(help="output prefix: writes PREFIX.md, .csv, .json, -verdicts.json and PREFIX-*.png")
+    metrics_file: Optional[str] = option(None, default_text="the one each run.json names",
+                                         help="metrics file name in every run")
     paper_metric: Optional[str] = option(None, default_text="inferred from --metric", help="paper column to compare with")
+    noise_factor: float = option(NOISE_FACTOR, help="a difference counts beyond this many standard errors")
 
 
 @console_script("lskd-results")
 def main(argv=None) -> None:
     args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
-    if not args.run_dir.is_dir():
-        raise InvalidConfig(f"{args.run_dir}: no such folder (expected a grid of teacher-a*/ and student-a*-T*/ runs)")
-    table = build_table(args.run_dir, args.metric, args.paper, args.metrics_file, args.paper_metric)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    markdown = table.markdown()
-    atomic_write_text(Path(f"{args.out}.md"), markdown)
-    table.write_csv(Path(f"{args.out}.csv"))
-    print(markdown, end="")
+    report = build_report(args.run_dir, args.metric, args.paper, args.out, args.metrics_file, args.paper_metric,
+                          args.noise_factor)
+    print(write_outputs(report), end="")
 
 
 if __name__ == "__main__":
