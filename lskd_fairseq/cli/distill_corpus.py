@@ -168,7 +168,7 @@ def distill(args) -> dict:
             counts = translate_batches(task, generator, teacher, batches, dataset, writer,
                                        args.fallback_to_reference, device, progress)
         writer.close()
-        details = {"teacher_path": str(args.teacher_path), "data": str(data), "device": str(device)}
+        details = {"teacher_path": str(Path(args.teacher_path).resolve()), "data": str(data.resolve()), "device": str(device)}
         return publish(stage, out, settings, counts, details)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
