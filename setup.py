@@ -28,6 +28,7 @@ setup(
         "console_scripts": [
             "lskd-toy-corpus = lskd_nmt.toy_corpus:main",
             "lskd-dump-teacher = lskd_fairseq.cli.dump_teacher:main",
+            "lskd-distill-corpus = lskd_fairseq.cli.distill_corpus:main",
             "lskd-fairseq-diffusion = lskd_fairseq.cli.diffusion:main",
             "lskd-prepare-iwslt = lskd_nmt.prepare_iwslt:main",
             "lskd-evaluate = lskd_nmt.evaluate:main",

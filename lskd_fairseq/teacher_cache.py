@@ -7,10 +7,12 @@ Layout of a cache folder, per dumped subset (``train``, ``valid``, ...):
 - ``{subset}.offsets.npy``  int64 [sentences + 1]: sentence ``i`` owns rows ``offsets[i]:offsets[i+1]``
 - ``{subset}.json``          the fingerprint; written last, so a dump that stopped half way never loads
 
-The fingerprint ties the cache to the binarised data (sentence count, target lengths, target dictionary)
-so a re-binarised corpus is refused instead of being silently misaligned token by token; the subsets one run
-loads must come from the same teacher with the same k and dtype; and damaged files (truncated arrays, a
-broken fingerprint, ids outside the vocabulary, non-finite logits) are refused by name when training starts.
+The fingerprint ties the cache to the binarised data (sentence count, target lengths, target tokens, target
+dictionary) so a re-binarised corpus is refused instead of being silently misaligned token by token; the
+token hash also tells a teacher-distilled corpus (``lskd-distill-corpus``) from the original one when their
+target lengths happen to agree. The subsets one run loads must come from the same teacher with the same k and
+dtype; and damaged files (truncated arrays, a broken fingerprint, ids outside the vocabulary, non-finite
+logits) are refused by name when training starts.
 """
 import hashlib
 import json
@@ -25,7 +27,7 @@ from fairseq.data import BaseWrapperDataset
 from lskd.errors import DataError
 from lskd_tools.files import publish, staging_path
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DTYPES = {"fp16": np.float16, "fp32": np.float32}
 ROWS_PER_SCAN = 1 << 20
 
@@ -42,6 +44,14 @@ def target_lengths(dataset) -> np.ndarray:
     return np.asarray(dataset.tgt_sizes, dtype=np.int64)
 
 
+def target_tokens_sha256(dataset) -> str:
+    """sha256 of every target sentence's token ids as int64, sentence after sentence."""
+    digest = hashlib.sha256()
+    for index in range(len(dataset.tgt)):
+        digest.update(dataset.tgt[index].numpy().astype(np.int64, copy=False).tobytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Fingerprint:
     """What a cache was computed from; the data-side fields must match the data it is used with."""
@@ -50,13 +60,14 @@ class Fingerprint:
     sentences: int
     tokens: int
     target_lengths_sha256: str
+    target_tokens_sha256: str
     target_dictionary_sha256: str
     teacher_checkpoint_sha256: str
     topk: int
     dtype: str
     format: int = CACHE_FORMAT
 
-    DATA_FIELDS = ("sentences", "tokens", "target_lengths_sha256", "target_dictionary_sha256")
+    DATA_FIELDS = ("sentences", "tokens", "target_lengths_sha256", "target_tokens_sha256", "target_dictionary_sha256")
     TEACHER_FIELDS = ("teacher_checkpoint_sha256", "topk", "dtype")
 
     @classmethod
@@ -67,6 +78,7 @@ class Fingerprint:
             sentences=len(lengths),
             tokens=int(lengths.sum()),
             target_lengths_sha256=sha256_bytes(lengths.tobytes()),
+            target_tokens_sha256=target_tokens_sha256(dataset),
             target_dictionary_sha256=dictionary_sha256(dictionary),
             teacher_checkpoint_sha256=teacher_checkpoint_sha256,
             topk=topk,

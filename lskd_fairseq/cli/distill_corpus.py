@@ -1,0 +1,190 @@
+"""``lskd-distill-corpus``: translate a subset's sources with a teacher's beam search into a seq-KD data folder.
+
+Sequence-level KD (Kim & Rush 2016) trains the student on the teacher's translations instead of the
+references. The hypotheses come from fairseq's own ``SequenceGenerator`` through the task's
+``build_generator``/``inference_step``, with the batches, length limits and output symbols of
+``fairseq-generate``, so the distilled targets are exactly what ``fairseq-generate`` prints for the subset.
+"""
+import argparse
+import logging
+import math
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from fairseq import utils
+from fairseq.dataclass.configs import GenerationConfig
+from tqdm import tqdm
+
+import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
+from lskd.errors import InvalidConfig
+from lskd_fairseq.distilled_corpus import (
+    Counts,
+    Settings,
+    TargetWriter,
+    check_output,
+    copy_files,
+    input_fingerprint,
+    metadata_files,
+    other_subset_files,
+    publish,
+    read_manifest,
+    start_staging,
+    subset_prefix,
+)
+from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+from lskd_tools.cli import console_script
+from lskd_tools.files import file_digest
+
+logger = logging.getLogger("lskd-distill-corpus")
+GENERATE_SEED = 1  # fairseq-generate's default --seed: it breaks length ties when batches are formed
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lskd-distill-corpus", description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="fairseq-preprocess output folder")
+    parser.add_argument("--teacher-path", required=True, help="teacher checkpoint (same dictionaries as DATA)")
+    parser.add_argument("--out", required=True, help="new data folder to write (must not exist, or be empty)")
+    parser.add_argument("--subset", default="train", help="subset whose targets are replaced (default: train)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size (default: 5)")
+    parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty, as fairseq-generate's (default: 1)")
+    parser.add_argument("--max-tokens", type=int, default=12000,
+                        help="source tokens per batch (default: 12000, fairseq-generate's)")
+    parser.add_argument("--max-len-a", type=float, default=0.0,
+                        help="hypotheses stop at max-len-a * source length + max-len-b tokens (default: 0)")
+    parser.add_argument("--max-len-b", type=int, default=200, help="see --max-len-a (default: 200)")
+    parser.add_argument("--min-len", type=int, default=1, help="shortest hypothesis, in tokens (default: 1)")
+    parser.add_argument("--fallback-to-reference", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the reference target where the hypothesis is empty or stopped at the length "
+                             "limit (default: on)")
+    parser.add_argument("--fp16", action="store_true", help="run the teacher in half precision (GPU)")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
+    parser.add_argument("-s", "--source-lang", default=None)
+    parser.add_argument("-t", "--target-lang", default=None)
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    if args.beam < 1:
+        raise InvalidConfig(f"--beam must be >= 1, got {args.beam}")
+    if not math.isfinite(args.lenpen):
+        raise InvalidConfig(f"--lenpen must be a finite number, got {args.lenpen}")
+    if args.max_tokens < 1:
+        raise InvalidConfig(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    if not (math.isfinite(args.max_len_a) and args.max_len_a >= 0):
+        raise InvalidConfig(f"--max-len-a must be a finite number >= 0, got {args.max_len_a}")
+    if args.min_len < 0:
+        raise InvalidConfig(f"--min-len must be >= 0, got {args.min_len}")
+    if args.max_len_b < max(args.min_len, 1):
+        raise InvalidConfig(f"--max-len-b must be >= 1 and >= --min-len ({args.min_len}), got {args.max_len_b}")
+    if args.fp16 and (args.cpu or not torch.cuda.is_available()):
+        raise InvalidConfig("--fp16 needs a GPU; drop it to run the teacher in fp32 on CPU")
+
+
+def length_limit(generator, sample) -> int:
+    """The longest hypothesis (tokens before EOS) the generator allowed in this batch; at that length it
+    forces EOS. Same rule as ``SequenceGenerator._generate``: from the batch's padded source length."""
+    source_length = sample["net_input"]["src_tokens"].size(1)
+    return min(int(generator.max_len_a * source_length + generator.max_len_b), generator.max_len - 1)
+
+
+@torch.no_grad()
+def translate_batches(task, generator, teacher, batches, dataset, writer: TargetWriter, fallback: bool,
+                      device: torch.device, progress) -> Counts:
+    """Best beam hypothesis of every sentence, written as its new target (or its reference, on fallback)."""
+    eos = task.target_dictionary.eos()
+    strip = torch.tensor(sorted(generator.symbols_to_strip_from_output), dtype=torch.long)
+    counts = Counts()
+    for sample in batches:
+        if "net_input" not in sample:
+            continue
+        if device.type == "cuda":
+            sample = utils.move_to_cuda(sample)
+        hypotheses = task.inference_step(generator, [teacher], sample)
+        limit = length_limit(generator, sample)
+        for sentence_id, beam in zip(sample["id"].tolist(), hypotheses):
+            tokens = beam[0]["tokens"].cpu().long()
+            words = tokens[~torch.isin(tokens, strip)]  # what fairseq-generate prints on the H- line
+            empty, at_limit = words.numel() == 0, tokens.numel() - 1 >= limit
+            counts.empty_hypotheses += empty
+            counts.length_limit_hypotheses += at_limit
+            if fallback and (empty or at_limit):
+                target = dataset.tgt[sentence_id]
+                counts.fell_back += 1
+            else:
+                target = torch.cat([words, words.new_tensor([eos])])
+            writer.add(sentence_id, target)
+            counts.sentences += 1
+            counts.hypothesis_tokens += words.numel()
+        progress.update(len(hypotheses))
+    return counts
+
+
+def build_generator(task, teacher, args):
+    """fairseq-generate's generator for these settings, after the same inference preparation of the model."""
+    generation = GenerationConfig(beam=args.beam, lenpen=args.lenpen, max_len_a=args.max_len_a,
+                                  max_len_b=args.max_len_b, min_len=args.min_len)
+    teacher.prepare_for_inference_(SimpleNamespace(generation=generation))
+    return task.build_generator([teacher], generation)
+
+
+def distill(args) -> dict:
+    """Check everything, then write the folder; returns its manifest (the existing one if already done)."""
+    check_args(args)
+    data, out = Path(args.data), Path(args.out)
+    task = translation_task(args.data, args.source_lang, args.target_lang, train_subset=args.subset)
+    source, target = task.cfg.source_lang, task.cfg.target_lang
+    dataset = load_subset(task, args.subset)
+    prefix = subset_prefix(data, args.subset, source, target)
+    teacher = load_frozen_model(args.teacher_path, task)
+    settings = Settings(
+        subset=args.subset, source_lang=source, target_lang=target,
+        input_files_sha256=input_fingerprint(data, prefix, source, target),
+        teacher_checkpoint_sha256=file_digest(args.teacher_path), beam=args.beam, lenpen=args.lenpen,
+        max_tokens=args.max_tokens, max_len_a=args.max_len_a, max_len_b=args.max_len_b, min_len=args.min_len,
+        fp16=args.fp16, fallback_to_reference=args.fallback_to_reference,
+    )
+    if check_output(out, data, settings):
+        logger.info("%s already holds this distillation; nothing to do", out)
+        return read_manifest(out)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
+    generator = build_generator(task, teacher, args)
+    batches = task.get_batch_iterator(
+        dataset, max_tokens=args.max_tokens,
+        max_positions=utils.resolve_max_positions(task.max_positions(), teacher.max_positions()),
+        ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=GENERATE_SEED,
+    ).next_epoch_itr(shuffle=False)
+
+    stage = start_staging(out, settings)
+    try:
+        copy_files(metadata_files(data, source, target) + other_subset_files(data, args.subset, source, target)
+                   + [data / f"{prefix}.{source}.{ext}" for ext in ("bin", "idx")], stage)
+        writer = TargetWriter(stage / f"{prefix}.{target}", len(dataset), len(task.target_dictionary))
+        with tqdm(total=len(dataset), desc=f"beam {args.beam} on {args.subset}", unit="sentence") as progress:
+            counts = translate_batches(task, generator, teacher, batches, dataset, writer,
+                                       args.fallback_to_reference, device, progress)
+        writer.close()
+        details = {"teacher_path": str(Path(args.teacher_path).resolve()), "data": str(data.resolve()), "device": str(device)}
+        return publish(stage, out, settings, counts, details)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+@console_script("lskd-distill-corpus")
+def main(argv=None) -> None:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
+                        stream=sys.stdout)
+    args = parse_args(argv)
+    counts = distill(args)["counts"]
+    logger.info("%s: %d %s sentences, %d empty hypotheses, %d at the length limit, %d kept their reference",
+                args.out, counts["sentences"], args.subset, counts["empty_hypotheses"],
+                counts["length_limit_hypotheses"], counts["fell_back"])
+
+
+if __name__ == "__main__":
+    main()
