@@ -5,10 +5,10 @@ import dataclasses
 import textwrap
 
 from lskd_tools.cli import DEVICES, ArgumentParser, add_options, config_from, console_script
-from lskd_vision.config import DEFAULT_ARCH, PRESETS, TrainConfig, build_config
+from lskd_vision.config import PRESETS, TrainConfig, build_config
 from lskd_vision.data import DATASETS
 from lskd_vision.models import ARCHITECTURES
-from lskd_vision.visualize import DEFAULT_CLASSES, DEFAULT_WORKERS, VisualizeConfig, visualize
+from lskd_vision.visualize import VisualizeConfig, visualize
 
 PROG = "lskd-vision"
 FROM_PRESET = "the preset's, see below"
@@ -59,7 +59,7 @@ VISUALIZE_OPTIONS = {
     "data": dict(help="dataset folder as for training; not for digits", default_text="none (digits)"),
     "classes": dict(nargs=3, metavar=("TARGET", "SIMILAR", "CONTROL"),
                     help="classifier indices: a target, a semantically similar class, a dissimilar one",
-                    default_text=", ".join(f"{name} {' '.join(map(str, c))}" for name, c in DEFAULT_CLASSES.items())),
+                    default_text=", ".join(f"{name} {' '.join(map(str, c))}" for name, c in ((n, s.fig1_classes) for n, s in DATASETS.items()))),
     "arch": dict(help="architecture of checkpoints that do not record one (official .pth.tar): one for all, or "
                       "one per checkpoint; overrides the recorded one", default_text="the recorded one"),
     "max_train_per_class": dict(help="first N training images of each class (paper: 150)"),
@@ -67,7 +67,7 @@ VISUALIZE_OPTIONS = {
     "batch_size": dict(help="images per forward pass"),
     "device": dict(help="where the models run: auto picks cuda when a GPU is visible", choices=DEVICES),
     "workers": dict(help="data-loading processes",
-                    default_text=", ".join(f"{name} {n}" for name, n in DEFAULT_WORKERS.items())),
+                    default_text=", ".join(f"{name} {n}" for name, n in ((n, s.workers) for n, s in DATASETS.items()))),
     "crop_size": dict(help="evaluation centre crop (ImageNet, CUB)"),
     "resize_size": dict(help="evaluation resize before the crop (ImageNet, CUB)"),
 }
@@ -84,7 +84,8 @@ def _defaults_epilog() -> str:
     lines = ["defaults: a flag not given takes the preset's value (--preset, default DATASET-ROLE), else the base",
              "setting; --arch defaults to the dataset's paper model.", line("base", base)]
     lines += [line(name, values) for name, values in PRESETS.items()]
-    lines.append(line("arch", {f"{dataset}-{role}": arch for (dataset, role), arch in DEFAULT_ARCH.items()}))
+    archs = {f"{name}-{role}": arch for name, spec in DATASETS.items() for role, arch in spec.archs.items()}
+    lines.append(line("arch", archs))
     return "\n".join(lines)
 
 

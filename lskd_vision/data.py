@@ -3,9 +3,10 @@ CUB (release metadata) and the embedded scikit-learn digits. A row says how the 
 loaded, its transforms, its paper models and schedules, and its Fig. 1 classes; nothing else in the package
 branches on a dataset's name. torchvision is imported only for the image datasets, which keeps the digits
 runs quick to start."""
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
 import torch
 from PIL import Image
@@ -145,8 +146,8 @@ def _paper_schedule(**values) -> dict:
 
 
 # The embedded digits: small enough that the whole alpha × T grid runs on a CPU in about a minute.
-_DIGITS_SCHEDULE = dict(epochs=12, lr=0.1, weight_decay=5e-4, lr_step=8, batch_size=64, amp=False,
-                        channels_last=False, threads=1)
+_DIGITS_SCHEDULE = {"epochs": 12, "lr": 0.1, "weight_decay": 5e-4, "lr_step": 8, "batch_size": 64, "amp": False,
+                    "channels_last": False, "threads": 1}
 
 
 @dataclass(frozen=True)

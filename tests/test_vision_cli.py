@@ -9,12 +9,13 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from lskd.errors import InvalidConfig
 from lskd_tools.files import check_writable
 from lskd_vision.cli import main
 from lskd_vision.config import build_config
+from lskd_vision.models import build_model
 from lskd_vision.run_folder import SETTINGS
 from lskd_vision.trainer import plan_run
-from lskd_vision.models import build_model
 from lskd_vision_testdata import cli
 from release_fixtures import write_cub_metadata
 
@@ -115,20 +116,23 @@ def test_new_folder_a_recipe_manifest_and_a_claimed_run_are_accepted(tmp_path, c
     assert {path.name: path.read_text() for path in out.iterdir()} == contents
 
 
+def can_write(folder) -> bool:
+    try:
+        check_writable(folder, "probe")
+    except InvalidConfig:
+        return False
+    return True
+
+
 @contextmanager
 def read_only(folder):
     """``folder`` made unwritable; as root, where permissions do not stop writes, the immutable attribute."""
     folder.chmod(0o555)
     immutable = False
     try:
-        try:
-            check_writable(folder, "probe")
-        except Exception:
-            yield folder
-            return
-        immutable = bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", folder],
-                                                                    capture_output=True).returncode == 0
-        if not immutable:
+        if can_write(folder) and shutil.which("chattr"):
+            immutable = subprocess.run(["chattr", "+i", folder], capture_output=True, check=False).returncode == 0
+        if can_write(folder):
             pytest.skip("this user can write into read-only folders and cannot make one immutable")
         yield folder
     finally:
