@@ -1,4 +1,4 @@
-"""The NMT recipes end to end: recipes/iwslt14_en_de.sh in its tiny profile on the real-format de-en release
+"""The NMT recipes end to end: recipes/iwslt14_en_de.sh in its tiny profile on a generated real-format de-en release
 fixture (data-prep, teachers, caches, students, evaluation, results table), re-runs that skip every stage,
 a resumed training and one-line errors (recipes/toy_translation.sh runs in tests/test_demo.py)."""
 import csv
@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -28,10 +27,8 @@ PROGRESS = re.compile(r"^(start|skip|done) +(\S+?):?(?: |$)")
 
 
 def run_recipe(script, env, *args):
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(REPO / "recipes" / script), *args], capture_output=True, text=True,
-                            env={**os.environ, "PYTHON": str(PYTHON), "PYTHONWARNINGS": "ignore", **env})
-    return result, time.monotonic() - started
+    return subprocess.run(["bash", str(REPO / "recipes" / script), *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": str(PYTHON), "PYTHONWARNINGS": "ignore", **env})
 
 
 def progress(stdout):
@@ -41,25 +38,24 @@ def progress(stdout):
 
 @pytest.fixture(scope="module")
 def grid(de_en_release, tmp_path_factory):
-    folder, _ = de_en_release
     run_dir = tmp_path_factory.mktemp("tiny-grid")
-    env = {**TINY_GRID, "ORIG": str(folder), "RUN_DIR": str(run_dir)}
-    result, seconds = run_recipe("iwslt14_en_de.sh", env, "--tiny")
+    env = {**TINY_GRID, "ORIG": str(de_en_release.folder), "RUN_DIR": str(run_dir)}
+    result = run_recipe("iwslt14_en_de.sh", env, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
-    return run_dir, env, result, seconds
+    return run_dir, env, result
 
 
 @pytest.fixture(scope="module")
 def rerun(grid):
-    run_dir, env, _, _ = grid
+    run_dir, env, _ = grid
     mtimes = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.is_file()}
-    result, seconds = run_recipe("iwslt14_en_de.sh", env, "--tiny")
+    result = run_recipe("iwslt14_en_de.sh", env, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
-    return result, seconds, mtimes
+    return result, mtimes
 
 
 def test_first_run_starts_and_finishes_every_stage_in_order(grid):
-    _, _, result, _ = grid
+    _, _, result = grid
     lines = progress(result.stdout)
     for kind in ("start", "done"):
         stages = [stage for line_kind, stage in lines if line_kind == kind]
@@ -73,7 +69,7 @@ def test_first_run_starts_and_finishes_every_stage_in_order(grid):
 
 
 def test_the_two_teachers_lanes_run_at_once(grid):
-    _, _, result, _ = grid
+    _, _, result = grid
     lines = progress(result.stdout)
     first_teacher_done = lines.index(("done", TEACHERS[0]))
     assert ("start", TEACHERS[1]) in lines[:first_teacher_done]
@@ -137,24 +133,20 @@ def test_results_table_sets_our_bleu_beside_the_papers(grid):
     assert len(table) == 2 + len(rows) and len({line.count("|") for line in table}) == 1
 
 
-def test_rerun_skips_every_stage_and_changes_nothing(rerun):
-    result, seconds, mtimes = rerun
+def test_rerun_skips_every_stage_and_changes_nothing(grid, rerun):
+    """What makes a re-run cheap: no stage runs, so no log grows and no file is written or added."""
+    result, mtimes = rerun
     lines = progress(result.stdout)
     assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
-    assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
-    assert seconds < 5
-
-
-def test_rerun_is_much_faster_than_the_first_run(grid, rerun):
-    assert rerun[1] < grid[3] / 10
+    assert {path: path.stat().st_mtime_ns for path in grid[0].rglob("*") if path.is_file()} == mtimes
 
 
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):
-    run_dir, env, _, _ = grid
+    run_dir, env, _ = grid
     student = STUDENTS[-1]
     (run_dir / student / "training-finished").unlink()
     (run_dir / student / "bleu.json").unlink()
-    result, _ = run_recipe("iwslt14_en_de.sh", {**env, "MAX_UPDATE": "12"}, "--tiny")
+    result = run_recipe("iwslt14_en_de.sh", {**env, "MAX_UPDATE": "12"}, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
     started = [stage for kind, stage in progress(result.stdout) if kind == "start"]
     assert started == [student, f"eval-{student}", "results"]
@@ -172,7 +164,7 @@ def one_line_failure(result):
 
 @pytest.mark.skipif((REPO / "data-prep" / "archives" / "en-ru.tgz").exists(), reason="an en-ru archive is present")
 def test_missing_release_archive_is_the_data_prep_one_line_message(tmp_path):
-    result, _ = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run")}, "--tiny")
+    result = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run")}, "--tiny")
     message = one_line_failure(result)
     assert message.startswith("failed data") and "prepare-iwslt-en-ru.sh: missing" in message and "en-ru.tgz" in message
     assert not (tmp_path / "run" / "data").exists()
@@ -189,15 +181,15 @@ def test_missing_release_archive_is_the_data_prep_one_line_message(tmp_path):
     ({"JOBS": "0", "PROFILE": "tiny"}, "JOBS '0': expected an integer >= 1"),
 ])
 def test_bad_settings_fail_with_one_line_before_writing(env, needle, tmp_path):
-    result, _ = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run"), **env})
+    result = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run"), **env})
     assert result.returncode == 2 and needle in one_line_failure(result)
     assert not (tmp_path / "run").exists()
 
 
 def test_unknown_flag_and_help(tmp_path):
-    result, _ = run_recipe("iwslt14_de_en.sh", {}, "--fast")
+    result = run_recipe("iwslt14_de_en.sh", {}, "--fast")
     assert "unknown argument '--fast'" in one_line_failure(result)
-    usage, _ = run_recipe("iwslt14_de_en.sh", {}, "--help")
+    usage = run_recipe("iwslt14_de_en.sh", {}, "--help")
     assert usage.returncode == 0
     for name in ("ARCH", "MAX_UPDATE", "MAX_TOKENS", "LR", "WARMUP", "TEMPERATURES", "ALPHAS", "TOPK", "KD_WEIGHT",
                  "GPUS", "FP16", "RUN_DIR", "ORIG", "ARCHIVE", "PROFILE"):
