@@ -3,10 +3,14 @@ every stage (nothing trained again, no output but the digits table rewritten, an
 import csv
 import json
 import os
-import subprocess
 import re
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -89,6 +89,7 @@ def test_teacher_logits_under_kd_equal_generate_scoring_path(toy_bin, teacher_ch
         assert ours == pytest.approx(generate_scores[sentence_id], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_matches_update_freq_two(toy_bin, teacher_checkpoint, tmp_path):
     common = [*STUDENT, "--teacher-path", teacher_checkpoint, "--max-update", "3", "--dropout", "0",
               "--ddp-backend", "legacy_ddp", "--no-save", "--disable-validation"]

@@ -54,6 +54,7 @@ def rerun(grid):
     return result, mtimes
 
 
+@pytest.mark.slow
 def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     _, _, result = grid
     lines = progress(result.stdout)
@@ -68,6 +69,7 @@ def test_first_run_starts_and_finishes_every_stage_in_order(grid):
         assert (grid[0] / "logs" / f"{stage}.log").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_the_two_teachers_lanes_run_at_once(grid):
     _, _, result = grid
     lines = progress(result.stdout)
@@ -75,6 +77,7 @@ def test_the_two_teachers_lanes_run_at_once(grid):
     assert ("start", TEACHERS[1]) in lines[:first_teacher_done]
 
 
+@pytest.mark.slow
 def test_teachers_are_label_smoothed_at_their_alpha(grid):
     run_dir = grid[0]
     for alpha, teacher in zip(ALPHAS, TEACHERS):
@@ -83,6 +86,7 @@ def test_teachers_are_label_smoothed_at_their_alpha(grid):
         assert "'criterion': {'_name': 'label_smoothed_teacher', 'label_smoothing': " + str(float(alpha)) in log
 
 
+@pytest.mark.slow
 def test_caches_hold_top4_of_the_teacher_on_train_and_valid(grid):
     run_dir = grid[0]
     for teacher in TEACHERS:
@@ -93,6 +97,7 @@ def test_caches_hold_top4_of_the_teacher_on_train_and_valid(grid):
             assert fingerprint["teacher_checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_students_distil_from_their_teachers_cache_at_their_temperature(grid):
     run_dir = grid[0]
     for student in STUDENTS:
@@ -104,6 +109,7 @@ def test_students_distil_from_their_teachers_cache_at_their_temperature(grid):
         assert (run_dir / student / "checkpoints" / "checkpoint_best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
     run_dir = grid[0]
     references = (run_dir / "data" / "valid.de").read_text().splitlines()
@@ -114,6 +120,7 @@ def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
         assert 0 <= scores["sacrebleu"]["score"] <= 100 and 0 <= scores["tokenized_bleu"]["score"] <= 100
 
 
+@pytest.mark.slow
 def test_results_table_sets_our_bleu_beside_the_papers(grid):
     run_dir = grid[0]
     paper = json.loads((REPO / "lskd" / "paper_results.json").read_text())["iwslt-en-de"]
@@ -133,6 +140,7 @@ def test_results_table_sets_our_bleu_beside_the_papers(grid):
     assert len(table) == 2 + len(rows) and len({line.count("|") for line in table}) == 1
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_stage_and_changes_nothing(grid, rerun):
     """What makes a re-run cheap: no stage runs, so no log grows and no file is written or added."""
     result, mtimes = rerun
@@ -141,6 +149,7 @@ def test_rerun_skips_every_stage_and_changes_nothing(grid, rerun):
     assert {path: path.stat().st_mtime_ns for path in grid[0].rglob("*") if path.is_file()} == mtimes
 
 
+@pytest.mark.slow
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):
     run_dir, env, _ = grid
     student = STUDENTS[-1]

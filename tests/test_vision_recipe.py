@@ -3,7 +3,11 @@ skips finished stages and writes the alpha x T results table."""
 import csv
 import json
 
+import pytest
+
 from lskd_vision_testdata import REPO, run
+
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 
 def test_digits_recipe_grid_layout_skip_and_results_call(tmp_path):

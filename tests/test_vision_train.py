@@ -28,6 +28,7 @@ def step_losses(run_dir):
         return [float(row["loss"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path, teacher):
     common = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "3", "--epochs", "1", "--device", "cpu"]
     single = cli(*common, "--batch-size", "64", "--out", str(tmp_path / "one"))
