@@ -31,8 +31,8 @@ TRAINING = [
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end to end (recipes, demo, README block, DDP, data prep, clean-exit "
-                                       "reproduction); `pytest -m \"not slow\"` runs the fast layer alone")
+    config.addinivalue_line("markers", "slow: end to end, or training through the CLIs (recipes, demo, README block, "
+                                       "DDP, data prep, clean-exit reproduction); -m 'not slow' is the fast layer")
 
 
 def fairseq_cli(tool: str, *args, check: bool = True) -> subprocess.CompletedProcess:

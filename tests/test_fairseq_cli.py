@@ -10,6 +10,8 @@ import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
 from lskd.toy_corpus import write_corpus
 
+pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
+
 STUDENT = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
            "--label-smoothing", "0.1"]
 

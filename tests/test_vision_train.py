@@ -87,6 +87,7 @@ def test_stop_and_resume_continues_identically(tmp_path, teacher, straight):
     assert step_losses(out) == step_losses(straight)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, teacher, straight):
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "lskd_vision.cli", *resume_args(teacher), "--out", str(out)],
