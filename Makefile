@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.lskd-installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,13 @@ $(STAMP): setup.py requirements.txt constraints.txt
 	$(PIP) install --no-deps --no-build-isolation --use-pep517 -e .
 	touch $(STAMP)
 
+# Everything; tests on the real release files run when LSKD_RELEASE_DATA names them (README, "Tests").
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs tests
+
+# The fast layer: no end-to-end runs (tests marked slow).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 demo: $(STAMP)
 	bash recipes/demo.sh

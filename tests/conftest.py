@@ -30,6 +30,11 @@ TRAINING = [
 ]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end to end, or training through the CLIs (recipes, demo, README block, "
+                                       "DDP, data prep, clean-exit reproduction); -m 'not slow' is the fast layer")
+
+
 def fairseq_cli(tool: str, *args, check: bool = True) -> subprocess.CompletedProcess:
     """Run a fairseq console script of this environment with the plugin, the way users do."""
     command = [str(BIN_DIR / tool), *map(str, args)]

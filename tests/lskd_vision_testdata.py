@@ -25,7 +25,7 @@ def cub_subset(dest: Path, classes: int = 2, images_per_class: int = 10) -> Path
 
 
 def run(command: list, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **kwargs.pop("env", {})}
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore", **kwargs.pop("env", {})}
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, **kwargs)
 
 

@@ -14,6 +14,8 @@ from lskd_fairseq.diffusion import batch_features
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.cli.diffusion import main as diffusion_main
 
+pytestmark = pytest.mark.slow  # trains a model with fairseq-train: deselect with -m "not slow"
+
 BIN = Path(sys.executable).parent
 TOKENS = ("der", "die", "hund")
 ERROR_PREFIX = "lskd-fairseq-diffusion: error: "

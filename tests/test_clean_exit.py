@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
+
 SCRIPT = Path(__file__).with_name("prefetch_exit_script.py")
 
 

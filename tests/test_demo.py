@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lskd_report.recipe_table import distill_command
 from lskd_report.runs import find_runs
+
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

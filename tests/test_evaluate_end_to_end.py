@@ -9,6 +9,8 @@ from test_evaluate_scoring import cli_bleu
 
 from lskd_nmt.nmt_profiles import moses_tokenize
 
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
+
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "64",
     "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",

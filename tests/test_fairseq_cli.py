@@ -10,6 +10,8 @@ import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
 from lskd_nmt.toy_corpus import write_corpus
 
+pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
+
 STUDENT = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
            "--label-smoothing", "0.1"]
 
@@ -89,6 +91,7 @@ def test_teacher_logits_under_kd_equal_generate_scoring_path(toy_bin, teacher_ch
         assert ours == pytest.approx(generate_scores[sentence_id], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_matches_update_freq_two(toy_bin, teacher_checkpoint, tmp_path):
     common = [*STUDENT, "--teacher-path", teacher_checkpoint, "--max-update", "3", "--dropout", "0",
               "--ddp-backend", "legacy_ddp", "--no-save", "--disable-validation"]

@@ -85,6 +85,7 @@ def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, we
 
 
 @pytest.mark.parametrize("temperature", [1.0, 3.0, 64.0])
+@pytest.mark.slow
 def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature):
     task, model, sample = student
     teacher = load_frozen_model(str(teacher_checkpoint), task)

@@ -10,10 +10,12 @@ import stat
 import subprocess
 
 import pytest
-
 from conftest import PYTHON, REPO
+
 from lskd_report.recipe_table import distill_command
 from lskd_report.runs import RunManifest, find_runs
+
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 ALPHAS = ["0.05"]  # two decimals: folder names and manifests are not limited to one
 TEMPERATURES = ["1"]
@@ -51,9 +53,8 @@ def spying_python(folder):
 
 @pytest.fixture(scope="module")
 def grid(de_en_release, tmp_path_factory):
-    folder, _ = de_en_release
     run_dir = tmp_path_factory.mktemp("tiny-grid")
-    env = {**TINY_GRID, "ORIG": str(folder), "RUN_DIR": str(run_dir)}
+    env = {**TINY_GRID, "ORIG": str(de_en_release.folder), "RUN_DIR": str(run_dir)}
     result = run_recipe("iwslt14_en_de.sh", env, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
     return run_dir, env, result
@@ -69,6 +70,7 @@ def rerun(grid, tmp_path_factory):
     return result, mtimes, (spy_dir / "starts").read_text().splitlines()
 
 
+
 def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     _, _, result = grid
     lines = progress(result.stdout)
@@ -81,6 +83,7 @@ def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     assert all(re.search(rf"^done  {re.escape(stage)} in \d+s$", result.stdout, re.M) for stage in STAGES)
     for stage in STAGES:
         assert (grid[0] / "logs" / f"{stage}.log").stat().st_size > 0
+
 
 
 def test_the_two_teachers_lanes_run_at_once(grid):
@@ -122,6 +125,7 @@ def test_teachers_are_label_smoothed_at_their_alpha(grid):
         assert "'criterion': {'_name': 'label_smoothed_teacher', 'label_smoothing': " + str(float(alpha)) in log
 
 
+
 def test_caches_hold_top4_of_the_teacher_on_train_and_valid(grid):
     run_dir = grid[0]
     for teacher in TEACHERS:
@@ -141,6 +145,7 @@ def test_students_distil_from_the_cache_of_their_seeds_teacher_at_their_temperat
         assert f"'kd_temperature': {float(temperature)}, 'kd_weight': 0.9" in log
         assert "'_name': 'word_kd', 'label_smoothing': 0.1" in log
         assert (run_dir / student / "checkpoints" / "checkpoint_best.pt").is_file()
+
 
 
 def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
@@ -167,6 +172,7 @@ def test_rerun_skips_every_stage_starts_no_process_and_changes_nothing(rerun):
     assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
     assert starts == ["-m lskd_report.recipe_settings iwslt14_en_de --tiny"]
+
 
 
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):

@@ -41,6 +41,7 @@ def load_both_directions(data_bin, lang_a, lang_b, split):
 
 @pytest.mark.parametrize("name, langs", [("paper_de_en", ("en", "de")), ("modern_de_en", ("de", "en")),
                                              ("paper_en_ru", ("en", "ru"))])
+@pytest.mark.slow
 def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs, prepared):
     out = prepared[name]
     source, target = langs
@@ -52,6 +53,7 @@ def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs,
         assert load_both_directions(out / "bin", source, target, split) == [lines, lines]
 
 
+@pytest.mark.slow
 def test_modern_profile_keeps_raw_test_segments(de_en_release, modern_de_en):
     """The test sets' text as written into the XML files (entities unescaped), whitespace normalised."""
     expected = list(zip(de_en_release.test["de"], de_en_release.test["en"]))[:MAX_LINES]
@@ -60,6 +62,7 @@ def test_modern_profile_keeps_raw_test_segments(de_en_release, modern_de_en):
     assert list(zip(read(modern_de_en / "test.de"), read(modern_de_en / "test.en"))) == expected
 
 
+@pytest.mark.slow
 def test_paper_profile_text_is_moses_tokenised_and_lowercased(paper_de_en):
     for split in SPLITS:
         for lang in ("de", "en"):
@@ -85,6 +88,7 @@ def labels_in_raw_order(raw_pairs, train_pairs, valid_pairs):
     return labels
 
 
+@pytest.mark.slow
 def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_release, modern_de_en):
     expected = de_en_release.train
     raw = [(" ".join(de.split()), " ".join(en.split())) for de, en in zip(expected["de"], expected["en"])][:MAX_LINES]
@@ -99,6 +103,7 @@ def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_
     assert manifest["release_sha256"] and manifest["profile"] == "modern"
 
 
+@pytest.mark.slow
 def test_en_ru_uses_en_and_ru_files_and_lowercases_cyrillic(paper_en_ru, en_ru_release):
     assert {p.name for p in paper_en_ru.glob("test.*")} == {"test.en", "test.ru"}
     test_ru = read(paper_en_ru / "test.ru")

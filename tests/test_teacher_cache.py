@@ -10,6 +10,8 @@ from lskd.errors import DataError
 from lskd_nmt.toy_corpus import write_corpus
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 
+pytestmark = pytest.mark.slow  # trains a teacher and dumps caches through the CLIs: deselect with -m "not slow"
+
 KD = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
       "--label-smoothing", "0.1"]
 

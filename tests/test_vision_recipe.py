@@ -4,8 +4,12 @@ import json
 import stat
 import sys
 
-from lskd_report.runs import RunManifest, find_runs
+import pytest
 from lskd_vision_testdata import REPO, run
+
+from lskd_report.runs import RunManifest, find_runs
+
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 SEEDS = (1, 2)
 TEACHERS = [f"teacher-a{a}-s{s}" for s in SEEDS for a in ("0.0", "0.15")]

@@ -28,6 +28,7 @@ def step_losses(run_dir):
         return [float(row["loss"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path, teacher):
     common = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "3", "--epochs", "1", "--device", "cpu"]
     single = cli(*common, "--batch-size", "64", "--out", str(tmp_path / "one"))
@@ -86,6 +87,7 @@ def test_stop_and_resume_continues_identically(tmp_path, teacher, straight):
     assert step_losses(out) == step_losses(straight)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, teacher, straight):
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "lskd_vision.cli", *resume_args(teacher), "--out", str(out)],

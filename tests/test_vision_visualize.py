@@ -36,6 +36,7 @@ def first_rows_per_class(labels: np.ndarray, classes, cap: int) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(labels == c)[:cap] for c in classes]))
 
 
+@pytest.mark.slow
 def test_cli_writes_figure_and_one_json_entry_per_model(tmp_path, checkpoints):
     out = tmp_path / "analysis"
     result = cli("visualize", "--dataset", "digits", "--classes", "8", "1", "4", "--out", str(out),
@@ -140,6 +141,7 @@ def test_missing_checkpoint_is_refused(tmp_path, checkpoints):
     expect_one_line_error(argv, out, str(absent), "does not exist")
 
 
+@pytest.mark.slow
 def test_checkpoint_with_other_class_count_is_refused_from_the_command_line(tmp_path, checkpoints):
     seven = tmp_path / "seven.pth"
     torch.save({"arch": ARCH, "state_dict": build_model(ARCH, 7).state_dict()}, seven)
