@@ -7,13 +7,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from lskd.errors import InvalidConfig
 from lskd.checks import check_temperature
+from lskd.errors import InvalidConfig
 from lskd_report.grid import Grid, kd_modes, number_name, numbers, seeds
 from lskd_report.paper_results import paper_tables
-from lskd_report.recipe_settings import (
-    Recipe, Setting, choice, existing, integer, kd_weight, number, optional, smoothing,
-)
+from lskd_report.recipe_settings import Recipe, Setting, choice, existing, integer, kd_weight, number, optional, smoothing
 from lskd_report.runs import KD_MODES
 
 

@@ -144,5 +144,4 @@ nmt_recipe() {
     stage data "$DATA_BIN" build_data
     run_lanes teacher_lane "${TEACHERS[@]}"
     results_stage "$PAPER_TABLE" "$BLEU_METRIC"
-    cat "$RUN_DIR/results.md"
 }

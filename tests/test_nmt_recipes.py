@@ -95,7 +95,7 @@ def test_the_two_teachers_lanes_run_at_once(grid):
 
 def test_every_run_records_its_manifest(grid):
     run_dir = grid[0]
-    found = dict((path.name, manifest) for path, manifest in find_runs(run_dir))
+    found = {path.name: manifest for path, manifest in find_runs(run_dir)}
     assert sorted(found) == sorted(TEACHERS + STUDENTS)
     for s in SEEDS:
         for a in ALPHAS:
@@ -172,7 +172,6 @@ def test_rerun_skips_every_stage_starts_no_process_and_changes_nothing(rerun):
     assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
     assert starts == ["-m lskd_report.recipe_settings iwslt14_en_de --tiny"]
-
 
 
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):
