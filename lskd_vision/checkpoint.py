@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from lskd_tools.checkpoints import load_checkpoint
+
 LATEST = "checkpoint.pth"
 BEST = "best.pth"
 
@@ -34,4 +36,4 @@ def save_atomic(payload: dict, path: Path) -> None:
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(path)
