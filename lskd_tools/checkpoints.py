@@ -45,8 +45,10 @@ def check_checkpoint_file(path, what: str = "checkpoint") -> Path:
 def load_checkpoint(path, allowed: Iterable[type] = (), what: str = "checkpoint"):
     """The unpickled contents of ``path`` on CPU, with ``allowed`` classes added to torch's safe set."""
     path = check_checkpoint_file(path, what)
+    # leaving safe_globals() removes what it added, so only add what is not allowed process-wide already
+    extra = [cls for cls in allowed if cls not in torch.serialization.get_safe_globals()]
     try:
-        with warnings.catch_warnings(), torch.serialization.safe_globals(list(allowed)):
+        with warnings.catch_warnings(), torch.serialization.safe_globals(extra):
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files; refused below
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load fails with many types; each means "not a safe, whole checkpoint"

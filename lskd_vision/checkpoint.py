@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from lskd_tools.checkpoints import load_checkpoint
 from lskd_tools.files import atomic_file
 
 LATEST = "checkpoint.pth"
@@ -34,4 +35,4 @@ def save_atomic(payload: dict, path: Path) -> None:
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(path)

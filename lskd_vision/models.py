@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lskd.errors import InvalidConfig
+from lskd_tools.checkpoints import load_checkpoint
 
 
 class DigitsCNN(nn.Module):
@@ -118,16 +119,6 @@ def num_classes_of(state_dict: dict, arch: str) -> int:
     return state_dict[classifier_path(arch) + ".weight"].shape[0]
 
 
-def _load_payload(path: Path):
-    if not Path(path).is_file():
-        raise InvalidConfig(f"checkpoint {path} does not exist; expected a .pth/.pth.tar file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle/zip errors have many types; all mean "not a safe checkpoint"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InvalidConfig(f"cannot load checkpoint {path} with weights_only=True: {first_line}") from error
-
-
 def _state_dict_of(payload, path: Path) -> dict:
     state = payload
     if isinstance(payload, dict):
@@ -143,7 +134,7 @@ def _state_dict_of(payload, path: Path) -> dict:
 def read_state_dict(path: Path) -> dict:
     """Weights from our checkpoints, the official repo's ``.pth.tar`` (``state_dict`` with DDP's
     ``module.`` prefixes) or a bare state dict, loaded with ``weights_only=True``."""
-    return _state_dict_of(_load_payload(path), path)
+    return _state_dict_of(load_checkpoint(path), path)
 
 
 @dataclass
@@ -162,7 +153,7 @@ class TrainedCheckpoint:
 def read_checkpoint(path: Path, arch: str | None, arch_flag: str) -> TrainedCheckpoint:
     """Weights of ``path`` and their architecture: ``arch`` when given (the flag named ``arch_flag``
     wins, as for official files that record none), else the one our checkpoints record."""
-    payload = _load_payload(path)
+    payload = load_checkpoint(path)
     state = _state_dict_of(payload, path)
     arch = arch or (payload.get("arch") if isinstance(payload, dict) else None)
     if arch is None:

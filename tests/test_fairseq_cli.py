@@ -136,7 +136,7 @@ def other_dictionary_teacher(tmp_path_factory):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--teacher-path", "{missing}"], "no such file"),
+        (["--teacher-path", "{missing}"], "does not exist"),
         (["--teacher-path", "{other}"], "dictionary"),
         (["--teacher-path", "{teacher}", "--kd-temperature", "0"], "KD temperature must be > 0, got 0.0"),
         (["--teacher-path", "{teacher}", "--kd-temperature", "-2"], "got -2.0"),

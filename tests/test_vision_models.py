@@ -4,7 +4,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from lskd.errors import InvalidConfig
+from lskd.errors import DataError, InvalidConfig
 from lskd_vision.models import build_model, load_weights, penultimate_and_classifier, read_state_dict
 
 
@@ -56,7 +56,7 @@ def test_checkpoint_needing_unsafe_unpickling_is_refused(tmp_path):
     fairseq plugin is imported, since fairseq checkpoints need it)."""
     path = tmp_path / "unsafe.pth"
     torch.save({"state_dict": build_model("digits_cnn", 10).state_dict(), "args": Fraction(1, 3)}, path)
-    with pytest.raises(InvalidConfig, match="weights_only=True"):
+    with pytest.raises(DataError, match="weights_only=True"):
         read_state_dict(path)
 
 
