@@ -60,13 +60,15 @@ def run_measured(command: list[str], stdout) -> dict:
     return {"wall": seconds, "cpu": float(cpu), "peak_mib": int(peak) / 1024}
 
 
-def prepare(root: Path, sentences: int) -> Path:
+def prepare(root: Path, sentences: int, dictionary: Path = None) -> Path:
+    """A binarised toy corpus; ``dictionary`` makes it share another corpus's (and so its teacher's) symbols."""
     text = root / f"text-{sentences}"
     write_corpus(text, train=sentences, valid=200, test=50, seed=7)
     data = root / f"bin-{sentences}"
+    shared = ["--srcdict", str(dictionary)] if dictionary else []
     subprocess.run([str(BIN / "fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt",
                     "--joined-dictionary", "--destdir", str(data), "--workers", "1", "--trainpref", str(text / "train"),
-                    "--validpref", str(text / "valid"), "--testpref", str(text / "test")],
+                    "--validpref", str(text / "valid"), "--testpref", str(text / "test"), *shared],
                    check=True, capture_output=True)
     return data
 
@@ -150,8 +152,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        datasets = [prepare(root, sentences) for sentences in args.sizes]
-        teacher = train_teacher(root, datasets[-1], args.teacher_updates)
+        largest = prepare(root, max(args.sizes))
+        datasets = [largest if n == max(args.sizes) else prepare(root, n, largest / "dict.src.txt")
+                    for n in sorted(args.sizes)]
+        teacher = train_teacher(root, largest, args.teacher_updates)
         sizes = [measure(data, teacher, root, args) for data in datasets]
     results = {
         "device": device_name(torch.device(args.device)) + (", fp16" if args.fp16 else ""),
