@@ -51,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--beam", type=int, default=5, help="beam size (default: 5)")
     parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty, as fairseq-generate's (default: 1)")
     parser.add_argument("--max-tokens", type=int, default=12000,
-                        help="source tokens per batch (default: 12000, fairseq-generate's)")
+                        help="tokens per batch, as fairseq-generate's --max-tokens (default: 12000, its default)")
     parser.add_argument("--max-len-a", type=float, default=0.0,
                         help="hypotheses stop at max-len-a * source length + max-len-b tokens (default: 0)")
     parser.add_argument("--max-len-b", type=int, default=200, help="see --max-len-a (default: 200)")
