@@ -177,7 +177,8 @@ class ResultsConfig:
     out: Path = option(help="output prefix: writes PREFIX.md and PREFIX.csv")
     metrics_file: Optional[str] = option(None, default_text=f"first of {', '.join(METRICS_FILES)}",
                                          help="metrics file name in each run")
-    paper_metric: Optional[str] = option(None, default_text="inferred from --metric", help="paper column to compare with")
+    paper_metric: Optional[str] = option(None, default_text="inferred from --metric",
+                                         help="paper column to compare with")
 
 
 @console_script("lskd-results")

@@ -16,13 +16,16 @@ MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_repo
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
     ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES]
-SUBCOMMANDS = {"lskd-vision": ("train-teacher", "train-student", "visualize"), "python -m lskd_report.runs": ("record",)}
+SUBCOMMANDS = {"lskd-vision": ("train-teacher", "train-student", "visualize"),
+               "python -m lskd_report.runs": ("record",)}
+BAD_FLAG_RUNS = COMMANDS + [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())]
 HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())] + [
     (command, prog) for command, prog in COMMANDS if prog not in SUBCOMMANDS]
 
 
 def run(command, *args):
-    return subprocess.run([*command, *args], capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=environment)
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,8 +38,7 @@ def ids(cases):
     return [" ".join(Path(part).name for part in command[-2:]) for command, _ in cases]
 
 
-@pytest.mark.parametrize("command, prog", COMMANDS + [(c + [s], p) for c, p in COMMANDS for s in SUBCOMMANDS.get(p, ())],
-                         ids=ids(COMMANDS + [(c + [s], p) for c, p in COMMANDS for s in SUBCOMMANDS.get(p, ())]))
+@pytest.mark.parametrize("command, prog", BAD_FLAG_RUNS, ids=ids(BAD_FLAG_RUNS))
 def test_bad_flag_is_one_error_line_and_exit_2(command, prog):
     result = run(command, "--no-such-flag")
     lines = [line for line in result.stderr.splitlines() if line.strip()]

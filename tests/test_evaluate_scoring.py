@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON
-from release_fixtures import DE_EN, seg_pairs_of
 from sacremoses import MosesTokenizer
 
+from conftest import PYTHON
 from lskd.errors import ToolError
 from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
+from release_fixtures import DE_EN, seg_pairs_of
 
 SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
 

@@ -4,11 +4,11 @@ import re
 import subprocess
 
 import pytest
-from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
-from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
 
+from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
 from lskd_nmt.nmt_profiles import CleanRule
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
+from release_fixtures import DE_EN, TEST_SETS, count_seg_lines, seg_pairs_of
 
 SPLITS = ("train", "valid", "test")
 
@@ -44,7 +44,7 @@ def load_both_directions(data_bin, lang_a, lang_b, split):
 def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs, prepared):
     out = prepared[name]
     source, target = langs
-    assert sorted(p.name for p in (out / "bin").glob("dict.*.txt")) == sorted(f"dict.{l}.txt" for l in langs)
+    assert sorted(p.name for p in (out / "bin").glob("dict.*.txt")) == sorted(f"dict.{lang}.txt" for lang in langs)
     for split in SPLITS:
         assert (out / "bin" / f"{split}.{source}-{target}.{target}.bin").is_file()
         lines = len(read(out / f"{split}.{source}"))
@@ -96,7 +96,8 @@ def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_
     bad = {(" ".join(de.split()), " ".join(en.split())) for de, en in BAD_PAIRS}
     assert bad <= set(raw) and not bad & set(train + valid)
     manifest = json.loads((modern_de_en / "bin" / "lskd-prep.json").read_text())
-    assert manifest["counts"]["train"] + manifest["counts"]["valid"] + manifest["counts"]["dropped_by_clean"] == len(raw)
+    counts = manifest["counts"]
+    assert counts["train"] + counts["valid"] + counts["dropped_by_clean"] == len(raw)
     assert manifest["release_sha256"] and manifest["profile"] == "modern"
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON
 
+from conftest import PYTHON
 from lskd_report.paper_results import paper_tables
 from lskd_report.results import main
 
@@ -112,7 +112,8 @@ def test_nmt_grid_reads_bleu_json(tmp_path):
     rows = {(r["role"], r["T"]): r for r in read_csv(tmp_path / "bleu.csv")}
     assert rows[("Teacher", "-")]["α = 0.1"] == "27.250" and rows[("Teacher", "-")]["α = 0.0"] == ""
     assert rows[("Student", "1")]["α = 0.1"] == "26.000"
-    assert float(rows[("Student", "64")]["paper α = 0.0"]) == paper_tables()["iwslt-en-de"]["student"]["64"]["0.0"]["bleu"]
+    paper = paper_tables()["iwslt-en-de"]["student"]["64"]["0.0"]["bleu"]
+    assert float(rows[("Student", "64")]["paper α = 0.0"]) == paper
 
 
 def test_grid_without_a_paper_counterpart(tmp_path):

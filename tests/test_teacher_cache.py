@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
+from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, train
 from lskd.errors import InvalidConfig
+from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 from lskd_nmt.toy_corpus import write_corpus
-from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache, cache_paths
 
 KD = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
       "--label-smoothing", "0.1"]
