@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import DataError, InvalidConfig, ToolError
-
 from lskd_nmt.bleu import (
     SUBWORD_SCHEMES,
     TEXT_PROFILES,
@@ -108,7 +107,8 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
     if config.references is not None:
         references = config.references.read_text(encoding="utf-8").splitlines()
         if len(references) != len(hypotheses):
-            raise DataError(f"{config.references}: {len(references)} lines, expected {len(hypotheses)} (one per sentence)")
+            raise DataError(f"{config.references}: {len(references)} lines, expected {len(hypotheses)} "
+                            "(one per sentence)")
     else:
         references = [remove_subwords(line, config.subword) for line in references]
     lang, profile = config.target_lang, config.profile
@@ -153,7 +153,8 @@ def manifest_of(data_bin: Path) -> dict:
 def resolve(config: EvalConfig) -> EvalConfig:
     """Fill the profile, subword scheme and references from the data folder; refuse what is missing."""
     if not (config.data_bin / f"dict.{config.target_lang}.txt").is_file():
-        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)")
+        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt "
+                            "(expected a fairseq-preprocess folder)")
     if not config.checkpoint.is_file():
         raise InvalidConfig(f"--path {config.checkpoint}: no such checkpoint file")
     manifest = manifest_of(config.data_bin)

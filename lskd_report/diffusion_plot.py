@@ -2,13 +2,10 @@
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.lines import Line2D  # noqa: E402
-
-from lskd.analysis import ModelProjection, SplitProjection  # noqa: E402
+from lskd.analysis import ModelProjection, SplitProjection
 
 # The paper's red / green / blue for target, similar and dissimilar class.
 CLASS_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -27,8 +24,12 @@ def _draw_split(axes, split: SplitProjection, classes: Sequence[int]) -> None:
 
 def plot_projections(projections: Mapping[str, ModelProjection], class_names: Sequence[str], path: Path) -> Path:
     """Scatter of each model's 2-D points (alpha 0.6, one colour per class) with class centroids as large
-    stars. Both panels of a row share axes, because they share the model's training-fitted PCA."""
-    figure, grid = plt.subplots(len(projections), 2, figsize=(9, 4 * len(projections)), squeeze=False)
+    stars. Both panels of a row share axes, because they share the model's training-fitted PCA.
+
+    The figure is drawn on a ``Figure`` of its own, not through pyplot, so neither importing this module
+    nor plotting changes the caller's matplotlib backend or global figure list."""
+    figure = Figure(figsize=(9, 4 * len(projections)))
+    grid = figure.subplots(len(projections), 2, squeeze=False)
     for row, (name, projection) in enumerate(projections.items()):
         grid[row, 1].sharex(grid[row, 0])
         grid[row, 1].sharey(grid[row, 0])
@@ -42,5 +43,4 @@ def plot_projections(projections: Mapping[str, ModelProjection], class_names: Se
     figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     figure.tight_layout(rect=(0, 0.06 / len(projections), 1, 1))
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path

@@ -26,7 +26,8 @@ def cub_root(folder: Path) -> Path:
 def verify(root: Path) -> str:
     train = read_cub_split(root, train=True)
     test = read_cub_split(root, train=False)
-    return f"CUB ready: {root} ({len(train.paths)} train / {len(test.paths)} test images, {train.num_classes} classes); use --data {root}"
+    return (f"CUB ready: {root} ({len(train.paths)} train / {len(test.paths)} test images, "
+            f"{train.num_classes} classes); use --data {root}")
 
 
 def extract(archive: Path, dest: Path, expected_md5: str) -> Path:

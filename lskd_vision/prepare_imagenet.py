@@ -69,7 +69,8 @@ class PrepareImagenetConfig:
     solution: Optional[Path] = option(None, default_text="none", help="Kaggle LOC_val_solution.csv")
     ground_truth: Optional[Path] = option(None, default_text="none",
                                           help="devkit ILSVRC2012_validation_ground_truth.txt")
-    mapping: Optional[Path] = option(None, default_text="none", help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)")
+    mapping: Optional[Path] = option(None, default_text="none",
+                                     help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)")
     allow_partial: bool = option(False, help="accept a subset of the 50,000 images")
 
 
@@ -84,7 +85,8 @@ def main(argv=None) -> None:
     elif args.solution is None and args.ground_truth is not None and args.mapping is not None:
         labels = labels_from_devkit(args.ground_truth, args.mapping)
     else:
-        raise InvalidConfig("give either --solution LOC_val_solution.csv or --ground-truth GT.txt --mapping map_clsloc.txt")
+        raise InvalidConfig("give either --solution LOC_val_solution.csv "
+                            "or --ground-truth GT.txt --mapping map_clsloc.txt")
     print(refolder(args.val_dir, labels, args.allow_partial))
 
 

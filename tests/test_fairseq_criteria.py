@@ -5,13 +5,12 @@ import pytest
 import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
+from conftest import build_training, first_batch
 from lskd.errors import InvalidConfig
 from lskd.losses import fairseq_epsilon
-from lskd_fairseq.loading import load_frozen_model
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherCriterion
 from lskd_fairseq.criterions.word_kd import WordKDCriterion
-
-from conftest import build_training, first_batch
+from lskd_fairseq.loading import load_frozen_model
 
 
 def loss_and_grads(criterion, model, sample):
@@ -140,7 +139,8 @@ def test_unreduced_word_kd_is_the_per_token_formula(student, teacher_checkpoint)
     expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
                                task.target_dictionary.pad(), 3.0, 0.9, 0.1)
     assert loss.shape == log["kd_loss"].shape == (len(expected), 1)
-    torch.testing.assert_close(loss.view(-1).double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5)
+    expected = torch.tensor(expected, dtype=torch.float64)
+    torch.testing.assert_close(loss.view(-1).double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loss.sum(), reduced, rtol=1e-5, atol=1e-4)
 
 

@@ -45,7 +45,7 @@ def load_both_directions(data_bin, lang_a, lang_b, split):
 def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs, prepared):
     out = prepared[name]
     source, target = langs
-    assert sorted(p.name for p in (out / "bin").glob("dict.*.txt")) == sorted(f"dict.{l}.txt" for l in langs)
+    assert sorted(p.name for p in (out / "bin").glob("dict.*.txt")) == sorted(f"dict.{lang}.txt" for lang in langs)
     for split in SPLITS:
         assert (out / "bin" / f"{split}.{source}-{target}.{target}.bin").is_file()
         lines = len(read(out / f"{split}.{source}"))
@@ -99,7 +99,8 @@ def test_valid_is_every_23rd_kept_training_pair_and_bad_pairs_are_dropped(de_en_
     bad = {(" ".join(de.split()), " ".join(en.split())) for de, en in BAD_PAIRS}
     assert bad <= set(raw) and not bad & set(train + valid)
     manifest = json.loads((modern_de_en / "bin" / "lskd-prep.json").read_text())
-    assert manifest["counts"]["train"] + manifest["counts"]["valid"] + manifest["counts"]["dropped_by_clean"] == len(raw)
+    counts = manifest["counts"]
+    assert counts["train"] + counts["valid"] + counts["dropped_by_clean"] == len(raw)
     assert manifest["release_sha256"] and manifest["profile"] == "modern"
 
 

@@ -45,7 +45,8 @@ def seven_class_teacher(tmp_path):
 
 def test_teacher_with_other_class_count_from_the_command_line(tmp_path, seven_class_teacher):
     out = tmp_path / "run"
-    result = cli("train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), "-T", "2", "--out", str(out))
+    result = cli("train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), "-T", "2",
+                 "--out", str(out))
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -56,7 +57,8 @@ def test_teacher_with_other_class_count_from_the_command_line(tmp_path, seven_cl
 @pytest.mark.parametrize("temperature", ["0", "-1"])
 def test_non_positive_temperature(tmp_path, temperature, seven_class_teacher):
     out = tmp_path / "run"
-    argv = ["train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), f"-T={temperature}", "--out", str(out)]
+    argv = ["train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), f"-T={temperature}",
+            "--out", str(out)]
     expect_one_line_error(argv, out, "temperature must be > 0", temperature)
 
 
@@ -80,7 +82,8 @@ def test_bad_alpha_and_unknown_arch(tmp_path):
     out = tmp_path / "run"
     expect_one_line_error(["train-teacher", "--dataset", "digits", "--alpha", "1.5", "--out", str(out)], out, "1.5")
     expect_one_line_error(
-        ["train-teacher", "--dataset", "digits", "--arch", "resnet1000", "--out", str(out)], out, "resnet1000", "resnet18"
+        ["train-teacher", "--dataset", "digits", "--arch", "resnet1000", "--out", str(out)], out,
+        "resnet1000", "resnet18"
     )
 
 

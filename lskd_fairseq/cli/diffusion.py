@@ -38,7 +38,8 @@ class DiffusionConfig:
     min_count: int = option(20, help="--suggest considers only tokens at least this frequent in the train subset")
     subset_train: str = option("train", help="subset the PCA is fitted on")
     subset_valid: str = option("valid", help="subset shown with the same PCA")
-    max_sentences: Optional[int] = option(None, default_text="all", help="use only the first N sentences of each subset")
+    max_sentences: Optional[int] = option(None, default_text="all",
+                                          help="use only the first N sentences of each subset")
     max_per_class: Optional[int] = option(None, default_text="all",
                                           help="keep the first N positions of each token per subset")
     batch_size: int = option(64, help="sentences per forward pass")

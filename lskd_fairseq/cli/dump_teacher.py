@@ -66,7 +66,8 @@ def score_batches(teacher, batches, writer: CacheWriter, topk: int, pad: int, de
         logits, _ = teacher(**net_input)
         values, indices = logits.float().topk(topk, dim=-1)
         keep = sample["target"].ne(pad).to(device)
-        writer.write_batch(sample["id"].numpy(), keep.sum(-1).cpu().numpy(), indices[keep].cpu().numpy().astype(np.int32),
+        writer.write_batch(sample["id"].numpy(), keep.sum(-1).cpu().numpy(),
+                           indices[keep].cpu().numpy().astype(np.int32),
                            values[keep].cpu().numpy().astype(storage))
 
 
@@ -98,7 +99,8 @@ def main(argv=None) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
                         stream=sys.stdout)
     fingerprint = dump(args)
-    size = sum(path.stat().st_size for part, path in cache_paths(args.out, args.subset).items() if part != "fingerprint")
+    paths = cache_paths(args.out, args.subset)
+    size = sum(path.stat().st_size for part, path in paths.items() if part != "fingerprint")
     logger.info("cached top-%d of %d target tokens (%d sentences) in %s: %.1f bytes per token",
                 fingerprint.topk, fingerprint.tokens, fingerprint.sentences, Path(args.out), size / fingerprint.tokens)
 

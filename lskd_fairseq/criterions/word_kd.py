@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from fairseq.criterions import register_criterion
 from fairseq.logging import metrics
 
-from lskd.errors import InvalidConfig
 from lskd.checks import check_kd_weight, check_temperature
+from lskd.errors import InvalidConfig
 from lskd.losses import kd_objective, topk_teacher
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherConfig, SmoothedTargetCriterion
 from lskd_fairseq.tasks.translation_kd import check_word_kd_task

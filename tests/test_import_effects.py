@@ -1,0 +1,31 @@
+"""Importing lskd modules changes nothing process-wide, except the plugin's one documented hook installer."""
+import os
+import subprocess
+import sys
+
+
+def python(code: str, **env) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_importing_the_plot_module_leaves_the_callers_matplotlib_backend():
+    code = "import matplotlib, lskd_report.diffusion_plot; print(matplotlib.get_backend())"
+    assert python(code, MPLBACKEND="svg") == "svg"
+
+
+def test_evaluation_tools_do_not_import_fairseq():
+    assert python("import sys, lskd_nmt.evaluate, lskd_nmt.prepare_iwslt; print('fairseq' in sys.modules)") == "False"
+
+
+def test_plugin_hooks_are_installed_once():
+    code = """
+import sys
+import lskd_fairseq
+hook = sys.excepthook
+lskd_fairseq.install_process_hooks()
+print(sys.excepthook is hook, hook.__name__)
+"""
+    assert python(code) == "True one_line_lskd_errors"
