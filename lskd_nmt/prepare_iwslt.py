@@ -43,8 +43,8 @@ class PrepConfig:
                                       help="keep the first N train and test lines (smoke tests, CPU tiny)")
     workers: int = option(1, help="fairseq-preprocess / sentencepiece threads")
     test_sets: Optional[tuple[str, ...]] = option(
-        None, choices=TEST_SETS, default_text="every one the release has, in fairseq's order",
-        help="release test sets concatenated (in the order given) into the test split")
+        None, choices=TEST_SETS, metavar="NAME", default_text="every one the release has, in fairseq's order",
+        help=f"release test sets concatenated (in the order given) into the test split; NAME: {' '.join(TEST_SETS)}")
 
     @property
     def langs(self) -> tuple[str, str]:

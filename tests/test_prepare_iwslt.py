@@ -175,7 +175,8 @@ def test_non_empty_out_is_refused(tmp_path, de_en_release):
 def test_help_documents_every_flag():
     result = run_script("prepare-iwslt14.sh", "--help")
     assert result.returncode == 0
-    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256"):
+    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256",
+                 "--test-sets"):
         assert flag in result.stdout
 
 
