@@ -14,7 +14,7 @@ usage() {
     cat <<USAGE
 Usage: bash data-prep/$SCRIPT_NAME --profile paper|modern --out DIR [--orig FOLDER | --archive FILE]
        [--vocab-size N] [--direction both|$PAPER_SOURCE-$PAPER_TARGET|$PAPER_TARGET-$PAPER_SOURCE] [--max-lines N]
-       [--sha256 HEX] [--workers N]
+       [--sha256 HEX] [--workers N] [--test-sets "NAME ..."]
 
 Prepares IWSLT 2014 $LANG_PAIR: DIR/{train,valid,test}.{$PAPER_SOURCE,$PAPER_TARGET} (prepared text),
 DIR/spm.model (joint sentencepiece), DIR/bin/ (fairseq-preprocess --joined-dictionary; serves both directions).
@@ -31,19 +31,21 @@ DIR/spm.model (joint sentencepiece), DIR/bin/ (fairseq-preprocess --joined-dicti
   --max-lines    keep only the first N train and test lines (smoke tests, CPU tiny runs)
   --sha256       expected sha256 of the archive (checked before anything is written)
   --workers      threads for sentencepiece and fairseq-preprocess (default 2)
+  --test-sets    release test sets that form the test split, in this order, space- or comma-separated
+                 (default: all of TED.dev2010 TEDX.dev2012 TED.tst2010 TED.tst2011 TED.tst2012 the release has)
 USAGE
 }
 
-PROFILE="" OUT="" ORIG="" ARCHIVE="" VOCAB_SIZE=10000 DIRECTION=both MAX_LINES="" SHA256="" WORKERS=2
+PROFILE="" OUT="" ORIG="" ARCHIVE="" VOCAB_SIZE=10000 DIRECTION=both MAX_LINES="" SHA256="" WORKERS=2 TEST_SETS=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --profile|--out|--orig|--archive|--vocab-size|--direction|--max-lines|--sha256|--workers)
+        --profile|--out|--orig|--archive|--vocab-size|--direction|--max-lines|--sha256|--workers|--test-sets)
             [[ $# -ge 2 ]] || fail "$1 needs a value"
             case "$1" in
                 --profile) PROFILE="$2" ;; --out) OUT="$2" ;; --orig) ORIG="$2" ;; --archive) ARCHIVE="$2" ;;
                 --vocab-size) VOCAB_SIZE="$2" ;; --direction) DIRECTION="$2" ;; --max-lines) MAX_LINES="$2" ;;
-                --sha256) SHA256="$2" ;; --workers) WORKERS="$2" ;;
+                --sha256) SHA256="$2" ;; --workers) WORKERS="$2" ;; --test-sets) TEST_SETS="${2//,/ }" ;;
             esac
             shift 2 ;;
         *) fail "unknown argument '$1' (see --help)" ;;
@@ -96,4 +98,6 @@ fi
 PREP_ARGS=(--release "$RELEASE" --out "$OUT" --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG"
            --profile "$PROFILE" --vocab-size "$VOCAB_SIZE" --workers "$WORKERS")
 [[ -z "$MAX_LINES" ]] || PREP_ARGS+=(--max-lines "$MAX_LINES")
+# shellcheck disable=SC2206  # one argument per named set
+[[ -z "$TEST_SETS" ]] || PREP_ARGS+=(--test-sets $TEST_SETS)
 "$PYTHON" -m lskd_nmt.prepare_iwslt "${PREP_ARGS[@]}"

@@ -1,10 +1,14 @@
 """The two BLEU flavours reported for every translation run, both computed by sacreBLEU.
 
-* ``sacrebleu``: detokenised hypotheses against detokenised references with sacreBLEU's own 13a
-  tokenisation, case-sensitive. Comparable across papers; carries a signature.
+* ``sacrebleu``: detokenised hypotheses against the raw, cased release references with sacreBLEU's own 13a
+  tokenisation, case-sensitive: the number comparable with other papers' sacreBLEU. Without raw references
+  (a subset data-prep kept no raw text for) the prepared references are detokenised instead; when those are
+  lowercased (``paper``) the score is case-insensitive and its signature says ``case:lc``.
 * ``tokenized_bleu``: Moses-tokenised, lowercased text scored with ``tokenize='none', lowercase=True``.
   This is what the paper's pipeline (fairseq's built-in scorer on its Moses-tokenised, lowercased IWSLT
   data) reports; it is usually a few points higher, because Moses splits more than 13a and case is ignored.
+
+Neither is the ``BLEU4`` line fairseq-generate prints at the end of its log: that one scores subword pieces.
 """
 from dataclasses import dataclass
 
@@ -45,10 +49,18 @@ def tokenized(lines: list[str], profile: str, lang: str) -> list[str]:
     return list(lines) if profile == "paper" else moses_tokenize(lines, lang)
 
 
-def sacrebleu_score(hypotheses: list[str], references: list[str]) -> Score:
-    metric = BLEU()
+GENERATE_BLEU4_NOTE = ("the 'BLEU4' line at the end of fairseq-generate's log scores subword pieces against "
+                       "fairseq's T- lines: it is neither of these numbers")
+
+
+def sacrebleu_score(hypotheses: list[str], references: list[str], references_are: str, lowercase: bool) -> Score:
+    """13a-tokenised sacreBLEU; ``lowercase`` when the references have lost their case, so the signature
+    never says ``case:mixed`` over lowercased text. ``references_are`` says in words what they are."""
+    metric = BLEU(lowercase=lowercase)
     result = metric.corpus_score(hypotheses, [references])
-    return Score(result.score, str(metric.get_signature()), "detokenised text, sacreBLEU 13a tokenisation")
+    case = "case-insensitive" if lowercase else "cased"
+    return Score(result.score, str(metric.get_signature()),
+                 f"detokenised hypotheses against {references_are}, sacreBLEU 13a tokenisation, {case}")
 
 
 def tokenized_bleu_score(hypotheses: list[str], references: list[str]) -> Score:

@@ -2,18 +2,23 @@
 
 fairseq-generate prints hypotheses (``H-<id>``) and references (``T-<id>``) in batch order, not corpus
 order, so both are re-sorted by sentence id before anything is written or scored. The plugin's
-``--user-dir`` is always passed so checkpoints trained with its criteria and task load.
+``--user-dir`` is always passed so checkpoints trained with its criteria and task load. ``--hypotheses``
+re-scores a kept fairseq-generate log (or plain hypothesis lines) without decoding again.
 """
 import importlib.util
 import json
 import re
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 from lskd.errors import DataError, InvalidConfig, ToolError
 from lskd_nmt.bleu import (
+    GENERATE_BLEU4_NOTE,
     SUBWORD_SCHEMES,
     TEXT_PROFILES,
     detokenized,
@@ -23,7 +28,8 @@ from lskd_nmt.bleu import (
     tokenized_bleu_score,
 )
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import MANIFEST, atomic_write_json, run_tool, write_lines
+from lskd_nmt.nmt_profiles import profile_named
+from lskd_tools.files import MANIFEST, atomic_write_json, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 
@@ -36,10 +42,11 @@ def plugin_dir() -> Path:
 @dataclass
 class EvalConfig:
     data_bin: Path = option(positional=True, help="fairseq data folder (e.g. DIR/bin from data-prep)")
-    checkpoint: Path = option(flags=("--path",), help="checkpoint to decode with")
     source_lang: str = option(help="source language of the bin/ file names")
     target_lang: str = option(help="target language of the bin/ file names")
     out: Path = option(help="JSON to write, e.g. RUN_DIR/bleu.json")
+    checkpoint: Optional[Path] = option(None, flags=("--path",), default_text="required unless --hypotheses",
+                                        help="checkpoint to decode with")
     profile: Optional[str] = option(None, choices=TEXT_PROFILES, default_text=f"from {MANIFEST}",
                                     help="text profile of the references")
     subword: Optional[str] = option(None, choices=SUBWORD_SCHEMES, default_text=f"from {MANIFEST}",
@@ -51,7 +58,14 @@ class EvalConfig:
     max_len_b: int = option(10, help="fairseq-generate's --max-len-b")
     references: Optional[Path] = option(
         None, default_text="DIR/{subset}.{tgt} next to a data-prep bin/, else fairseq's T- lines",
-        help="prepared (pre-subword) reference text, one line per sentence")
+        help="prepared (pre-subword) reference text, one line per sentence: tokenized_bleu's references")
+    raw_references: Optional[Path] = option(
+        None, default_text="DIR/raw/{subset}.{tgt} next to a data-prep bin/, if it exists",
+        help="raw cased reference text as released, one line per sentence: sacrebleu's references")
+    hypotheses: Optional[Path] = option(
+        None, default_text="decode with --path",
+        help="re-score without decoding: a fairseq-generate log (e.g. an earlier RUN_DIR/generate-test.txt) "
+             "or one hypothesis per line in subword pieces as fairseq prints them")
     user_dir: Optional[Path] = option(None, default_text="the installed lskd_fairseq", help="fairseq plugin folder")
 
     @property
@@ -81,7 +95,7 @@ def generate_command(config: EvalConfig) -> list[str]:
 
 
 def parse_generate_output(text: str) -> tuple[list[str], list[str]]:
-    """(hypotheses, references) ordered by sentence id; ``H`` is ``id\\tscore\\ttext``, ``T`` is ``id\\ttext``."""
+    """(hypotheses, references) ordered by sentence id; ``H`` is ``id\tscore\ttext``, ``T`` is ``id\ttext``."""
     hypotheses, references = {}, {}
     for line in text.splitlines():
         match = GENERATE_LINE.match(line)
@@ -100,47 +114,130 @@ def parse_generate_output(text: str) -> tuple[list[str], list[str]]:
     return [hypotheses[i] for i in ids], [references[i] for i in ids]
 
 
+def is_generate_output(text: str) -> bool:
+    return any(GENERATE_LINE.match(line) for line in text.splitlines())
+
+
+def read_lines(path: Path, expected: int, flag: str) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != expected:
+        raise DataError(f"{flag} {path}: {len(lines)} lines, expected {expected} (one per sentence)")
+    return lines
+
+
+def compare_with(profile: str, raw_references: bool) -> dict:
+    """What each number may be compared with, in words, for bleu.json and the printed summary."""
+    sacrebleu_use = ("sacreBLEU of other systems with the same signature on the same test sets"
+                     if raw_references else "nothing published: no raw release references were scored")
+    if profile == "paper":
+        sacrebleu_use += " (the hypotheses are lowercased, so case errors count against this number)"
+        tokenized_use = "the paper's tables (lskd_report/paper_results.json): the paper-comparable number"
+    else:
+        tokenized_use = "tokenised lowercased BLEU of other runs on the same prepared text; not the paper's tables"
+    return {"sacrebleu": sacrebleu_use, "tokenized_bleu": tokenized_use, "generate_bleu4": GENERATE_BLEU4_NOTE}
+
+
 def score_generation(config: EvalConfig, generate_text: str) -> dict:
-    """Both BLEU flavours from fairseq-generate output; the scored text is written beside the JSON."""
-    hypotheses, references = parse_generate_output(generate_text)
+    """Both BLEU flavours from fairseq-generate output (or plain hypothesis lines); the scored text is
+    written beside the JSON."""
+    if is_generate_output(generate_text):
+        hypotheses, targets = parse_generate_output(generate_text)
+    elif config.references is not None:
+        hypotheses, targets = generate_text.splitlines(), None
+    else:
+        raise DataError(f"--hypotheses {config.hypotheses}: plain hypothesis lines need --references "
+                        "(expected a fairseq-generate log, or the prepared references beside the data)")
     hypotheses = [remove_subwords(line, config.subword) for line in hypotheses]
     if config.references is not None:
-        references = config.references.read_text(encoding="utf-8").splitlines()
-        if len(references) != len(hypotheses):
-            raise DataError(f"{config.references}: {len(references)} lines, expected {len(hypotheses)} "
-                            "(one per sentence)")
+        references = read_lines(config.references, len(hypotheses), "--references")
     else:
-        references = [remove_subwords(line, config.subword) for line in references]
+        references = [remove_subwords(line, config.subword) for line in targets]
     lang, profile = config.target_lang, config.profile
+    if config.raw_references is not None:
+        detok_references = read_lines(config.raw_references, len(hypotheses), "--raw-references")
+        references_are = f"the raw release references {config.raw_references}"
+        lowercase = False
+    else:
+        detok_references = detokenized(references, profile, lang)
+        lowercase = profile_named(profile).lowercase
+        references_are = "the detokenised prepared references" + (" (lowercased)" if lowercase else "")
     texts = {
-        "hyp.detok": detokenized(hypotheses, profile, lang), "ref.detok": detokenized(references, profile, lang),
+        "hyp.detok": detokenized(hypotheses, profile, lang), "ref.detok": detok_references,
         "hyp.tok": tokenized(hypotheses, profile, lang), "ref.tok": tokenized(references, profile, lang),
     }
     for name, lines in texts.items():
         write_lines(config.out.parent / f"{config.subset}.{name}", lines)
-    return {
-        "sacrebleu": sacrebleu_score(texts["hyp.detok"], texts["ref.detok"]).as_dict(),
+    uses = compare_with(profile, config.raw_references is not None)
+    scores = {
+        "sacrebleu": sacrebleu_score(texts["hyp.detok"], texts["ref.detok"], references_are, lowercase).as_dict(),
         "tokenized_bleu": tokenized_bleu_score(texts["hyp.tok"], texts["ref.tok"]).as_dict(),
+    }
+    for name, score in scores.items():
+        score["compare_with"] = uses[name]
+    return {
+        **scores,
+        "generate_bleu4": uses["generate_bleu4"],
         "n_sentences": len(hypotheses),
-        "checkpoint": str(config.checkpoint),
+        "checkpoint": str(config.checkpoint) if config.checkpoint else None,
+        "hypotheses": str(config.hypotheses or config.generate_output),
         "data_bin": str(config.data_bin),
         "subset": config.subset,
         "source_lang": config.source_lang,
         "target_lang": config.target_lang,
-        "beam": config.beam,
+        "beam": config.beam if config.hypotheses is None else None,
         "profile": profile,
         "subword": config.subword,
         "references": str(config.references) if config.references else "fairseq-generate T- lines",
+        "raw_references": str(config.raw_references) if config.raw_references else None,
     }
+
+
+def count_new_hypotheses(handle, pending: str) -> tuple[int, str]:
+    """``H-`` lines among what was appended to the log since the last call; a partial last line waits."""
+    text = pending + handle.read()
+    complete, _, pending = text.rpartition("\n")
+    return sum(line.startswith("H-") for line in complete.split("\n")) if complete else 0, pending
+
+
+def decode(config: EvalConfig, expected: int) -> None:
+    """fairseq-generate with a progress bar over the hypotheses it writes (its own bar is off when stderr
+    is not a terminal); its console output is kept for the error message."""
+    from tqdm import tqdm
+
+    output = config.generate_output
+    output.unlink(missing_ok=True)
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as console, \
+            tqdm(total=expected, desc=f"fairseq-generate {config.subset}", unit="sent", mininterval=2,
+                 file=sys.stderr) as bar:
+        process = subprocess.Popen(generate_command(config), stdout=console, stderr=subprocess.STDOUT, text=True)
+        handle, pending = None, ""
+        while True:
+            finished = process.poll() is not None
+            if handle is None and output.is_file():
+                handle = output.open(encoding="utf-8")
+            if handle is not None:
+                count, pending = count_new_hypotheses(handle, pending)
+                bar.update(count)
+            if finished:
+                break
+            time.sleep(0.5)
+        if handle is not None:
+            handle.close()
+        if process.returncode != 0:
+            console.seek(0)
+            tail = console.read().strip().splitlines()[-1:]
+            raise ToolError(f"fairseq-generate failed (exit {process.returncode}): {' '.join(tail)}")
 
 
 def evaluate(config: EvalConfig) -> dict:
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    run_tool(generate_command(config), "fairseq-generate")
-    scores = score_generation(config, config.generate_output.read_text(encoding="utf-8"))
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
+    if config.hypotheses is None:
+        decode(config, expected)
+    source = config.hypotheses or config.generate_output
+    scores = score_generation(config, source.read_text(encoding="utf-8"))
     if scores["n_sentences"] != expected:
-        raise ToolError(f"fairseq-generate translated {scores['n_sentences']} of {expected} {config.subset} sentences")
+        raise ToolError(f"{source}: {scores['n_sentences']} of {expected} {config.subset} sentences translated")
     atomic_write_json(config.out, scores, sort_keys=False)  # bleu.json marks a recipe stage done
     return scores
 
@@ -153,9 +250,13 @@ def manifest_of(data_bin: Path) -> dict:
 def resolve(config: EvalConfig) -> EvalConfig:
     """Fill the profile, subword scheme and references from the data folder; refuse what is missing."""
     if not (config.data_bin / f"dict.{config.target_lang}.txt").is_file():
-        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt "
-                            "(expected a fairseq-preprocess folder)")
-    if not config.checkpoint.is_file():
+        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)")
+    if config.hypotheses is not None:
+        if not config.hypotheses.is_file():
+            raise InvalidConfig(f"--hypotheses {config.hypotheses}: no such file (expected a fairseq-generate log)")
+    elif config.checkpoint is None:
+        raise InvalidConfig("no --path: expected a checkpoint to decode with, or --hypotheses FILE to re-score")
+    elif not config.checkpoint.is_file():
         raise InvalidConfig(f"--path {config.checkpoint}: no such checkpoint file")
     manifest = manifest_of(config.data_bin)
     profile = config.profile or manifest.get("profile")
@@ -168,17 +269,32 @@ def resolve(config: EvalConfig) -> EvalConfig:
         references = prepared if prepared.is_file() else None
     if references is not None and not references.is_file():
         raise InvalidConfig(f"--references {references}: no such file")
-    return replace(config, profile=profile, subword=subword, references=references)
+    raw_references = config.raw_references
+    if raw_references is None and manifest:
+        raw = config.data_bin.parent / "raw" / f"{config.subset}.{config.target_lang}"
+        raw_references = raw if raw.is_file() else None
+    if raw_references is not None and not raw_references.is_file():
+        raise InvalidConfig(f"--raw-references {raw_references}: no such file")
+    return replace(config, profile=profile, subword=subword, references=references, raw_references=raw_references)
+
+
+def summary(scores: dict, out: Path) -> str:
+    """Which number is which, for the terminal; bleu.json holds the same words."""
+    sacre, tok = scores["sacrebleu"], scores["tokenized_bleu"]
+    return "\n".join([
+        f"sacrebleu      {sacre['score']:6.2f}  {sacre['signature']}",
+        f"               {sacre['text']}; compare with {sacre['compare_with']}",
+        f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
+        f"               {tok['text']}; compare with {tok['compare_with']}",
+        f"note: {scores['generate_bleu4']}",
+        f"{scores['n_sentences']} sentences -> {out}",
+    ])
 
 
 @console_script("lskd-evaluate")
 def main(argv=None) -> None:
     config = resolve(parse_config(EvalConfig, argv, prog="lskd-evaluate", description=__doc__.splitlines()[0]))
-    scores = evaluate(config)
-    print(
-        f"sacreBLEU {scores['sacrebleu']['score']:.2f} ({scores['sacrebleu']['signature']}); "
-        f"tokenized BLEU {scores['tokenized_bleu']['score']:.2f} on {scores['n_sentences']} sentences -> {config.out}"
-    )
+    print(summary(evaluate(config), config.out))
 
 
 if __name__ == "__main__":

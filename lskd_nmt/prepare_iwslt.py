@@ -3,14 +3,17 @@
 Output layout (``--out DIR``)::
 
     DIR/{train,valid,test}.{L1,L2}      text after the profile (paper: Moses-tokenised, lowercased)
+    DIR/raw/test.{L1,L2}                the test segments as released (cased, untokenised): sacreBLEU's references
     DIR/spm.model, DIR/spm.vocab        joint subword model learned on both training sides
     DIR/subword/{split}.{L1,L2}         the same text in subword pieces (what fairseq binarises)
+    DIR/dict.txt                        every sentencepiece piece, the joined fairseq dictionary (--srcdict)
     DIR/bin/                            fairseq-preprocess --joined-dictionary output + lskd-prep.json
 
 One joined dictionary serves both directions: fairseq's translation task opens ``{split}.{src}-{tgt}.*``
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -18,10 +21,13 @@ from typing import Optional
 import sentencepiece
 
 from lskd.errors import InvalidConfig
-from lskd_nmt.iwslt_release import ParallelRelease, read_release
+from lskd_nmt.iwslt_release import TEST_SETS, ParallelRelease, read_release
 from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, PROFILES, TextNormaliser, TextProfile, profile_named
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, atomic_write_json, file_digest, run_tool, write_lines
+
+# sentencepiece's control pieces; fairseq's Dictionary adds its own <s>, <pad>, </s>, <unk> first.
+SPECIAL_PIECES = frozenset({"<unk>", "<s>", "</s>", "<pad>"})
 
 
 @dataclass
@@ -36,6 +42,9 @@ class PrepConfig:
     max_lines: Optional[int] = option(None, default_text="all",
                                       help="keep the first N train and test lines (smoke tests, CPU tiny)")
     workers: int = option(1, help="fairseq-preprocess / sentencepiece threads")
+    test_sets: Optional[tuple[str, ...]] = option(
+        None, choices=TEST_SETS, metavar="NAME", default_text="every one the release has, in fairseq's order",
+        help=f"release test sets concatenated (in the order given) into the test split; NAME: {' '.join(TEST_SETS)}")
 
     @property
     def langs(self) -> tuple[str, str]:
@@ -53,6 +62,8 @@ class PrepConfig:
         if self.max_lines is not None and self.max_lines < every:
             raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= {every} (one validation pair per "
                                 f"{every} training lines)")
+        if self.test_sets is not None and len(set(self.test_sets)) != len(self.test_sets):
+            raise InvalidConfig(f"--test-sets {' '.join(self.test_sets)}: a set is named twice (expected each once)")
         if self.workers < 1:
             raise InvalidConfig(f"--workers {self.workers}: expected >= 1")
         if not self.release.exists():
@@ -68,6 +79,45 @@ class PreparedCounts:
     test: int
     dropped_by_clean: int
     test_sets: dict
+
+
+@dataclass
+class Overlap:
+    """Test pairs that also occur, identically after the profile, among the training pairs."""
+
+    pairs: int
+    test: int
+
+    @property
+    def share(self) -> float:
+        return self.pairs / self.test if self.test else 0.0
+
+    def as_dict(self) -> dict:
+        return {"pairs": self.pairs, "test": self.test, "share": self.share}
+
+
+def select_test_sets(release: ParallelRelease, names: Optional[tuple[str, ...]]) -> ParallelRelease:
+    """The release's test text restricted to ``names``, concatenated in that order (all sets when None)."""
+    if names is None:
+        return release
+    missing = [name for name in names if name not in release.test_sets]
+    if missing:
+        raise InvalidConfig(f"--test-sets {' '.join(missing)}: not in this release (expected one of: "
+                            f"{', '.join(release.test_sets)})")
+    starts, offset = {}, 0
+    for name, size in release.test_sets.items():
+        starts[name] = offset
+        offset += size
+    test = {lang: [line for name in names
+                   for line in lines[starts[name]:starts[name] + release.test_sets[name]]]
+            for lang, lines in release.test.items()}
+    return ParallelRelease(release.langs, release.train, test, {name: release.test_sets[name] for name in names})
+
+
+def test_train_overlap(test: dict, train: dict, langs: tuple[str, str]) -> Overlap:
+    source, target = langs
+    seen = set(zip(train[source], train[target]))
+    return Overlap(sum(pair in seen for pair in zip(test[source], test[target])), len(test[source]))
 
 
 def normalise(config: PrepConfig, release: ParallelRelease) -> tuple[dict, dict]:
@@ -113,7 +163,19 @@ def learn_subwords(config: PrepConfig) -> sentencepiece.SentencePieceProcessor:
     return sentencepiece.SentencePieceProcessor(model_file=f"{prefix}.model")
 
 
-def binarise(config: PrepConfig) -> None:
+def write_dictionary(config: PrepConfig, model: sentencepiece.SentencePieceProcessor, train_pieces: Counter) -> Path:
+    """A fairseq dictionary holding every sentencepiece piece, counted in the training subwords.
+
+    Left to itself fairseq-preprocess keeps only the pieces it sees in training (and pads to a multiple of 8),
+    so pieces that occur only inside the model (merges, rare characters) would be ``<unk>`` at test time.
+    """
+    pieces = [model.id_to_piece(i) for i in range(model.get_piece_size())]
+    path = config.out / "dict.txt"
+    write_lines(path, [f"{piece} {train_pieces[piece]}" for piece in pieces if piece not in SPECIAL_PIECES])
+    return path
+
+
+def binarise(config: PrepConfig, dictionary: Path) -> None:
     """``fairseq-preprocess --joined-dictionary`` run through this interpreter, so no PATH lookup is needed."""
     subword, destdir = config.out / "subword", config.out / "bin"
     command = [
@@ -121,28 +183,36 @@ def binarise(config: PrepConfig) -> None:
         "--source-lang", config.source_lang, "--target-lang", config.target_lang,
         "--trainpref", str(subword / "train"), "--validpref", str(subword / "valid"),
         "--testpref", str(subword / "test"),
-        "--destdir", str(destdir), "--joined-dictionary", "--workers", str(config.workers),
+        "--destdir", str(destdir), "--joined-dictionary", "--srcdict", str(dictionary),
+        "--workers", str(config.workers),
     ]
     run_tool(command, "fairseq-preprocess")
 
 
-def prepare(config: PrepConfig) -> PreparedCounts:
+def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
     """Read, normalise, clean, split, learn subwords, binarise; the release is fully read before writing."""
-    release = read_release(config.release, *config.langs)
+    release = select_test_sets(read_release(config.release, *config.langs), config.test_sets)
     train, test = normalise(config, release)
     train, valid, dropped = clean_and_split(config, train)
+    overlap = test_train_overlap(test, train, config.langs)
     config.out.mkdir(parents=True, exist_ok=True)
     splits = {"train": train, "valid": valid, "test": test}
     for split, text in splits.items():
         for lang in config.langs:
             write_lines(config.out / f"{split}.{lang}", text[lang])
+    (config.out / "raw").mkdir()
+    for lang in config.langs:
+        write_lines(config.out / "raw" / f"test.{lang}", release.test[lang][:config.max_lines])
     model = learn_subwords(config)
     (config.out / "subword").mkdir()
+    train_pieces = Counter()
     for split, text in splits.items():
         for lang in config.langs:
             pieces = model.encode(text[lang], out_type=str)
+            if split == "train":
+                train_pieces.update(piece for line in pieces for piece in line)
             write_lines(config.out / "subword" / f"{split}.{lang}", [" ".join(p) for p in pieces])
-    binarise(config)
+    binarise(config, write_dictionary(config, model, train_pieces))
     test_sets = dict(release.test_sets)
     counts = PreparedCounts(
         train=len(train[config.source_lang]), valid=len(valid[config.source_lang]),
@@ -160,20 +230,26 @@ def prepare(config: PrepConfig) -> PreparedCounts:
         "release": str(config.release.resolve()),
         "release_sha256": file_digest(config.release) if config.release.is_file() else None,
         "counts": asdict(counts),
+        "raw_test": {lang: str((config.out / "raw" / f"test.{lang}").resolve()) for lang in config.langs},
+        "test_train_overlap": overlap.as_dict(),
     }
     atomic_write_json(config.out / "bin" / MANIFEST, manifest, sort_keys=False)  # written last: marks bin/ complete
-    return counts
+    return counts, overlap
 
 
 @console_script("lskd-prepare-iwslt")
 def main(argv=None) -> None:
     config = parse_config(PrepConfig, argv, prog="lskd-prepare-iwslt", description=__doc__.splitlines()[0])
     config.check()
-    counts = prepare(config)
+    counts, overlap = prepare(config)
     print(
         f"{config.profile}: train={counts.train} valid={counts.valid} test={counts.test}"
-        f" (dropped {counts.dropped_by_clean} by cleaning) -> {config.out}/bin"
+        f" ({' + '.join(counts.test_sets)}; dropped {counts.dropped_by_clean} by cleaning) -> {config.out}/bin"
     )
+    print(f"test pairs also in train: {overlap.pairs} of {overlap.test} ({overlap.share:.1%})")
+    if overlap.pairs:
+        print(f"lskd-prepare-iwslt: warning: {overlap.pairs} of {overlap.test} test pairs ({overlap.share:.1%}) "
+              "also occur in train; test BLEU overstates quality on unseen text", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -33,14 +33,14 @@ def evaluated(prepared, tmp_path_factory):
         "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10", "--criterion", "label_smoothed_teacher",
         "--label-smoothing", "0.1", "--max-tokens", "2000", "--max-update", "20", "--disable-validation",
         "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--data-buffer-size", "0", "--num-workers", "0")
-    run(PYTHON.parent / "lskd-evaluate", data / "bin", "--path", root / "ckpt/checkpoint_last.pt",
+    evaluation = run(PYTHON.parent / "lskd-evaluate", data / "bin", "--path", root / "ckpt/checkpoint_last.pt",
         "--source-lang", "de", "--target-lang", "en", "--subset", "valid", "--beam", "2",
         "--out", root / "run/bleu.json")
-    return data, root / "run"
+    return data, root / "run", evaluation
 
 
 def test_defaults_come_from_the_prep_manifest(evaluated):
-    data, run_dir = evaluated
+    data, run_dir, _ = evaluated
     scores = json.loads((run_dir / "bleu.json").read_text())
     assert (scores["profile"], scores["subword"]) == ("modern", "sentencepiece")
     assert scores["references"] == str(data / "valid.en")
@@ -48,7 +48,7 @@ def test_defaults_come_from_the_prep_manifest(evaluated):
 
 
 def test_bleu_json_scores_equal_sacrebleu_cli(evaluated, tmp_path):
-    data, run_dir = evaluated
+    data, run_dir, _ = evaluated
     scores = json.loads((run_dir / "bleu.json").read_text())
     hypotheses = (run_dir / "valid.hyp.detok").read_text().splitlines()
     references = (data / "valid.en").read_text().splitlines()
@@ -61,10 +61,21 @@ def test_bleu_json_scores_equal_sacrebleu_cli(evaluated, tmp_path):
 
 def test_hypotheses_follow_corpus_order(evaluated):
     """Each hypothesis line i is the H- line of sentence id i in the kept fairseq-generate log."""
-    _, run_dir = evaluated
+    _, run_dir, _ = evaluated
     by_id = {}
     for line in (run_dir / "generate-valid.txt").read_text().splitlines():
         if line.startswith("H-"):
             number, _, pieces = line[2:].split("\t")
             by_id[int(number)] = "".join(pieces.split()).replace("\u2581", " ").strip()
     assert (run_dir / "valid.hyp.detok").read_text().splitlines() == [by_id[i] for i in range(len(by_id))]
+
+
+def test_decoding_shows_progress_and_says_which_number_is_which(evaluated):
+    data, run_dir, evaluation = evaluated
+    total = len((data / "valid.en").read_text().splitlines())
+    assert "fairseq-generate valid: 100%" in evaluation.stderr and f"{total}/{total}" in evaluation.stderr
+    scores = json.loads((run_dir / "bleu.json").read_text())
+    assert "BLEU4" in (run_dir / "generate-valid.txt").read_text() and "BLEU4" in scores["generate_bleu4"]
+    assert scores["raw_references"] is None and "case:mixed" in scores["sacrebleu"]["signature"]
+    assert f"sacrebleu      {scores['sacrebleu']['score']:6.2f}" in evaluation.stdout
+    assert f"tokenized_bleu {scores['tokenized_bleu']['score']:6.2f}" in evaluation.stdout

@@ -190,5 +190,79 @@ def test_non_empty_out_is_refused(tmp_path, de_en_release):
 def test_help_documents_every_flag():
     result = run_script("prepare-iwslt14.sh", "--help")
     assert result.returncode == 0
-    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256"):
+    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256",
+                 "--test-sets"):
         assert flag in result.stdout
+
+
+def spm_pieces(out):
+    import sentencepiece
+
+    model = sentencepiece.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    return [model.id_to_piece(i) for i in range(model.get_piece_size()) if not model.is_unknown(i)]
+
+
+@pytest.mark.parametrize("name", ["paper_de_en", "modern_de_en", "paper_en_ru"])
+def test_every_sentencepiece_piece_has_its_own_dictionary_entry(name, prepared):
+    from fairseq.data import Dictionary
+
+    out = prepared[name]
+    pieces = spm_pieces(out)
+    for path in (out / "bin").glob("dict.*.txt"):
+        dictionary = Dictionary.load(str(path))
+        ids = [dictionary.index(piece) for piece in pieces]
+        assert dictionary.unk() not in ids, [p for p, i in zip(pieces, ids) if i == dictionary.unk()][:10]
+        assert len(set(ids)) == len(pieces)
+        assert set(dictionary.symbols[dictionary.nspecial:]) == set(pieces), "entries that are not spm pieces"
+
+
+def test_raw_test_references_are_the_release_segments_cased(paper_de_en, de_en_release):
+    for lang in ("de", "en"):
+        raw = de_en_release.test[lang][:MAX_LINES]
+        assert read(paper_de_en / "raw" / f"test.{lang}") == raw
+        assert any(line != line.lower() for line in raw)
+    manifest = json.loads((paper_de_en / "bin" / "lskd-prep.json").read_text())
+    assert manifest["raw_test"]["de"] == str((paper_de_en / "raw" / "test.de").resolve())
+
+
+def overlap_of(out, source, target):
+    """Independent count: prepared test pairs found among the prepared train pairs."""
+    train = set(zip(read(out / f"train.{source}"), read(out / f"train.{target}")))
+    return sum(pair in train for pair in zip(read(out / f"test.{source}"), read(out / f"test.{target}")))
+
+
+@pytest.mark.parametrize("name, langs", [("paper_de_en", ("en", "de")), ("paper_en_ru", ("en", "ru"))])
+def test_manifest_reports_test_train_overlap(name, langs, prepared):
+    out = prepared[name]
+    overlap = json.loads((out / "bin" / "lskd-prep.json").read_text())["test_train_overlap"]
+    test = len(read(out / f"test.{langs[0]}"))
+    assert overlap == {"pairs": overlap_of(out, *langs), "test": test, "share": overlap_of(out, *langs) / test}
+    # en-ru's generated test pairs repeat its training pairs; de-en's first test lines (dev2010) are mostly unseen
+    assert (overlap["share"] > 0.5) == (name == "paper_en_ru")
+
+
+def test_test_sets_choose_the_test_split_and_overlap_is_warned(de_en_release, tmp_path):
+    out = tmp_path / "out"
+    result = run_script("prepare-iwslt14.sh", "--profile", "modern", "--out", out, "--orig", de_en_release.folder,
+                        "--vocab-size", 300, "--max-lines", MAX_LINES, "--test-sets", "TED.tst2012")
+    assert result.returncode == 0, result.stderr
+    sizes = de_en_release.test_sets
+    start = sum(sizes[name] for name in list(sizes)[:list(sizes).index("TED.tst2012")])
+    tst2012 = de_en_release.test["en"][start:start + sizes["TED.tst2012"]]
+    assert read(out / "raw" / "test.en") == tst2012[:MAX_LINES]
+    manifest = json.loads((out / "bin" / "lskd-prep.json").read_text())
+    assert manifest["counts"]["test_sets"] == {"TED.tst2012": len(tst2012)}
+    pairs = overlap_of(out, "de", "en")
+    assert pairs > 0 and manifest["test_train_overlap"]["pairs"] == pairs
+    assert f"test pairs also in train: {pairs} of {len(tst2012[:MAX_LINES])}" in result.stdout
+    assert "warning" in result.stderr and f"{pairs} of" in result.stderr
+
+
+@pytest.mark.parametrize("test_sets, needle", [("TEDX.dev2012", "TEDX.dev2012: not in this release"),
+                                               ("TED.tst2010,TED.tst2010", "named twice"),
+                                               ("TED.tst2099", "'TED.tst2099'")])
+def test_bad_test_sets_are_refused_before_writing(test_sets, needle, en_ru_release, tmp_path):
+    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", tmp_path / "out",
+                        "--orig", en_ru_release, "--test-sets", test_sets)
+    one_line_error(result, 2, needle)
+    assert not (tmp_path / "out").exists()
