@@ -237,8 +237,6 @@ def test_manifest_reports_test_train_overlap(name, langs, prepared):
     overlap = json.loads((out / "bin" / "lskd-prep.json").read_text())["test_train_overlap"]
     test = len(read(out / f"test.{langs[0]}"))
     assert overlap == {"pairs": overlap_of(out, *langs), "test": test, "share": overlap_of(out, *langs) / test}
-    # en-ru's generated test pairs repeat its training pairs; de-en's first test lines (dev2010) are mostly unseen
-    assert (overlap["share"] > 0.5) == (name == "paper_en_ru")
 
 
 def test_test_sets_choose_the_test_split_and_overlap_is_warned(de_en_release, tmp_path):
