@@ -25,6 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="lskd-dump-teacher", description=__doc__.splitlines()[0])
     parser.add_argument("data", help="fairseq-preprocess output folder")
     parser.add_argument("--teacher-path", required=True, help="teacher checkpoint (same dictionaries as DATA)")
+    parser.add_argument("--teacher-dict-dir", default=None,
+                        help="folder with the dict.*.txt the teacher was trained with, for a teacher that does not "
+                             "record its dictionaries and whose data folder is gone")
     parser.add_argument("--out", required=True, help="cache folder (one cache per subset inside)")
     parser.add_argument("--subset", default="train", help="split to score (default: train)")
     parser.add_argument("--topk", type=int, default=4, help="teacher entries kept per token (default: 4)")
@@ -71,7 +74,7 @@ def dump(args) -> Fingerprint:
     vocab = len(task.target_dictionary)
     if args.topk > vocab:
         raise InvalidConfig(f"--topk {args.topk} exceeds the target vocabulary ({vocab} symbols)")
-    teacher = load_frozen_model(args.teacher_path, task)
+    teacher = load_frozen_model(args.teacher_path, task, args.teacher_dict_dir)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
 
