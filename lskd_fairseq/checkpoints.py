@@ -8,7 +8,6 @@
   from the checkpoint itself, wherever its training data has gone.
 """
 import argparse
-from typing import Optional
 
 import torch
 from fairseq import checkpoint_utils
@@ -33,7 +32,7 @@ def record_dictionaries(task) -> None:
         task.state.merge_state_dict({DICTIONARIES_KEY: {side: list(d.symbols) for side, d in sides.items()}})
 
 
-def recorded_dictionaries(state: dict) -> Optional[dict]:
+def recorded_dictionaries(state: dict) -> dict | None:
     """``{"source": [...], "target": [...]}`` symbols a checkpoint recorded, None for one that did not."""
     return (state.get("task_state") or {}).get(DICTIONARIES_KEY)
 

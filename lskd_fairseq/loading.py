@@ -1,6 +1,5 @@
 """Loading data and frozen models (teachers, analysed checkpoints) the way every lskd command needs them."""
 import os
-from typing import Optional
 
 import torch
 from fairseq import models
@@ -47,7 +46,7 @@ def _first_difference(expected: list, found: list) -> str:
     return "one dictionary extends the other"
 
 
-def _dictionaries_in(folder: str, src: str, tgt: str) -> Optional[dict]:
+def _dictionaries_in(folder: str, src: str, tgt: str) -> dict | None:
     """Symbols of ``folder``'s ``dict.{src}.txt`` and ``dict.{tgt}.txt``; None when they are not both there."""
     paths = {side: os.path.join(folder, f"dict.{lang}.txt") for side, lang in (("source", src), ("target", tgt))}
     if not all(os.path.isfile(p) for p in paths.values()):
@@ -55,7 +54,7 @@ def _dictionaries_in(folder: str, src: str, tgt: str) -> Optional[dict]:
     return {side: Dictionary.load(p).symbols for side, p in paths.items()}
 
 
-def checkpoint_dictionaries(path: str, state: dict, languages: tuple, dictionary_dir: Optional[str] = None) -> dict:
+def checkpoint_dictionaries(path: str, state: dict, languages: tuple, dictionary_dir: str | None = None) -> dict:
     """The dictionaries a checkpoint was trained with: recorded in it by the plugin's criteria, else read from
     ``dictionary_dir``, else from its training data folder; refused when none of them holds them.
     ``languages`` (source, target) name the files where the checkpoint's config does not."""
@@ -81,16 +80,16 @@ def checkpoint_dictionaries(path: str, state: dict, languages: tuple, dictionary
     return found
 
 
-def check_dictionaries(path: str, state: dict, task, dictionary_dir: Optional[str] = None) -> None:
+def check_dictionaries(path: str, state: dict, task, dictionary_dir: str | None = None) -> None:
     """Word-level KD and the analysis compare models token id by token id: refuse a checkpoint whose
     dictionaries differ from the data's, naming the first differing symbol and both sizes."""
     expected = {"source": task.source_dictionary, "target": task.target_dictionary}
     weights = state["model"]
-    for (side, ours), module in zip(expected.items(), ("encoder", "decoder")):
+    for ours, module in zip(expected.values(), ("encoder", "decoder")):
         key = f"{module}.embed_tokens.weight"
         if key in weights and weights[key].size(0) != len(ours):
             raise DataError(f"checkpoint {path}: its {module} vocabulary has {weights[key].size(0)} symbols, "
-                            f"the data's {side} dictionary has {len(ours)}")
+                            f"the data's dictionary has {len(ours)}")
     languages = (task.cfg.source_lang, task.cfg.target_lang)
     found = checkpoint_dictionaries(path, state, languages, dictionary_dir)
     for side, ours in expected.items():
@@ -117,7 +116,7 @@ def disable_fast_path(model: torch.nn.Module) -> None:
             module.BT_version = False
 
 
-def load_frozen_model(path: str, task, dictionary_dir: Optional[str] = None) -> torch.nn.Module:
+def load_frozen_model(path: str, task, dictionary_dir: str | None = None) -> torch.nn.Module:
     """The checkpoint's model built for ``task``'s dictionaries, frozen and in eval mode."""
     state = read_fairseq_checkpoint(path)
     check_dictionaries(path, state, task, dictionary_dir)

@@ -18,7 +18,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -167,7 +166,9 @@ def read_fingerprint(directory, subset: str) -> Fingerprint:
     try:
         stored = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:  # a truncated or overwritten file
-        raise DataError(f"teacher cache {path} is damaged: not valid JSON ({error}); {_redump(directory, subset)}") from None
+        raise DataError(
+            f"teacher cache {path} is damaged: not valid JSON ({error}); {_redump(directory, subset)}"
+        ) from None
     if not isinstance(stored, dict) or stored.get("format") != CACHE_FORMAT:
         found = stored.get("format") if isinstance(stored, dict) else type(stored).__name__
         raise DataError(f"teacher cache {path} has format {found}, expected {CACHE_FORMAT}")
@@ -192,7 +193,7 @@ def _load_array(path: Path, dtype, shape: tuple, mmap: bool) -> np.ndarray:
     return array
 
 
-def _first_bad_row(array: np.ndarray, is_bad) -> Optional[int]:
+def _first_bad_row(array: np.ndarray, is_bad) -> int | None:
     """Index of the first row of ``array`` where ``is_bad`` holds for an entry, read in bounded chunks."""
     for start in range(0, len(array), ROWS_PER_SCAN):
         hits = np.flatnonzero(is_bad(np.asarray(array[start:start + ROWS_PER_SCAN])).any(axis=-1))

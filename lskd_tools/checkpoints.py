@@ -6,8 +6,8 @@ is one ``DataError`` naming the file and what is wrong with it.
 """
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -51,7 +51,7 @@ def load_checkpoint(path, allowed: Iterable[type] = (), what: str = "checkpoint"
         with warnings.catch_warnings(), torch.serialization.safe_globals(extra):
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files; refused below
             return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load fails with many types; each means "not a safe, whole checkpoint"
+    except Exception as error:  # noqa: BLE001  torch.load fails with many types; each means "not a safe, whole checkpoint"
         message = str(error)
         if "Weights only load failed" in message:
             raise DataError(

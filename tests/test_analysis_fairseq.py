@@ -102,7 +102,7 @@ def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
     "extra, message",
     [(("--tokens", "der", "die", "zzunknown"), "token 'zzunknown' is not in the target dictionary"),
      (("--tokens", "der", "die", "hund", "--checkpoints", "nameless"), "entry 'nameless' is not NAME=CKPT"),
-     (("--tokens", "der", "die", "hund", "--checkpoints", "x=/nonexistent.pt"), "checkpoint /nonexistent.pt: no such"),
+     (("--tokens", "der", "die", "hund", "--checkpoints", "x=/nonexistent.pt"), "checkpoint /nonexistent.pt does not exist"),
      (("--tokens", "der", "die", "hund", "--subset-valid", "dev"), "subset 'dev' not found"),
      (("--suggest", "--min-count", "100000"), "have at least 100000 samples; 3 are needed")],
 )

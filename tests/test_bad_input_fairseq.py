@@ -35,13 +35,13 @@ def student(data, tmp_path, *extra, env=None):
         return save_dir, train(data, save_dir, *KD, "--max-update", "2", *extra, check=False)
     command = [str(BIN_DIR / "fairseq-train"), str(data), *TINY_TRANSFORMER, *TRAINING, "--save-dir", str(save_dir),
                *KD, "--max-update", "2", *map(str, extra), "--user-dir", PLUGIN_DIR]
-    return save_dir, subprocess.run(command, capture_output=True, text=True, env=env)
+    return save_dir, subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
 def dump(data, teacher, out, subset, topk, dtype="fp32"):
-    result = subprocess.run([str(BIN_DIR / "lskd-dump-teacher"), str(data), "--teacher-path", str(teacher), "--out",
-                             str(out), "--subset", subset, "--topk", str(topk), "--dtype", dtype, "--max-tokens", "700"],
-                            capture_output=True, text=True)
+    command = [BIN_DIR / "lskd-dump-teacher", data, "--teacher-path", teacher, "--out", out, "--subset", subset,
+               "--topk", topk, "--dtype", dtype, "--max-tokens", 700]
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -75,10 +75,10 @@ def permuted_bin(tmp_path_factory, toy_text, toy_bin):
     folder = tmp_path_factory.mktemp("permuted")
     (folder / "dict.txt").write_text("".join(lines))
     dest = folder / "bin"
-    subprocess.run([str(BIN_DIR / "fairseq-preprocess"), "--source-lang", "src", "--target-lang", "tgt", "--srcdict",
-                    str(folder / "dict.txt"), "--tgtdict", str(folder / "dict.txt"), "--trainpref", str(toy_text / "train"),
-                    "--validpref", str(toy_text / "valid"), "--destdir", str(dest), "--workers", "1"],
-                   check=True, capture_output=True)
+    command = [BIN_DIR / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
+               "--srcdict", folder / "dict.txt", "--tgtdict", folder / "dict.txt", "--trainpref", toy_text / "train",
+               "--validpref", toy_text / "valid", "--destdir", dest, "--workers", "1"]
+    subprocess.run(list(map(str, command)), check=True, capture_output=True)
     return dest
 
 
@@ -91,7 +91,8 @@ def test_teacher_checkpoint_records_its_dictionaries(teacher_checkpoint, toy_bin
 
 def test_permuted_dictionary_refused_when_teacher_data_is_gone(moved_teacher, permuted_bin, tmp_path):
     save_dir, result = student(permuted_bin, tmp_path, "--teacher-path", moved_teacher)
-    refused(result, save_dir, "trained with another source dictionary", "(192 vs 192 symbols; first difference at index 4")
+    refused(result, save_dir, "trained with another source dictionary",
+            "(192 vs 192 symbols; first difference at index 4")
 
 
 def test_recorded_teacher_accepted_on_its_dictionaries_when_data_is_gone(moved_teacher, toy_bin):
@@ -244,9 +245,9 @@ def test_bad_teacher_file_says_what_is_wrong(bad_teachers, toy_bin, tmp_path, na
 def test_error_is_not_buried_under_third_party_warnings(toy_bin, tmp_path):
     """In a normal shell (no PYTHONWARNINGS) only fairseq's own import-time notice precedes the plugin."""
     shell = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
-    save_dir, result = student(toy_bin, tmp_path, "--teacher-path", tmp_path / "absent.pt", env=shell)
+    _, result = student(toy_bin, tmp_path, "--teacher-path", tmp_path / "absent.pt", env=shell)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     before_plugin = ["`torch.jit.script` is deprecated", "warnings.warn("]
     lines = [line for line in lines if not any(notice in line for notice in before_plugin)]
-    assert result.returncode != 0 and lines == [f"lskd error: checkpoint {tmp_path / 'absent.pt'} does not exist; "
-                                                "expected a checkpoint file"], result.stderr
+    expected = f"lskd error: checkpoint {tmp_path / 'absent.pt'} does not exist; expected a checkpoint file"
+    assert result.returncode != 0 and lines == [expected], result.stderr

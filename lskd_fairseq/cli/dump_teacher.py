@@ -28,6 +28,10 @@ logger = logging.getLogger(PROG)
 class DumpConfig:
     data: str = option(positional=True, help="fairseq-preprocess output folder")
     teacher_path: str = option(help="teacher checkpoint (same dictionaries as DATA)")
+    teacher_dict_dir: Optional[str] = option(None, default_text="none",
+                                             help="folder with the dict.*.txt the teacher was trained with, for a "
+                                                  "teacher that does not record its dictionaries and whose data "
+                                                  "folder is gone")
     out: str = option(help="cache folder (one cache per subset inside)")
     subset: str = option("train", help="split to score")
     topk: int = option(4, help="teacher entries kept per token")
@@ -79,7 +83,7 @@ def dump(args: DumpConfig) -> Fingerprint:
     vocab = len(task.target_dictionary)
     if args.topk > vocab:
         raise InvalidConfig(f"--topk {args.topk} exceeds the target vocabulary ({vocab} symbols)")
-    teacher = load_frozen_model(args.teacher_path, task)
+    teacher = load_frozen_model(args.teacher_path, task, args.teacher_dict_dir)
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
 
     fingerprint = Fingerprint.of_data(args.subset, dataset, task.target_dictionary,
