@@ -288,6 +288,7 @@ def other_dictionary_data(tmp_path_factory, toy_bin):
     (["--lenpen", "nan"], "--lenpen must be a finite number, got nan"),
     (["--lenpen", "inf"], "--lenpen must be a finite number, got inf"),
     (["--max-len-b", "0"], "--max-len-b must be >= 1"),
+    (["--fp16", "--cpu"], "--fp16 needs a GPU"),
     (["--subset", "nosuch"], "nosuch"),
     (["--teacher-path", "{missing}"], "no such file"),
     (["{other_data}"], "dictionary"),
