@@ -42,6 +42,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.nmt_kd
 	$(PY) -m bench.vision_kd
+	$(PY) -m bench.seq_kd
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-runs

@@ -219,6 +219,8 @@ KILL_AFTER_100_TARGETS = """
 import os, signal, sys
 from lskd_fairseq import distilled_corpus
 from lskd_fairseq.cli import distill_corpus
+
+pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
 add, calls = distilled_corpus.TargetWriter.add, []
 def add_then_die(self, sentence_id, tokens):
     calls.append(sentence_id)
@@ -288,6 +290,7 @@ def other_dictionary_data(tmp_path_factory, toy_bin):
     (["--lenpen", "nan"], "--lenpen must be a finite number, got nan"),
     (["--lenpen", "inf"], "--lenpen must be a finite number, got inf"),
     (["--max-len-b", "0"], "--max-len-b must be >= 1"),
+    (["--fp16", "--cpu"], "--fp16 needs a GPU"),
     (["--subset", "nosuch"], "nosuch"),
     (["--teacher-path", "{missing}"], "no such file"),
     (["{other_data}"], "dictionary"),
