@@ -19,7 +19,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def run_demo(demo_dir, python=sys.executable):
-    env = {**os.environ, "DEMO_DIR": str(demo_dir), "DEMO_SIZE": "smallest", "DEMO_TEMPERATURES": "1 3",
+    env = {**os.environ, "DEMO_DIR": str(demo_dir), "DEMO_SIZE": "smallest", "DEMO_TEMPERATURES": "1 3", "DEMO_DIGITS_SEEDS": "1 2",
            "PYTHON": str(python), "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(["bash", str(REPO / "recipes" / "demo.sh")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -34,8 +34,8 @@ def test_demo_smallest_setting(tmp_path):
         "translation": {f"teacher-a{a}-s1" for a in ("0.0", "0.1")}
         | {f"student-a{a}-T{t}-word-s1" for a in ("0.0", "0.1") for t in (1, 3)}
         | {f"student-a{a}-seq-s1" for a in ("0.0", "0.1") for _ in seq},
-        "digits": {f"teacher-a{a}-s1" for a in ("0.0", "0.1")}
-        | {f"student-a{a}-T{t}-word-s1" for a in ("0.0", "0.1") for t in (1, 3)},
+        "digits": {f"teacher-a{a}-s{s}" for a in ("0.0", "0.1") for s in (1, 2)}
+        | {f"student-a{a}-T{t}-word-s{s}" for a in ("0.0", "0.1") for t in (1, 3) for s in (1, 2)},
     }
     for part, runs in expected.items():
         manifests = {path.name: manifest for path, manifest in find_runs(demo / part)}
