@@ -13,7 +13,6 @@ publishing it) and prints the pairs each split yields.
 """
 import csv
 import gzip
-import io
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ def is_missing(text: str) -> bool:
 
 def read_tsv(stream, name: str, langs: tuple[str, ...]) -> SplitRows:
     """The requested languages' columns of one ``all_talks_*.tsv`` file, from a binary stream."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    text = (line.decode("utf-8") for line in iter(stream.readline, b""))  # a stream-mode tar member cannot seek
     reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
     header = next(reader, None)
     if header is None:
