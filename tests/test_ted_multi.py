@@ -142,6 +142,28 @@ def test_a_missing_language_column_or_file_is_named(tmp_path):
         read_ted_multi(tmp_path / "no-test.tar.gz", "en", "ru")
 
 
+@pytest.mark.parametrize("manifest, needles", [
+    ({"profile": "paper", "source": "qi2018", "source_note": "not comparable with the paper's numbers"},
+     ["Data: qi2018, not comparable with the paper's numbers", "profile paper"]),
+    ({"profile": "modern"}, ["source is not recorded", "profile modern"]),
+])
+def test_results_caption_names_the_data_source(tmp_path, manifest, needles):
+    (tmp_path / "lskd-prep.json").write_text(json.dumps(manifest))
+    sentence = data_sentence(tmp_path / "lskd-prep.json")
+    assert all(needle in sentence for needle in needles), sentence
+
+
+def test_recipe_passes_the_source_to_data_prep(corpus, tmp_path):
+    archive, _ = corpus
+    bad = tmp_path / "ted_talks.tar.gz"
+    bad.write_bytes(archive.read_bytes()[:-100])
+    env = {**os.environ, "PYTHON": str(PYTHON), "RUN_DIR": str(tmp_path / "run"), "SOURCE": "qi2018", "ARCHIVE": str(bad)}
+    result = subprocess.run(["bash", str(REPO / "recipes" / "iwslt_en_ru.sh"), "--tiny"], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode != 0 and "failed data" in result.stderr and "truncated" in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "data").exists()
+
+
 def run_script(*args, path="/usr/bin:/bin"):
     return subprocess.run(["bash", str(REPO / "data-prep" / "prepare-iwslt-en-ru.sh"), *map(str, args)],
                           capture_output=True, text=True, env={"LSKD_PYTHON": str(PYTHON), "PATH": path})
