@@ -19,8 +19,8 @@ import sentencepiece
 
 from lskd.errors import InvalidConfig
 from lskd_nmt.iwslt_release import ParallelRelease, read_release
-from lskd_nmt.ted_multi import read_ted_multi
 from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, PROFILES, TextNormaliser, TextProfile, profile_named
+from lskd_nmt.ted_multi import read_ted_multi
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, atomic_write_json, file_digest, run_tool, write_lines
 

@@ -23,7 +23,6 @@ from lskd_nmt.iwslt_release import ParallelRelease
 from lskd_nmt.nmt_profiles import moses_detokenize
 from lskd_tools.cli import console_script, option, parse_config
 
-ARCHIVE_URL = "http://phontron.com/data/ted_talks.tar.gz"  # the authors' README (neulab/word-embeddings-for-nmt)
 SPLIT_FILES = {"train": "all_talks_train.tsv", "valid": "all_talks_dev.tsv", "test": "all_talks_test.tsv"}
 TALK_COLUMN = "talk_name"
 # A missing sentence is __NULL__; after the corpus's tokenisation some read "_ _ NULL _ _".
@@ -101,7 +100,7 @@ def read_columns(location: Path, langs: tuple[str, ...]) -> dict[str, SplitRows]
         paths = {split: next(iter(sorted(location.rglob(name))), None) for split, name in SPLIT_FILES.items()}
         absent = [SPLIT_FILES[split] for split, path in paths.items() if path is None]
         if absent:
-            raise CorpusError(f"{location}: no {', '.join(absent)} (expected the extracted {ARCHIVE_URL.rsplit('/', 1)[1]})")
+            raise CorpusError(f"{location}: no {', '.join(absent)} (expected the extracted ted_talks.tar.gz)")
         splits = {}
         for split, path in paths.items():
             with path.open("rb") as stream:
@@ -120,7 +119,8 @@ def read_columns(location: Path, langs: tuple[str, ...]) -> dict[str, SplitRows]
         raise CorpusError(f"{location}: truncated (the compressed data ends early; expected the complete "
                           "ted_talks.tar.gz: download it again)") from None
     except (tarfile.TarError, gzip.BadGzipFile, zlib.error) as error:
-        raise CorpusError(f"{location}: not a readable gzip-compressed tar ({error}; expected ted_talks.tar.gz)") from None
+        message = f"not a readable gzip-compressed tar ({error}; expected ted_talks.tar.gz)"
+        raise CorpusError(f"{location}: {message}") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise CorpusError(f"{location}: a tsv file is not UTF-8 tab-separated text ({error})") from None
     return splits
