@@ -96,6 +96,8 @@ def read_columns(location: Path, langs: tuple[str, ...]) -> dict[str, SplitRows]
     """Each split's pairs from the gzip-compressed tar (read to its end, so a truncated copy is refused) or from a
     folder holding the three files."""
     location = Path(location)
+    if not location.exists():
+        raise CorpusError(f"{location}: no such file or folder (expected ted_talks.tar.gz or the folder of its files)")
     if location.is_dir():
         paths = {split: next(iter(sorted(location.rglob(name))), None) for split, name in SPLIT_FILES.items()}
         absent = [SPLIT_FILES[split] for split, path in paths.items() if path is None]

@@ -131,6 +131,16 @@ def test_a_zip_archive_is_refused(tmp_path):
         read_ted_multi(tmp_path / "ted_talks.zip", "en", "ru")
 
 
+def test_the_check_command_prints_each_split_or_one_line(corpus, tmp_path):
+    archive, expected = corpus
+    check = [str(PYTHON), "-m", "lskd_nmt.ted_multi"]
+    result = subprocess.run([*check, str(archive)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"all_talks_dev.tsv: {len(expected['valid'])} pairs from 4 talks" in result.stdout
+    result = subprocess.run([*check, str(tmp_path / "absent.tar.gz")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no such file" in result.stderr
+
+
 def test_a_missing_language_column_or_file_is_named(tmp_path):
     files, _ = corpus_files(header=["talk_name", "de", "en", "pt-br", "uk"])
     write_archive(tmp_path / "no-ru.tar.gz", files)
