@@ -2,6 +2,7 @@
 
 The NMT defaults follow the paper's Tan et al. setup (paper profile); ``tiny`` and ``toy`` are CPU profiles.
 """
+import json
 import os
 import shutil
 import sys
@@ -70,6 +71,12 @@ def nmt_cross_check(v: dict) -> None:
     data = Path(v["DATA_DIR"])
     if data.is_dir() and not (data / "bin").is_dir() and any(data.iterdir()):
         raise InvalidConfig(f"DATA_DIR {data}: exists without bin/ (expected a data folder written by a recipe, or none)")
+    prepared = data / "bin" / "lskd-prep.json"
+    if v.get("SOURCE") and prepared.is_file():
+        recorded = json.loads(prepared.read_text(encoding="utf-8")).get("source", "wit3")  # older manifests: wit3
+        if recorded != v["SOURCE"]:
+            raise InvalidConfig(f"SOURCE {v['SOURCE']}: DATA_DIR {data} was prepared from {recorded} (expected "
+                                "another DATA_DIR for another source)")
     seq = [mode for mode in v["KD_MODES"].split() if mode in ("seq", "seq+word")]
     if seq and not v["DISTILL_CORPUS"]:
         raise InvalidConfig(f"KD_MODES {v['KD_MODES']!r}: {seq[0]} needs lskd-distill-corpus, which this "

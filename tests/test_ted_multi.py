@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from conftest import PYTHON, REPO
+from lskd.errors import InvalidConfig
 from lskd_nmt.nmt_profiles import moses_detokenize
 from lskd_nmt.ted_multi import SPLIT_FILES, CorpusError, read_columns, read_ted_multi
 from lskd_report.results import data_sentence
@@ -173,6 +174,19 @@ def test_recipe_passes_the_source_to_data_prep(corpus, tmp_path):
                             text=True, env=env)
     assert result.returncode != 0 and "failed data" in result.stderr and "truncated" in result.stderr, result.stderr
     assert not (tmp_path / "run" / "data").exists()
+
+
+def test_recipe_refuses_a_data_dir_prepared_from_the_other_source(tmp_path):
+    from lskd_report.recipe_settings import settle
+    from lskd_report.recipe_table import RECIPES
+
+    data = tmp_path / "data"
+    (data / "bin").mkdir(parents=True)
+    (data / "bin" / "lskd-prep.json").write_text(json.dumps({"source": "qi2018", "profile": "paper"}))
+    environ = {"DATA_DIR": str(data), "RUN_DIR": str(tmp_path / "run")}
+    assert settle(RECIPES["iwslt_en_ru"], ["--tiny", "--source", "qi2018"], environ)["SOURCE"] == "qi2018"
+    with pytest.raises(InvalidConfig, match=f"SOURCE wit3: DATA_DIR {data} was prepared from qi2018"):
+        settle(RECIPES["iwslt_en_ru"], ["--tiny"], {**environ, "SOURCE": "wit3"})
 
 
 def run_script(*args, path="/usr/bin:/bin"):
