@@ -149,9 +149,9 @@ class CheckConfig:
     langs: tuple[str, ...] = option(("en", "ru"), help="language columns every split must have")
 
 
-@console_script("lskd_nmt.ted_multi")
+@console_script("python -m lskd_nmt.ted_multi")
 def main(argv=None) -> None:
-    config = parse_config(CheckConfig, argv, prog="lskd_nmt.ted_multi", description=__doc__.splitlines()[0])
+    config = parse_config(CheckConfig, argv, prog="python -m lskd_nmt.ted_multi", description=__doc__.splitlines()[0])
     for split, rows in read_columns(config.archive, config.langs).items():
         print(f"{SPLIT_FILES[split]}: {len(rows.lines[config.langs[0]])} pairs from {rows.talks} talks "
               f"({rows.missing} rows missing a side, {rows.malformed} malformed)")
