@@ -92,26 +92,31 @@ def _read_members(opened, location: Path, langs) -> dict[str, SplitRows]:
     return splits
 
 
+def _read_folder(location: Path, langs) -> dict[str, SplitRows]:
+    paths = {split: next(iter(sorted(location.rglob(name))), None) for split, name in SPLIT_FILES.items()}
+    absent = [SPLIT_FILES[split] for split, path in paths.items() if path is None]
+    if absent:
+        raise CorpusError(f"{location}: no {', '.join(absent)} (expected the extracted ted_talks.tar.gz)")
+    splits = {}
+    for split, path in paths.items():
+        with path.open("rb") as stream:
+            splits[split] = read_tsv(stream, str(path), langs)
+    return splits
+
+
 def read_columns(location: Path, langs: tuple[str, ...]) -> dict[str, SplitRows]:
     """Each split's pairs from the gzip-compressed tar (read to its end, so a truncated copy is refused) or from a
     folder holding the three files."""
     location = Path(location)
     if not location.exists():
         raise CorpusError(f"{location}: no such file or folder (expected ted_talks.tar.gz or the folder of its files)")
-    if location.is_dir():
-        paths = {split: next(iter(sorted(location.rglob(name))), None) for split, name in SPLIT_FILES.items()}
-        absent = [SPLIT_FILES[split] for split, path in paths.items() if path is None]
-        if absent:
-            raise CorpusError(f"{location}: no {', '.join(absent)} (expected the extracted ted_talks.tar.gz)")
-        splits = {}
-        for split, path in paths.items():
-            with path.open("rb") as stream:
-                splits[split] = read_tsv(stream, str(path), langs)
-        return splits
-    with location.open("rb") as raw:
-        if raw.read(2) != b"\x1f\x8b":
-            raise CorpusError(f"{location}: not gzip-compressed (expected ted_talks.tar.gz, a gzip-compressed tar)")
+    if location.is_file():
+        with location.open("rb") as raw:
+            if raw.read(2) != b"\x1f\x8b":
+                raise CorpusError(f"{location}: not gzip-compressed (expected ted_talks.tar.gz, a gzip-compressed tar)")
     try:
+        if location.is_dir():
+            return _read_folder(location, langs)
         with gzip.open(location, "rb") as stream:
             with tarfile.open(fileobj=stream, mode="r|") as opened:
                 splits = _read_members(opened, location, langs)

@@ -125,6 +125,15 @@ def test_a_damaged_or_foreign_archive_is_refused_naming_the_problem(corpus, tmp_
         read_ted_multi(bad, "en", "ru")
 
 
+def test_a_folder_with_a_file_that_is_not_utf8_is_refused(tmp_path):
+    files, _ = corpus_files()
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "all_talks_dev.tsv").write_bytes(files["all_talks_dev.tsv"] + "Talk\tx\t\xff\ty\tz\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        read_ted_multi(tmp_path, "en", "ru")
+
+
 def test_a_zip_archive_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "ted_talks.zip", "w") as archive:
         archive.writestr("all_talks_train.tsv", "talk_name\ten\tru\n")
