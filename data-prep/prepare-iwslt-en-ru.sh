@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# IWSLT 2014 English-Russian (TED) for the paper's En->Ru runs. No public copy is known: the archive must
-# be supplied by the user. See --help.
+# English-Russian TED for the paper's En->Ru runs: the IWSLT 2014 release (no public copy is known: the user
+# supplies it), or the public multi-way TED corpus of Qi et al. 2018 (--source qi2018, downloaded). See --help.
 set -euo pipefail
 SCRIPT_NAME=prepare-iwslt-en-ru.sh
 LANG_PAIR=en-ru
@@ -10,4 +10,6 @@ ARCHIVE_NAME=en-ru.tgz
 ARCHIVE_URL=""
 ARCHIVE_SHA256=""
 ARCHIVE_HINT="en-ru.tgz (IWSLT 2014 en-ru release, WIT3 2014-01 texts/en/ru/en-ru.tgz, holding train.tags.en-ru.{en,ru} and IWSLT14.TED.*.en-ru.*.xml)"
+SOURCES="wit3 qi2018"
+QI2018_LANGS="en ru"
 source "$(dirname "${BASH_SOURCE[0]}")/iwslt-common.sh"

@@ -9,6 +9,7 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from lskd.errors import DataError
 
@@ -103,6 +104,8 @@ class ParallelRelease:
     train: dict[str, list[str]]
     test: dict[str, list[str]]
     test_sets: dict[str, int] = field(default_factory=dict)  # name -> segment count, in concatenation order
+    valid: Optional[dict[str, list[str]]] = None  # the release's own validation set; None: every Nth training pair
+    dropped: dict = field(default_factory=dict)  # rows the reader left out, per split and reason
 
 
 def find_pair_name(files: ReleaseFiles, lang_a: str, lang_b: str) -> str:

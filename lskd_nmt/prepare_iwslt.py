@@ -1,4 +1,4 @@
-"""Turn an IWSLT 2014 release into prepared text, a joint sentencepiece model and a fairseq ``bin/``.
+"""Turn an IWSLT 2014 release (or the Qi et al. TED corpus) into prepared text, joint sentencepiece and ``bin/``.
 
 Output layout (``--out DIR``)::
 
@@ -14,7 +14,7 @@ or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -23,19 +23,30 @@ import sentencepiece
 from lskd.errors import InvalidConfig
 from lskd_nmt.iwslt_release import TEST_SETS, ParallelRelease, read_release
 from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, PROFILES, TextNormaliser, TextProfile, profile_named
+from lskd_nmt.ted_multi import read_ted_multi
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, atomic_write_json, file_digest, run_tool, write_lines
 
 # sentencepiece's control pieces; fairseq's Dictionary adds its own <s>, <pad>, </s>, <unk> first.
 SPECIAL_PIECES = frozenset({"<unk>", "<s>", "</s>", "<pad>"})
 
+# --source: reader, and what a results table says of numbers obtained on it.
+SOURCES = {
+    "wit3": (read_release, "the IWSLT 2014 release (WIT3 2014-01), the paper's data"),
+    "qi2018": (read_ted_multi, "the multi-way TED corpus of Qi et al. (NAACL 2018) with its own train/dev/test split, "
+                               "not the paper's IWSLT 2014 release: not comparable with the paper's numbers"),
+}
+
 
 @dataclass
 class PrepConfig:
-    release: Path = option(help="extracted release folder or its .tgz")
+    release: Path = option(help="extracted release folder or its archive (.tgz; ted_talks.tar.gz for qi2018)")
     out: Path = option(help="output folder (must be empty or absent)")
     source_lang: str = option(help="source side of the bin/ file names, e.g. en")
     target_lang: str = option(help="target side of the bin/ file names, e.g. de")
+    source: str = option("wit3", choices=tuple(SOURCES),
+                         help="wit3: IWSLT 2014 release (train.tags + XML test sets); qi2018: Qi et al. 2018 "
+                              "multi-way TED corpus (all_talks_{train,dev,test}.tsv)")
     profile: str = option("paper", choices=tuple(PROFILES),
                           help="paper (Moses, clean, lowercase) or modern (raw text)")
     vocab_size: int = option(10000, help="joint sentencepiece vocabulary size")
@@ -58,7 +69,7 @@ class PrepConfig:
         """Every refusal happens here, before anything is written."""
         if self.vocab_size < MIN_VOCAB_SIZE:
             raise InvalidConfig(f"--vocab-size {self.vocab_size}: expected an integer >= {MIN_VOCAB_SIZE}")
-        every = self.text_profile.valid_every
+        every = self.text_profile.valid_every if self.source == "wit3" else 1  # qi2018 has its own dev set
         if self.max_lines is not None and self.max_lines < every:
             raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= {every} (one validation pair per "
                                 f"{every} training lines)")
@@ -111,7 +122,7 @@ def select_test_sets(release: ParallelRelease, names: Optional[tuple[str, ...]])
     test = {lang: [line for name in names
                    for line in lines[starts[name]:starts[name] + release.test_sets[name]]]
             for lang, lines in release.test.items()}
-    return ParallelRelease(release.langs, release.train, test, {name: release.test_sets[name] for name in names})
+    return replace(release, test=test, test_sets={name: release.test_sets[name] for name in names})
 
 
 def test_train_overlap(test: dict, train: dict, langs: tuple[str, str]) -> Overlap:
@@ -120,27 +131,32 @@ def test_train_overlap(test: dict, train: dict, langs: tuple[str, str]) -> Overl
     return Overlap(sum(pair in seen for pair in zip(test[source], test[target])), len(test[source]))
 
 
-def normalise(config: PrepConfig, release: ParallelRelease) -> tuple[dict, dict]:
-    """Profile text transform of every line, both splits, both languages."""
+def normalise(config: PrepConfig, release: ParallelRelease) -> tuple[dict, dict, Optional[dict]]:
+    """Profile text transform of every line, every split (the release's own validation set too), both languages."""
     limit = config.max_lines
-    train, test = {}, {}
+    train, test, valid = {}, {}, None if release.valid is None else {}
     for lang in config.langs:
         normaliser = TextNormaliser(config.text_profile, lang)
         train[lang] = [normaliser(line) for line in release.train[lang][:limit]]
         test[lang] = [normaliser(line) for line in release.test[lang][:limit]]
-    return train, test
+        if valid is not None:
+            valid[lang] = [normaliser(line) for line in release.valid[lang][:limit]]
+    return train, test, valid
 
 
-def clean_and_split(config: PrepConfig, train: dict) -> tuple[dict, dict, int]:
-    """Length/ratio cleaning of training pairs, then every Nth kept pair goes to validation."""
+def clean_and_split(config: PrepConfig, train: dict, valid: Optional[dict] = None) -> tuple[dict, dict, int]:
+    """Length/ratio cleaning of training pairs, then every Nth kept pair goes to validation, unless the release
+    has its own validation set (``valid``, kept as it is, like the test set)."""
     source, target = config.langs
     rule, every = config.text_profile.clean, config.text_profile.valid_every
     kept = [pair for pair in zip(train[source], train[target]) if rule.keeps(*pair)]
-    valid_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every == 0]
-    train_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every != 0]
     def by_language(pairs):
         return {source: [s for s, _ in pairs], target: [t for _, t in pairs]}
 
+    if valid is not None:
+        return by_language(kept), valid, len(train[source]) - len(kept)
+    valid_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every == 0]
+    train_pairs = [pair for number, pair in enumerate(kept, start=1) if number % every != 0]
     return by_language(train_pairs), by_language(valid_pairs), len(train[source]) - len(kept)
 
 
@@ -191,9 +207,10 @@ def binarise(config: PrepConfig, dictionary: Path) -> None:
 
 def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
     """Read, normalise, clean, split, learn subwords, binarise; the release is fully read before writing."""
-    release = select_test_sets(read_release(config.release, *config.langs), config.test_sets)
-    train, test = normalise(config, release)
-    train, valid, dropped = clean_and_split(config, train)
+    read, source_note = SOURCES[config.source]
+    release = select_test_sets(read(config.release, *config.langs), config.test_sets)
+    train, test, valid = normalise(config, release)
+    train, valid, dropped = clean_and_split(config, train, valid)
     overlap = test_train_overlap(test, train, config.langs)
     config.out.mkdir(parents=True, exist_ok=True)
     splits = {"train": train, "valid": valid, "test": test}
@@ -220,6 +237,8 @@ def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
     )
     manifest = {
         "profile": config.profile,
+        "source": config.source,
+        "source_note": source_note,
         "source_lang": config.source_lang,
         "target_lang": config.target_lang,
         "subword": "sentencepiece",
@@ -229,6 +248,7 @@ def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
         "max_lines": config.max_lines,
         "release": str(config.release.resolve()),
         "release_sha256": file_digest(config.release) if config.release.is_file() else None,
+        "release_dropped": release.dropped,
         "counts": asdict(counts),
         "raw_test": {lang: str((config.out / "raw" / f"test.{lang}").resolve()) for lang in config.langs},
         "test_train_overlap": overlap.as_dict(),

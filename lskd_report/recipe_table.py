@@ -2,6 +2,7 @@
 
 The NMT defaults follow the paper's Tan et al. setup (paper profile); ``tiny`` and ``toy`` are CPU profiles.
 """
+import json
 import os
 import shutil
 import sys
@@ -70,6 +71,12 @@ def nmt_cross_check(v: dict) -> None:
     data = Path(v["DATA_DIR"])
     if data.is_dir() and not (data / "bin").is_dir() and any(data.iterdir()):
         raise InvalidConfig(f"DATA_DIR {data}: exists without bin/ (expected a data folder written by a recipe, or none)")
+    prepared = data / "bin" / "lskd-prep.json"
+    if v.get("SOURCE") and prepared.is_file():
+        recorded = json.loads(prepared.read_text(encoding="utf-8")).get("source", "wit3")  # older manifests: wit3
+        if recorded != v["SOURCE"]:
+            raise InvalidConfig(f"SOURCE {v['SOURCE']}: DATA_DIR {data} was prepared from {recorded} (expected "
+                                "another DATA_DIR for another source)")
     seq = [mode for mode in v["KD_MODES"].split() if mode in ("seq", "seq+word")]
     if seq and not v["DISTILL_CORPUS"]:
         raise InvalidConfig(f"KD_MODES {v['KD_MODES']!r}: {seq[0]} needs lskd-distill-corpus, which this "
@@ -147,8 +154,8 @@ NMT_DEVICE = (
 IWSLT_DATA = (
     Setting("ORIG", "extracted release folder (data-prep --orig)", "",
             optional(existing("folder", "the extracted IWSLT release"))),
-    Setting("ARCHIVE", "release .tgz (data-prep --archive); neither: data-prep/archives/, see docs/nmt-data.md", "",
-            optional(existing("file", "the IWSLT release .tgz"))),
+    Setting("ARCHIVE", "release archive (data-prep --archive); neither: data-prep/archives/, see docs/nmt-data.md", "",
+            optional(existing("file", "the release archive"))),
     Setting("TEXT_PROFILE", "data-prep --profile: paper (Moses, lowercased) | modern (raw text)", "paper",
             choice("paper", "modern")),
     Setting("VOCAB_SIZE", "joint sentencepiece vocabulary", {"paper": "10000", "tiny": "500"}, integer(8)),
@@ -177,8 +184,15 @@ def nmt(name: str, summary: str, source: str, target: str, paper: str, data: tup
                   profiles, NMT_STAGES, nmt_grid, "bleu.json", nmt_cross_check)
 
 
-def iwslt(name: str, summary: str, source: str, target: str, paper: str, script: str) -> Recipe:
-    return nmt(name, summary, source, target, paper, IWSLT_DATA, ("paper", "tiny"),
+# En-Ru only: the data-prep's --source; '' leaves the choice to it.
+SOURCE = Setting("SOURCE", "data-prep --source: wit3 (IWSLT 2014 release, the paper's data) | qi2018 (Qi et al. 2018 "
+                 "TED corpus, downloaded; not comparable with the paper)", "", optional(choice("wit3", "qi2018")),
+                 shown="data-prep's choice: wit3 when ORIG or ARCHIVE is set or data-prep/archives/en-ru.tgz exists, "
+                       "else qi2018")
+
+
+def iwslt(name: str, summary: str, source: str, target: str, paper: str, script: str, data: tuple = ()) -> Recipe:
+    return nmt(name, summary, source, target, paper, IWSLT_DATA + data, ("paper", "tiny"),
                DATA_STAGE="prepare_iwslt", PREPARE_SCRIPT=script, EVAL_ARGS=())
 
 
@@ -216,9 +230,10 @@ RECIPES = {recipe.name: recipe for recipe in (
           "(paper Table 5, En-De).", "en", "de", "iwslt-en-de", "prepare-iwslt14.sh"),
     iwslt("iwslt14_de_en", "IWSLT 2014 De->En: the paper's grid in fairseq's usual direction (no published "
           "numbers to compare).", "de", "en", "none", "prepare-iwslt14.sh"),
-    iwslt("iwslt_en_ru", "IWSLT 2014 En->Ru: teachers at each ALPHAS, KD students at each TEMPERATURES (paper "
-          "Table 5, En-Ru).\nThe release must be supplied (ORIG, ARCHIVE or data-prep/archives/en-ru.tgz; "
-          "docs/nmt-data.md).", "en", "ru", "iwslt-en-ru", "prepare-iwslt-en-ru.sh"),
+    iwslt("iwslt_en_ru", "En->Ru TED: teachers at each ALPHAS, KD students at each TEMPERATURES (paper Table 5, "
+          "En-Ru).\nData: the IWSLT 2014 release when supplied (ORIG, ARCHIVE or data-prep/archives/en-ru.tgz), else "
+          "the public Qi et al. 2018 TED corpus,\ndownloaded (SOURCE; docs/nmt-data.md). Only the IWSLT release gives "
+          "numbers comparable with the paper's.", "en", "ru", "iwslt-en-ru", "prepare-iwslt-en-ru.sh", (SOURCE,)),
     nmt("toy_translation", "Toy language pair (lskd-toy-corpus, word-level, no subwords): the paper's grid on CPU, "
         "no download.\nProfile toy: a 2+2-layer, 64-d transformer, 200 updates, on CPU.", "src", "tgt", "none",
         TOY_DATA, ("toy", "tiny", "paper"), DATA_STAGE="make_toy_data",

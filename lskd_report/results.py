@@ -8,6 +8,7 @@ PREFIX.json, PREFIX-verdicts.json and PNG plots next to them, and prints the Mar
 """
 import csv
 import io
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,8 +240,23 @@ def cell_document(row: Row, alpha: float, cell: Cell, grid: Grid, paper: Optiona
             "paper": paper}
 
 
+def data_sentence(manifest_path: Path) -> str:
+    """Which data produced the numbers, from a data-prep manifest (``lskd-prep.json``): its source and the note
+    written with it, which says whether the paper's numbers compare."""
+    try:
+        manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InvalidConfig(f"--data-manifest {manifest_path}: {error} (expected the lskd-prep.json of the grid's "
+                            "data)") from None
+    source = manifest.get("source")
+    if source is None:
+        return f" Data: `{manifest_path}` (profile {manifest.get('profile')}; its source is not recorded)."
+    return f" Data: {source}, {manifest.get('source_note', '')} (profile {manifest.get('profile')}; `{manifest_path}`)."
+
+
 def build_report(grid_dir: Path, metric: str, paper_id: str, prefix: Path, metrics_file: Optional[str] = None,
-                 paper_metric: Optional[str] = None, noise_factor: float = NOISE_FACTOR) -> Report:
+                 paper_metric: Optional[str] = None, noise_factor: float = NOISE_FACTOR,
+                 data_manifest: Optional[Path] = None) -> Report:
     if not (math.isfinite(noise_factor) and noise_factor > 0):
         raise InvalidConfig(f"--noise-factor {noise_factor}: expected a number > 0 (standard errors per band)")
     paper = table = column = None
@@ -258,6 +274,8 @@ def build_report(grid_dir: Path, metric: str, paper_id: str, prefix: Path, metri
         paper = paper_values(table, column)
         title = f"{table['title']} ({paper_id})"
         caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
+    if data_manifest is not None:
+        caption += data_sentence(data_manifest)
     return Report(grid, prefix, paper_id, column, paper, caption, title, noise_factor)
 
 
@@ -354,13 +372,15 @@ class ResultsConfig:
                                          help="metrics file name in every run")
     paper_metric: Optional[str] = option(None, default_text="inferred from --metric", help="paper column to compare with")
     noise_factor: float = option(NOISE_FACTOR, help="a difference counts beyond this many standard errors")
+    data_manifest: Optional[Path] = option(None, default_text="none",
+                                           help="the data's lskd-prep.json: the caption names its source")
 
 
 @console_script("lskd-results")
 def main(argv=None) -> None:
     args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
     report = build_report(args.run_dir, args.metric, args.paper, args.out, args.metrics_file, args.paper_metric,
-                          args.noise_factor)
+                          args.noise_factor, args.data_manifest)
     print(write_outputs(report), end="")
 
 

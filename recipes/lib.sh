@@ -102,14 +102,14 @@ record_run() {
     "$PYTHON" -m lskd_report.runs record "$RUN_DIR/$name" "${args[@]}"
 }
 
-# results_stage PAPER METRIC: the lskd-results table of the grid, rebuilt when a run started or finished since,
-# then printed.
+# results_stage PAPER METRIC [lskd-results flags...]: the lskd-results table of the grid, rebuilt when a run
+# started or finished since, then printed.
 results_stage() {
     local table="$RUN_DIR/results.csv"
     if [ -f "$table" ] && [ -n "$(find "$RUN_DIR" -mindepth 2 -maxdepth 2 \( -name "$METRICS_FILE" -o -name run.json \) -newer "$table")" ]; then
         rm -f "$RUN_DIR/results.md" "$table"
     fi
-    stage results "$table" "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "$2" --out "$RUN_DIR/results"
+    stage results "$table" "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "$2" --out "$RUN_DIR/results" "${@:3}"
     cat "$RUN_DIR/results.md"
 }
 

@@ -14,6 +14,7 @@ prepare_iwslt() {
     if [ -n "$ORIG" ]; then release=(--orig "$ORIG"); fi
     if [ -n "$ARCHIVE" ]; then release=(--archive "$ARCHIVE"); fi
     if [ -n "$MAX_LINES" ]; then lines=(--max-lines "$MAX_LINES"); fi
+    if [ -n "${SOURCE:-}" ]; then release+=(--source "$SOURCE"); fi
     LSKD_PYTHON="$PYTHON" bash "$REPO_ROOT/data-prep/$PREPARE_SCRIPT" --profile "$TEXT_PROFILE" --out "$out" \
         --vocab-size "$VOCAB_SIZE" "${lines[@]}" "${release[@]}"
 }
@@ -143,5 +144,9 @@ nmt_recipe() {
     echo "$RECIPE: profile $PROFILE, $SOURCE_LANG->$TARGET_LANG, ${#TEACHERS[@]} teachers, ${#STUDENTS[@]} students (ALPHAS=\"$ALPHAS\" TEMPERATURES=\"$TEMPERATURES\" SEEDS=\"$SEEDS\" KD_MODES=\"$KD_MODES\"), run folder $RUN_DIR, $JOBS lane(s) at once"
     stage data "$DATA_BIN" build_data
     run_lanes teacher_lane "${TEACHERS[@]}"
-    results_stage "$PAPER_TABLE" "$BLEU_METRIC"
+    if [ -f "$DATA_BIN/lskd-prep.json" ]; then
+        results_stage "$PAPER_TABLE" "$BLEU_METRIC" --data-manifest "$DATA_BIN/lskd-prep.json"
+    else
+        results_stage "$PAPER_TABLE" "$BLEU_METRIC"
+    fi
 }

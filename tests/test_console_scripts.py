@@ -12,7 +12,7 @@ import pytest
 BIN = Path(sys.executable).parent
 CONSOLE_SCRIPTS = ("lskd-toy-corpus", "lskd-prepare-iwslt", "lskd-evaluate", "lskd-results", "lskd-dump-teacher",
                    "lskd-fairseq-diffusion", "lskd-vision")
-MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_report.runs")
+MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_report.runs", "lskd_nmt.ted_multi")
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
     ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES]

@@ -225,7 +225,7 @@ def one_line_failure(result):
 
 @pytest.mark.skipif((REPO / "data-prep" / "archives" / "en-ru.tgz").exists(), reason="an en-ru archive is present")
 def test_missing_release_archive_is_the_data_prep_one_line_message(tmp_path):
-    result = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run")}, "--tiny")
+    result = run_recipe("iwslt_en_ru.sh", {"RUN_DIR": str(tmp_path / "run"), "SOURCE": "wit3"}, "--tiny")
     message = one_line_failure(result)
     assert message.startswith("failed data") and "prepare-iwslt-en-ru.sh: missing" in message and "en-ru.tgz" in message
     assert not (tmp_path / "run" / "data").exists()

@@ -149,7 +149,7 @@ def test_missing_default_en_ru_archive_names_where_to_put_it(tmp_path):
     default = REPO / "data-prep" / "archives" / "en-ru.tgz"
     if default.exists():
         pytest.skip(f"{default} exists on this machine")
-    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "modern", "--out", tmp_path / "out")
+    result = run_script("prepare-iwslt-en-ru.sh", "--source", "wit3", "--profile", "modern", "--out", tmp_path / "out")
     one_line_error(result, 1, str(default))
 
 
