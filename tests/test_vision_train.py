@@ -100,12 +100,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, teacher, strai
     assert_same_run(out, straight)
 
 
-def test_existing_run_needs_resume(tmp_path, teacher):
+def test_existing_run_needs_resume(tmp_path, teacher, capsys):
     out = tmp_path / "run"
     args = ["train-teacher", "--dataset", "digits", "--epochs", "2", "--device", "cpu", "--out", str(out)]
     main([*args, "--stop-after", "1"])
-    with pytest.raises(SystemExit, match="pass --resume"):
+    with pytest.raises(SystemExit) as exit_info:
         main(args)
+    assert exit_info.value.code == 2 and "pass --resume" in capsys.readouterr().err
 
 
 def test_rows_of_an_epoch_without_checkpoint_are_dropped_on_resume(tmp_path, teacher, straight):
