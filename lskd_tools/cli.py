@@ -16,7 +16,6 @@ import functools
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from lskd.errors import InvalidConfig, LskdError
@@ -160,12 +159,12 @@ def add_options(parser: argparse.ArgumentParser, config_type, *, skip: Sequence[
             parser.add_argument(*names, **kwargs)
 
 
-def config_from(config_type, namespace: argparse.Namespace, **extra):
+def config_from(config_type, namespace: argparse.Namespace):
     """The dataclass ``config_type`` from parsed options; sequences become tuples where the field says so."""
     hints = typing.get_type_hints(config_type)
-    values = dict(extra)
+    values = {}
     for field in dataclasses.fields(config_type):
-        if field.init and field.name not in values and hasattr(namespace, field.name):
+        if field.init and hasattr(namespace, field.name):
             value = getattr(namespace, field.name)
             wanted = typing.get_origin(_unwrap_optional(hints[field.name]))
             values[field.name] = tuple(value) if isinstance(value, list) and wanted is not list else value
@@ -178,8 +177,3 @@ def parse_config(config_type, argv=None, *, prog: str, description: str, epilog:
     add_options(parser, config_type)
     return config_from(config_type, parser.parse_args(argv))
 
-
-def existing_path(path: Optional[Path], flag: str, what: str) -> None:
-    """Refuse a path the command reads when it is missing, naming the flag and what was expected."""
-    if path is not None and not Path(path).exists():
-        raise InvalidConfig(f"{flag} {path}: no such file or folder (expected {what})")

@@ -28,11 +28,11 @@ logger = logging.getLogger(PROG)
 class DumpConfig:
     data: str = option(positional=True, help="fairseq-preprocess output folder")
     teacher_path: str = option(help="teacher checkpoint (same dictionaries as DATA)")
+    out: str = option(help="cache folder (one cache per subset inside)")
     teacher_dict_dir: Optional[str] = option(None, default_text="none",
                                              help="folder with the dict.*.txt the teacher was trained with, for a "
                                                   "teacher that does not record its dictionaries and whose data "
                                                   "folder is gone")
-    out: str = option(help="cache folder (one cache per subset inside)")
     subset: str = option("train", help="split to score")
     topk: int = option(4, help="teacher entries kept per token")
     source_lang: Optional[str] = option(None, flags=("-s", "--source-lang"), default_text="inferred from DATA",
