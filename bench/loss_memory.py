@@ -5,6 +5,7 @@ CPU: run with ``MALLOC_MMAP_THRESHOLD_=131072`` (``bench.nmt_kd`` does), so that
 mmapped and returned when freed; the process's peak resident set size then rises by the peak of what
 the loss allocates on top of its inputs, which are allocated and touched first.
 """
+
 import argparse
 import json
 import sys
@@ -31,8 +32,11 @@ def loss(mode: str, student, teacher, target, indices, values):
     if mode == "ls":
         lprobs = torch.log_softmax(student.float(), -1)
         return label_smoothed_nll(lprobs, target, 0.1, PAD)[0].sum()
-    teacher_kwargs = {"teacher_logits": teacher} if mode == "kd_online" else {
-        "teacher_topk_indices": indices, "teacher_topk_logits": values}
+    teacher_kwargs = (
+        {"teacher_logits": teacher}
+        if mode == "kd_online"
+        else {"teacher_topk_indices": indices, "teacher_topk_logits": values}
+    )
     return kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **teacher_kwargs).loss
 
 

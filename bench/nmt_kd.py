@@ -18,6 +18,7 @@ whose configurations are interleaved (so machine noise hits them alike):
     python -m bench.nmt_kd                          # CPU size, a few minutes
     python -m bench.nmt_kd --size iwslt --device cuda --fp16
 """
+
 import argparse
 import copy
 import json
@@ -35,20 +36,40 @@ import torch
 import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
 from bench.timing import device_name, timed
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
-from lskd_nmt.toy_corpus import write_corpus
 from lskd_fairseq.build import build_training
 from lskd_fairseq.cli.dump_teacher import dump, score_batches
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, target_lengths
+from lskd_nmt.toy_corpus import write_corpus
 
 GOAL = 1.05
 DUMP_GOAL = 0.9
 SIZES = {
-    "cpu": {"model": ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2",
-                      "--encoder-embed-dim", "256", "--decoder-embed-dim", "256", "--encoder-ffn-embed-dim", "1024",
-                      "--decoder-ffn-embed-dim", "1024", "--encoder-attention-heads", "4",
-                      "--decoder-attention-heads", "4"],
-            "vocab": 8000, "tokens": 2048, "length": 32},
+    "cpu": {
+        "model": [
+            "--arch",
+            "transformer",
+            "--encoder-layers",
+            "2",
+            "--decoder-layers",
+            "2",
+            "--encoder-embed-dim",
+            "256",
+            "--decoder-embed-dim",
+            "256",
+            "--encoder-ffn-embed-dim",
+            "1024",
+            "--decoder-ffn-embed-dim",
+            "1024",
+            "--encoder-attention-heads",
+            "4",
+            "--decoder-attention-heads",
+            "4",
+        ],
+        "vocab": 8000,
+        "tokens": 2048,
+        "length": 32,
+    },
     "iwslt": {"model": ["--arch", "transformer_iwslt_de_en"], "vocab": 10000, "tokens": 4096, "length": 32},
 }
 SCALING_VOCABS = (2000, 8000, 32000)
@@ -90,10 +111,17 @@ def synthetic_batches(count: int, vocab: int, tokens: int, length: int, device) 
         target = torch.randint(4, vocab, (rows, length), generator=generator)
         target[:, -1] = EOS
         previous = torch.cat([torch.full((rows, 1), EOS), target[:, :-1]], dim=1)
-        batch = {"id": torch.arange(index * rows, (index + 1) * rows), "nsentences": rows, "ntokens": rows * length,
-                 "net_input": {"src_tokens": source, "src_lengths": torch.full((rows,), length),
-                               "prev_output_tokens": previous},
-                 "target": target}
+        batch = {
+            "id": torch.arange(index * rows, (index + 1) * rows),
+            "nsentences": rows,
+            "ntokens": rows * length,
+            "net_input": {
+                "src_tokens": source,
+                "src_lengths": torch.full((rows,), length),
+                "prev_output_tokens": previous,
+            },
+            "target": target,
+        }
         batches.append(move(batch, device))
     return batches
 
@@ -107,12 +135,35 @@ def move(batch, device):
 def step_timings(args, size: dict, device, dtype) -> dict:
     work = Path(tempfile.mkdtemp(prefix="lskd-bench-"))
     synthetic_dictionary(work, size["vocab"])
-    common = [work, "--source-lang", "src", "--target-lang", "tgt", *size["model"], "--dropout", "0.1",
-              "--share-all-embeddings", "--max-tokens", str(size["tokens"])]
+    common = [
+        work,
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
+        *size["model"],
+        "--dropout",
+        "0.1",
+        "--share-all-embeddings",
+        "--max-tokens",
+        str(size["tokens"]),
+    ]
     _, model, ls = build_training([*common, "--criterion", "label_smoothed_teacher", "--label-smoothing", "0.1"])
-    task, _, kd = build_training([*common, "--task", "translation_kd", "--criterion", "word_kd",
-                                  "--kd-temperature", str(args.temperature), "--kd-weight", "0.9",
-                                  "--label-smoothing", "0.1"])
+    task, _, kd = build_training(
+        [
+            *common,
+            "--task",
+            "translation_kd",
+            "--criterion",
+            "word_kd",
+            "--kd-temperature",
+            str(args.temperature),
+            "--kd-weight",
+            "0.9",
+            "--label-smoothing",
+            "0.1",
+        ]
+    )
     model = model.to(device=device, dtype=dtype)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
     task.teacher = teacher
@@ -134,6 +185,7 @@ def step_timings(args, size: dict, device, dtype) -> dict:
                 loss, _, _ = criterion(model, sample)
                 loss.backward()
                 optimizer.step()
+
         return run
 
     def teacher_forward():
@@ -142,35 +194,57 @@ def step_timings(args, size: dict, device, dtype) -> dict:
                 teacher(**sample["net_input"])
 
     model.train()
-    runs = {"t_ls": train(ls, batches), "t_fwd": teacher_forward, "t_kd_online": train(kd, batches, online=True),
-            "t_kd_cached": train(kd, cached)}
+    runs = {
+        "t_ls": train(ls, batches),
+        "t_fwd": teacher_forward,
+        "t_kd_online": train(kd, batches, online=True),
+        "t_kd_cached": train(kd, cached),
+    }
     times = interleaved(runs, args.repeats, 1, device)
     times = {name: [value / args.batches for value in values] for name, values in times.items()}
     online = [o / (ls + f) for o, ls, f in zip(times["t_kd_online"], times["t_ls"], times["t_fwd"])]
     cached_ratio = [c / ls for c, ls in zip(times["t_kd_cached"], times["t_ls"])]
-    return {"seconds_per_batch": {name: statistics.median(values) for name, values in times.items()},
-            "kd_online_over_limit": statistics.median(online), "kd_cached_over_ls": statistics.median(cached_ratio),
-            "kd_online_over_limit_range": [min(online), max(online)],
-            "kd_cached_over_ls_range": [min(cached_ratio), max(cached_ratio)]}
+    return {
+        "seconds_per_batch": {name: statistics.median(values) for name, values in times.items()},
+        "kd_online_over_limit": statistics.median(online),
+        "kd_cached_over_ls": statistics.median(cached_ratio),
+        "kd_online_over_limit_range": [min(online), max(online)],
+        "kd_cached_over_ls_range": [min(cached_ratio), max(cached_ratio)],
+    }
 
 
 def loss_memory(mode: str, tokens: int, vocab: int, device: str, fp16: bool) -> int:
-    command = [sys.executable, "-m", "bench.loss_memory", "--mode", mode, "--tokens", str(tokens),
-               "--vocab", str(vocab), "--k", str(TOPK), "--device", device] + (["--fp16"] if fp16 else [])
+    command = [
+        sys.executable,
+        "-m",
+        "bench.loss_memory",
+        "--mode",
+        mode,
+        "--tokens",
+        str(tokens),
+        "--vocab",
+        str(vocab),
+        "--k",
+        str(TOPK),
+        "--device",
+        device,
+    ] + (["--fp16"] if fp16 else [])
     # A fixed mmap threshold keeps glibc from serving freed large blocks out of its heap, where they would
     # stay resident and count towards the peak although torch no longer holds them.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1],
-                            env=env)
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1], env=env)
     return json.loads(result.stdout)["peak_bytes"]
 
 
 def memory(tokens: int, vocab: int, device: str, fp16: bool) -> dict:
     peaks = {mode: loss_memory(mode, tokens, vocab, device, fp16) for mode in ("ls", "kd_online", "kd_cached")}
     buffer = tokens * vocab * 4
-    return {"peak_bytes": peaks, "tokens_x_vocab_fp32_bytes": buffer,
-            "kd_online_extra_loss_memory_bytes": peaks["kd_online"] - peaks["ls"],
-            "kd_cached_extra_loss_memory_bytes": peaks["kd_cached"] - peaks["ls"]}
+    return {
+        "peak_bytes": peaks,
+        "tokens_x_vocab_fp32_bytes": buffer,
+        "kd_online_extra_loss_memory_bytes": peaks["kd_online"] - peaks["ls"],
+        "kd_cached_extra_loss_memory_bytes": peaks["kd_cached"] - peaks["ls"],
+    }
 
 
 def interleaved(runs: dict, repeats: int, calls: int, device) -> dict:
@@ -192,8 +266,10 @@ def loss_steps(tokens: int, vocab: int, device, dtype) -> dict:
     teacher = (torch.randn(tokens, vocab, generator=generator) * 3).to(device, dtype)
     target = torch.randint(4, vocab, (tokens,), generator=generator).to(device)
     indices, values = topk_teacher(teacher, TOPK)
-    teachers = {"kd_online": {"teacher_logits": teacher},
-                "kd_cached": {"teacher_topk_indices": indices, "teacher_topk_logits": values.float()}}
+    teachers = {
+        "kd_online": {"teacher_logits": teacher},
+        "kd_cached": {"teacher_topk_indices": indices, "teacher_topk_logits": values.float()},
+    }
 
     def step(mode):
         def run():
@@ -203,6 +279,7 @@ def loss_steps(tokens: int, vocab: int, device, dtype) -> dict:
                 loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **teachers[mode]).loss
             loss.backward()
             student.grad = None
+
         return run
 
     return {mode: step(mode) for mode in SCALING_MODES}
@@ -233,13 +310,52 @@ def cache_benchmark(args, device) -> dict:
     write_corpus(work / "text", train=4000, valid=50, test=50)
     bin_dir = work / "bin"
     tools = Path(sys.executable).parent
-    subprocess.run([tools / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--joined-dictionary",
-                    "--trainpref", work / "text/train", "--validpref", work / "text/valid", "--destdir", bin_dir,
-                    "--workers", "1"], check=True, capture_output=True)
-    subprocess.run([tools / "fairseq-train", bin_dir, "--user-dir", lskd_fairseq.__path__[0], *SIZES["cpu"]["model"],
-                    "--share-all-embeddings", "--optimizer", "adam", "--lr", "1e-4", "--max-tokens", "4096",
-                    "--criterion", "label_smoothed_teacher", "--max-update", "1", "--save-dir", work / "teacher",
-                    "--no-epoch-checkpoints", "--disable-validation"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            tools / "fairseq-preprocess",
+            "--source-lang",
+            "src",
+            "--target-lang",
+            "tgt",
+            "--joined-dictionary",
+            "--trainpref",
+            work / "text/train",
+            "--validpref",
+            work / "text/valid",
+            "--destdir",
+            bin_dir,
+            "--workers",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            tools / "fairseq-train",
+            bin_dir,
+            "--user-dir",
+            lskd_fairseq.__path__[0],
+            *SIZES["cpu"]["model"],
+            "--share-all-embeddings",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-4",
+            "--max-tokens",
+            "4096",
+            "--criterion",
+            "label_smoothed_teacher",
+            "--max-update",
+            "1",
+            "--save-dir",
+            work / "teacher",
+            "--no-epoch-checkpoints",
+            "--disable-validation",
+        ],
+        check=True,
+        capture_output=True,
+    )
     checkpoint = work / "teacher" / "checkpoint_last.pt"
     task = translation_task(str(bin_dir), "src", "tgt")
     dataset = load_subset(task, "train")
@@ -268,15 +384,35 @@ def cache_benchmark(args, device) -> dict:
         forward_seconds = timed(forward_only, 1, device)
         ratios.append(forward_seconds / timed(score, 1, device))
     start = time.perf_counter()
-    dump(Namespace(data=str(bin_dir), teacher_path=str(checkpoint), out=str(work / "cache"), subset="train",
-                   topk=TOPK, source_lang="src", target_lang="tgt", max_tokens=max_tokens, dtype="fp16",
-                   fp16=False, cpu=args.device == "cpu", force=True))
+    dump(
+        Namespace(
+            data=str(bin_dir),
+            teacher_path=str(checkpoint),
+            out=str(work / "cache"),
+            subset="train",
+            topk=TOPK,
+            source_lang="src",
+            target_lang="tgt",
+            max_tokens=max_tokens,
+            dtype="fp16",
+            fp16=False,
+            cpu=args.device == "cpu",
+            force=True,
+        )
+    )
     command_seconds = time.perf_counter() - start
     tokens = int(sum(dataset.tgt_sizes))
     size = sum((work / "cache" / f"train.{part}.npy").stat().st_size for part in ("indices", "logits", "offsets"))
-    return {"dump_throughput_over_forward": statistics.median(ratios), "dump_throughput_range": [min(ratios), max(ratios)],
-            "dump_command_seconds": command_seconds, "plain_forward_seconds": forward_seconds,
-            "cache_bytes_per_target_token": size / tokens, "target_tokens": tokens, "topk": TOPK, "dtype": "fp16"}
+    return {
+        "dump_throughput_over_forward": statistics.median(ratios),
+        "dump_throughput_range": [min(ratios), max(ratios)],
+        "dump_command_seconds": command_seconds,
+        "plain_forward_seconds": forward_seconds,
+        "cache_bytes_per_target_token": size / tokens,
+        "target_tokens": tokens,
+        "topk": TOPK,
+        "dtype": "fp16",
+    }
 
 
 def markdown(results: dict) -> str:
@@ -284,20 +420,31 @@ def markdown(results: dict) -> str:
     t = {name: 1000 * value for name, value in steps["seconds_per_batch"].items()}
     memory_row = results["memory"]
     mib = 1024 * 1024
+    memory_below_ls = (
+        max(memory_row["kd_online_extra_loss_memory_bytes"], memory_row["kd_cached_extra_loss_memory_bytes"]) <= 0
+    )
     lines = [
-        f"# NMT KD benchmark ({results['size']} size)", "",
-        f"Device: {results['device']}, torch {results['torch']}, fp16 {results['fp16']}; {results['config']}.", "",
+        f"# NMT KD benchmark ({results['size']} size)",
+        "",
+        f"Device: {results['device']}, torch {results['torch']}, fp16 {results['fp16']}; {results['config']}.",
+        "",
         f"Every number on this page was measured on the {'GPU' if results['gpu'] else 'CPU'} in one run of "
         f"`{results['command']}`; "
-        + ("the CPU run writes bench/results.md." if results["gpu"] else
-           "a GPU run (`python -m bench.nmt_kd --size iwslt --device cuda --fp16`) writes bench/results-cuda.md."),
+        + (
+            "the CPU run writes bench/results.md."
+            if results["gpu"]
+            else "a GPU run (`python -m bench.nmt_kd --size iwslt --device cuda --fp16`) writes bench/results-cuda.md."
+        ),
         "",
-        "| t_ls (ms) | t_fwd (ms) | t_kd_online (ms) | t_kd_cached (ms) | online / (ls + fwd) | cached / ls | goal <= 1.05 |",
+        "| t_ls (ms) | t_fwd (ms) | t_kd_online (ms) | t_kd_cached (ms) | online / (ls + fwd) | cached / ls "
+        "| goal <= 1.05 |",
         "|---:|---:|---:|---:|---:|---:|:---:|",
         f"| {t['t_ls']:.1f} | {t['t_fwd']:.1f} | {t['t_kd_online']:.1f} | {t['t_kd_cached']:.1f} | "
         f"{steps['kd_online_over_limit']:.3f} | {steps['kd_cached_over_ls']:.3f} | "
-        f"{'yes' if max(steps['kd_online_over_limit'], steps['kd_cached_over_ls']) <= GOAL else 'no'} |", "",
-        "Loss memory (peak of one loss forward + backward beyond its inputs):", "",
+        f"{'yes' if max(steps['kd_online_over_limit'], steps['kd_cached_over_ls']) <= GOAL else 'no'} |",
+        "",
+        "Loss memory (peak of one loss forward + backward beyond its inputs):",
+        "",
         "| LS (MiB) | KD online (MiB) | KD cached (MiB) | one [tokens x V] fp32 buffer (MiB) | online extra over LS "
         "| cached extra over LS | goal: both <= 0 |",
         "|---:|---:|---:|---:|---:|---:|:---:|",
@@ -305,32 +452,44 @@ def markdown(results: dict) -> str:
         f"{memory_row['peak_bytes']['kd_cached'] / mib:.1f} | {memory_row['tokens_x_vocab_fp32_bytes'] / mib:.1f} | "
         f"{memory_row['kd_online_extra_loss_memory_bytes'] / mib:.1f} | "
         f"{memory_row['kd_cached_extra_loss_memory_bytes'] / mib:.1f} | "
-        f"{'yes' if max(memory_row['kd_online_extra_loss_memory_bytes'], memory_row['kd_cached_extra_loss_memory_bytes']) <= 0 else 'no'} |",
+        f"{'yes' if memory_below_ls else 'no'} |",
     ]
     cache = results.get("cache")
     if cache:
-        lines += ["", "Teacher cache (top-4, fp16 logits):", "",
-                  "| scoring loop throughput / plain forward | goal >= 0.9 | plain forward (s) | whole dump command (s) "
-                  "| bytes per target token |", "|---:|:---:|---:|---:|---:|",
-                  f"| {cache['dump_throughput_over_forward']:.3f} | "
-                  f"{'yes' if cache['dump_throughput_over_forward'] >= DUMP_GOAL else 'no'} | "
-                  f"{cache['plain_forward_seconds']:.2f} | {cache['dump_command_seconds']:.2f} | "
-                  f"{cache['cache_bytes_per_target_token']:.1f} |"]
+        lines += [
+            "",
+            "Teacher cache (top-4, fp16 logits):",
+            "",
+            "| scoring loop throughput / plain forward | goal >= 0.9 | plain forward (s) | whole dump command (s) "
+            "| bytes per target token |",
+            "|---:|:---:|---:|---:|---:|",
+            f"| {cache['dump_throughput_over_forward']:.3f} | "
+            f"{'yes' if cache['dump_throughput_over_forward'] >= DUMP_GOAL else 'no'} | "
+            f"{cache['plain_forward_seconds']:.2f} | {cache['dump_command_seconds']:.2f} | "
+            f"{cache['cache_bytes_per_target_token']:.1f} |",
+        ]
     if results.get("scaling"):
-        lines += ["", "Scaling of the loss alone (forward + backward, ms, median of the interleaved repeats; ratios "
-                  "are medians of the per-repeat ratios; memory at the larger batch):", "",
-                  "| V | tokens | LS | KD online | KD cached | KD online / LS | goal <= 2 | KD cached / LS "
-                  "| memory over LS, KD online / cached (MiB) |",
-                  "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|"]
+        lines += [
+            "",
+            "Scaling of the loss alone (forward + backward, ms, median of the interleaved repeats; ratios "
+            "are medians of the per-repeat ratios; memory at the larger batch):",
+            "",
+            "| V | tokens | LS | KD online | KD cached | KD online / LS | goal <= 2 | KD cached / LS "
+            "| memory over LS, KD online / cached (MiB) |",
+            "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
+        ]
         for row in results["scaling"]:
             extra = None
             if "memory" in row:
-                extra = " / ".join(f"{row['memory'][f'kd_{mode}_extra_loss_memory_bytes'] / mib:.1f}"
-                                   for mode in ("online", "cached"))
-            lines.append(f"| {row['vocab']} | {row['tokens']} | {row['ls_ms']:.1f} | {row['kd_online_ms']:.1f} | "
-                         f"{row['kd_cached_ms']:.1f} | {row['kd_online_over_ls']:.2f} | "
-                         f"{'yes' if row['kd_online_over_ls'] <= SCALING_GOAL else 'no'} | "
-                         f"{row['kd_cached_over_ls']:.2f} | {extra or ''} |")
+                extra = " / ".join(
+                    f"{row['memory'][f'kd_{mode}_extra_loss_memory_bytes'] / mib:.1f}" for mode in ("online", "cached")
+                )
+            lines.append(
+                f"| {row['vocab']} | {row['tokens']} | {row['ls_ms']:.1f} | {row['kd_online_ms']:.1f} | "
+                f"{row['kd_cached_ms']:.1f} | {row['kd_online_over_ls']:.2f} | "
+                f"{'yes' if row['kd_online_over_ls'] <= SCALING_GOAL else 'no'} | "
+                f"{row['kd_cached_over_ls']:.2f} | {extra or ''} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -342,10 +501,16 @@ def main(argv=None) -> None:
     dtype = torch.float16 if args.fp16 else torch.float32
     size = SIZES[args.size]
     command = " ".join(["python -m bench.nmt_kd", *(argv if argv is not None else sys.argv[1:])])
-    results = {"size": args.size, "device": device_name(device), "gpu": device.type == "cuda", "command": command,
-               "torch": torch.__version__, "fp16": args.fp16,
-               "config": f"vocab {size['vocab']}, {size['tokens']} target tokens per batch, T = {args.temperature}, "
-                         f"top-{TOPK} cache, median of {args.repeats} interleaved repeats x {args.batches} batches"}
+    results = {
+        "size": args.size,
+        "device": device_name(device),
+        "gpu": device.type == "cuda",
+        "command": command,
+        "torch": torch.__version__,
+        "fp16": args.fp16,
+        "config": f"vocab {size['vocab']}, {size['tokens']} target tokens per batch, T = {args.temperature}, "
+        f"top-{TOPK} cache, median of {args.repeats} interleaved repeats x {args.batches} batches",
+    }
     results["steps"] = step_timings(args, size, device, dtype)
     results["memory"] = memory(size["tokens"], size["vocab"], args.device, args.fp16)
     results["cache"] = cache_benchmark(args, device)

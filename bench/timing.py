@@ -1,4 +1,5 @@
 """Wall-clock timing and the device line shared by the benchmarks."""
+
 import platform
 import time
 

@@ -8,6 +8,7 @@ A KD step cannot cost less than a CE step plus one teacher forward, so the ratio
     python -m bench.vision_kd                 # CPU, small images, about a minute
     python -m bench.vision_kd --device cuda --batch-size 256 --image-size 224 --amp
 """
+
 import argparse
 import json
 import statistics
@@ -47,7 +48,9 @@ def measure(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    teacher = build_model(args.teacher, args.classes).to(device, memory_format=memory_format).eval().requires_grad_(False)
+    teacher = (
+        build_model(args.teacher, args.classes).to(device, memory_format=memory_format).eval().requires_grad_(False)
+    )
     student = build_model(args.student, args.classes).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda") if args.amp and device.type == "cuda" else None
@@ -69,11 +72,17 @@ def measure(args) -> dict:
         seconds = {name: timed(call, args.steps, device) for name, call in calls.items()}
         ratio = seconds["kd"] / seconds["ce"]
         limit = 1 + seconds["teacher"] / seconds["ce"]
-        repeats.append({
-            "t_ce_ms": 1e3 * seconds["ce"], "t_kd_ms": 1e3 * seconds["kd"], "t_teacher_ms": 1e3 * seconds["teacher"],
-            "teacher_share": seconds["teacher"] / seconds["kd"], "ratio": ratio, "limit": limit,
-            "ratio_over_limit": ratio / limit,
-        })
+        repeats.append(
+            {
+                "t_ce_ms": 1e3 * seconds["ce"],
+                "t_kd_ms": 1e3 * seconds["kd"],
+                "t_teacher_ms": 1e3 * seconds["teacher"],
+                "teacher_share": seconds["teacher"] / seconds["kd"],
+                "ratio": ratio,
+                "limit": limit,
+                "ratio_over_limit": ratio / limit,
+            }
+        )
     median = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
     return {
         "device": device_name(device),
@@ -88,19 +97,23 @@ def measure(args) -> dict:
 
 def markdown(result: dict) -> str:
     s, m = result["settings"], result["median"]
-    return "\n".join([
-        f"# Vision KD step benchmark: {s['teacher']} -> {s['student']}",
-        "",
-        f"Device: {result['device']}, torch {result['torch']}; batch {s['batch_size']}, {s['image_size']}px, "
-        f"{s['classes']} classes, AMP {s['amp']}, channels_last {s['channels_last']}; median of {s['repeats']} "
-        f"repeats x {s['steps']} steps.",
-        "",
-        "| CE step (ms) | KD step (ms) | teacher forward (ms) | teacher share of KD step | ratio KD/CE | limit 1 + t_teacher/t_CE | ratio / limit | goal <= 1.05 |",
-        "|---:|---:|---:|---:|---:|---:|---:|:---:|",
-        f"| {m['t_ce_ms']:.1f} | {m['t_kd_ms']:.1f} | {m['t_teacher_ms']:.1f} | {100 * m['teacher_share']:.1f} % | "
-        f"{m['ratio']:.3f} | {m['limit']:.3f} | {m['ratio_over_limit']:.3f} | {'yes' if result['meets_goal'] else 'no'} |",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# Vision KD step benchmark: {s['teacher']} -> {s['student']}",
+            "",
+            f"Device: {result['device']}, torch {result['torch']}; batch {s['batch_size']}, {s['image_size']}px, "
+            f"{s['classes']} classes, AMP {s['amp']}, channels_last {s['channels_last']}; median of {s['repeats']} "
+            f"repeats x {s['steps']} steps.",
+            "",
+            "| CE step (ms) | KD step (ms) | teacher forward (ms) | teacher share of KD step | ratio KD/CE "
+            "| limit 1 + t_teacher/t_CE | ratio / limit | goal <= 1.05 |",
+            "|---:|---:|---:|---:|---:|---:|---:|:---:|",
+            f"| {m['t_ce_ms']:.1f} | {m['t_kd_ms']:.1f} | {m['t_teacher_ms']:.1f} | {100 * m['teacher_share']:.1f} % | "
+            f"{m['ratio']:.3f} | {m['limit']:.3f} | {m['ratio_over_limit']:.3f} | "
+            f"{'yes' if result['meets_goal'] else 'no'} |",
+            "",
+        ]
+    )
 
 
 def main(argv=None) -> None:

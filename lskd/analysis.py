@@ -7,6 +7,7 @@ class is used (``bias[classes]``).
 
 Plain numpy in float64; torch tensors are accepted anywhere an array is.
 """
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -36,8 +37,9 @@ def as_labels(values, name: str, length: int) -> np.ndarray:
         values = values.detach().cpu().numpy()
     labels = np.asarray(values)
     if labels.shape != (length,) or not np.issubdtype(labels.dtype, np.integer):
-        raise InvalidConfig(f"{name} must be {length} integer labels (one per feature row), "
-                            f"got shape {labels.shape} of {labels.dtype}")
+        raise InvalidConfig(
+            f"{name} must be {length} integer labels (one per feature row), got shape {labels.shape} of {labels.dtype}"
+        )
     return labels.astype(np.int64)
 
 
@@ -86,8 +88,10 @@ class TemplateProjection:
         basis, triangle = np.linalg.qr(templates.T)
         diagonal = np.abs(np.diag(triangle))
         if diagonal.min() <= RANK_TOLERANCE * diagonal.max():
-            raise InvalidConfig(f"the augmented templates of classes {list(classes)} are linearly dependent; "
-                                "they do not span 3 dimensions")
+            raise InvalidConfig(
+                f"the augmented templates of classes {list(classes)} are linearly dependent; "
+                "they do not span 3 dimensions"
+            )
         return cls(classes=check_classes(classes, weight.shape[0]), templates=templates, basis=basis)
 
     @property
@@ -97,8 +101,9 @@ class TemplateProjection:
     def project(self, features) -> np.ndarray:
         augmented = augment_features(features)
         if augmented.shape[1] != self.basis.shape[0]:
-            raise InvalidConfig(f"features have {augmented.shape[1] - 1} dimensions, "
-                                f"the classifier expects {self.feature_dim}")
+            raise InvalidConfig(
+                f"features have {augmented.shape[1] - 1} dimensions, the classifier expects {self.feature_dim}"
+            )
         return augmented @ self.basis
 
 
@@ -132,8 +137,9 @@ class PlanePCA:
         return (as_array(points, "points", 2) - self.mean) @ self.components.T
 
 
-def select_classes(features, labels, classes: Sequence[int], split: str,
-                   max_per_class: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def select_classes(
+    features, labels, classes: Sequence[int], split: str, max_per_class: Optional[int] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The rows of the chosen classes (the first ``max_per_class`` of each, in order, as the authors take
     the first 150 training and 50 validation images), refusing a class with fewer than 2 rows."""
     features = as_array(features, f"{split} features", 2)
@@ -183,16 +189,26 @@ def _project_split(templates: TemplateProjection, features, labels) -> tuple[np.
     return points_3d, centroids_augmented @ templates.basis
 
 
-def project_model(weight, bias, classes: Sequence[int], train_features, train_labels,
-                  valid_features, valid_labels, max_train_per_class: Optional[int] = None,
-                  max_valid_per_class: Optional[int] = None) -> ModelProjection:
+def project_model(
+    weight,
+    bias,
+    classes: Sequence[int],
+    train_features,
+    train_labels,
+    valid_features,
+    valid_labels,
+    max_train_per_class: Optional[int] = None,
+    max_valid_per_class: Optional[int] = None,
+) -> ModelProjection:
     """Algorithm 1 (§4.2 of the digest): the PCA is fitted on the training points plus the three training
     centroids, all in 3-D, and reused unchanged for the validation split. The caps keep the first N
     samples of each class (the authors: 150 training and 50 validation images)."""
     templates = TemplateProjection.from_classifier(weight, bias, classes)
     splits = {}
-    for split, features, labels, cap in (("train", train_features, train_labels, max_train_per_class),
-                                         ("valid", valid_features, valid_labels, max_valid_per_class)):
+    for split, features, labels, cap in (
+        ("train", train_features, train_labels, max_train_per_class),
+        ("valid", valid_features, valid_labels, max_valid_per_class),
+    ):
         features, labels = select_classes(features, labels, templates.classes, split, cap)
         splits[split] = (features, labels, *_project_split(templates, features, labels))
     _, _, train_points, train_centroids = splits["train"]

@@ -3,6 +3,7 @@
 The loss functions call them, the fairseq criteria and ``lskd-vision`` call them before training starts,
 and the recipes validate their grids through them, so a range is never written twice.
 """
+
 import math
 
 from lskd.errors import InvalidConfig
@@ -37,5 +38,6 @@ def check_kd_weight(weight: float) -> None:
 def check_topk(k: int, vocabulary: int, flag: str) -> None:
     """A top-k teacher keeps k of the target vocabulary's entries: 1 <= k <= V."""
     if not 1 <= k <= vocabulary:
-        raise InvalidConfig(f"{flag} must be in [1, {vocabulary}] (the target vocabulary has {vocabulary} symbols), "
-                            f"got {k}")
+        raise InvalidConfig(
+            f"{flag} must be in [1, {vocabulary}] (the target vocabulary has {vocabulary} symbols), got {k}"
+        )

@@ -4,6 +4,7 @@ The paper hand-picked two semantically similar ImageNet classes (two poodles) an
 (submarine). Without labels of meaning, the classifier itself is the best guide: classes whose template
 rows point the same way are the ones a model treats as similar.
 """
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,8 +27,9 @@ class SuggestedClasses:
         return self.target, self.similar, self.control
 
 
-def suggest_classes(weight, counts: Sequence[int], min_count: int, pool_size: int = 500,
-                    excluded: Sequence[int] = ()) -> SuggestedClasses:
+def suggest_classes(
+    weight, counts: Sequence[int], min_count: int, pool_size: int = 500, excluded: Sequence[int] = ()
+) -> SuggestedClasses:
     """Among the ``pool_size`` most frequent classes with at least ``min_count`` samples (``excluded``
     left out): the pair with the highest template cosine, the more frequent of the two as the target,
     and as control the class whose larger cosine to either of them is smallest."""
@@ -39,8 +41,10 @@ def suggest_classes(weight, counts: Sequence[int], min_count: int, pool_size: in
     eligible = np.setdiff1d(eligible, np.asarray(excluded, dtype=np.int64))
     pool = eligible[np.argsort(-counts[eligible], kind="stable")][:pool_size]
     if pool.size < 3:
-        raise InvalidConfig(f"only {pool.size} class(es) have at least {min_count} samples; 3 are needed "
-                            "(lower the minimum count or name the classes)")
+        raise InvalidConfig(
+            f"only {pool.size} class(es) have at least {min_count} samples; 3 are needed "
+            "(lower the minimum count or name the classes)"
+        )
     norms = np.linalg.norm(weight[pool], axis=1)
     if np.any(norms == 0):
         raise InvalidConfig(f"class {int(pool[np.argmin(norms)])} has an all-zero template; its cosine is undefined")

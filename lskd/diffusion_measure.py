@@ -20,6 +20,7 @@ dissimilar control pair (a, c) changes much less. A ratio whose denominator is 0
 is None. Both spreads divide by n (not n − 1), so the small-sample bias of measuring around the sample
 mean is the same factor in σ_∥² and σ_⊥² and cancels in η.
 """
+
 from dataclasses import asdict, dataclass
 from typing import Optional
 

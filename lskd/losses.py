@@ -5,6 +5,7 @@ per-example) values are returned unreduced; callers sum (fairseq: sum over token
 ``ntokens``) or average (vision: ``batchmean``). All distillation math runs in float32 whatever the
 dtype of the logits, because tempered softmaxes of fp16 logits lose most of their mass at T = 64.
 """
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -186,11 +187,13 @@ class _FusedKD(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing,
-                convention):
+    def forward(
+        ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing, convention
+    ):
         vocab = student.size(-1)
         probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
-            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing)
+            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing
+        )
         tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
         gold, logit_sum, q_student, q_teacher = raw[9:13]
         lse_t = _log_sum_exp(tempered_stats)
@@ -232,23 +235,26 @@ class _FusedKD(torch.autograd.Function):
         teacher_logits, topk_indices, topk_logits = ctx.teacher
         temperature, smoothing, convention = ctx.settings
         if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
-            ctx.buffers = _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature,
-                                        smoothing)[:2]
+            ctx.buffers = _fused_passes(
+                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing
+            )[:2]
         probs, tempered_probs = ctx.buffers
         ctx.buffers = None
         grad = tempered_probs if probs is None else probs
         rows, vocab = grad.shape
         zeros = torch.zeros(rows, dtype=grad.dtype, device=grad.device)
-        grad_hard, grad_nll, grad_ce, grad_kl = (zeros if g is None else g for g in (grad_hard, grad_nll, grad_ce,
-                                                                                     grad_kl))
+        grad_hard, grad_nll, grad_ce, grad_kl = (
+            zeros if g is None else g for g in (grad_hard, grad_nll, grad_ce, grad_kl)
+        )
         gold_weight, other_weight = _smoothed_target_weights(smoothing, vocab, convention)
         coef_kd = (grad_ce + grad_kl) * temperature
         coef_probs = grad_hard + grad_nll
         coef_gold = grad_hard * (gold_weight - other_weight) + grad_nll
         coef_other = grad_hard * other_weight
         if mask is not None:  # masked rows get zero coefficients, hence a zero gradient
-            coef_kd, coef_probs, coef_gold, coef_other = (c * mask for c in (coef_kd, coef_probs, coef_gold,
-                                                                             coef_other))
+            coef_kd, coef_probs, coef_gold, coef_other = (
+                c * mask for c in (coef_kd, coef_probs, coef_gold, coef_other)
+            )
         if probs is not None and tempered_probs is None:
             coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
         step = _chunk_rows(grad.device, vocab)
@@ -340,7 +346,14 @@ def kd_objective(
     mask = target.ne(ignore_index) if ignore_index is not None else None
     indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
     hard, nll, cross_entropy, kl = _FusedKD.apply(
-        student_logits, target, mask, teacher_logits, indices, teacher_topk_logits, temperature, smoothing,
+        student_logits,
+        target,
+        mask,
+        teacher_logits,
+        indices,
+        teacher_topk_logits,
+        temperature,
+        smoothing,
         convention,
     )
     loss = kd_weight * cross_entropy + (1.0 - kd_weight) * hard

@@ -5,6 +5,7 @@ fairseq imports this package once per process (train, generate, validate). Impor
 criteria and the task and calls ``install_process_hooks()``, the one place for the plugin's process-wide
 effects; no other module of the plugin changes anything outside itself when imported.
 """
+
 import logging
 import warnings
 

@@ -1,4 +1,5 @@
 """What fairseq-preprocess wrote, read through fairseq's own dataset classes (for lskd's data tools)."""
+
 from lskd_fairseq.loading import load_subset, translation_task
 
 

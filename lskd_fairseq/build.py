@@ -2,6 +2,7 @@
 
 Tests and benchmarks use it to run the exact objects a training run would, without a subprocess.
 """
+
 import os
 from typing import Sequence
 

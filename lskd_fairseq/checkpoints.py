@@ -7,6 +7,7 @@
   checkpoint (``task_state``), so a teacher's dictionaries can be checked against the student's data
   from the checkpoint itself, wherever its training data has gone.
 """
+
 import argparse
 
 import torch
@@ -47,8 +48,10 @@ def read_fairseq_checkpoint(path, what: str = "checkpoint") -> dict:
             found = f"the keys {', '.join(sorted(map(str, state))[:6])}" if state else "an empty dict"
         else:
             found = f"a {type(state).__name__}"
-        raise DataError(f"{what} {path} is not a fairseq checkpoint: it holds {found}; expected the "
-                        f"'model' and 'cfg' entries fairseq-train writes")
+        raise DataError(
+            f"{what} {path} is not a fairseq checkpoint: it holds {found}; expected the "
+            f"'model' and 'cfg' entries fairseq-train writes"
+        )
     if state.get("cfg") is not None:
         state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
     # a checkpoint stripped to its weights and config (e.g. for release) lacks the training history

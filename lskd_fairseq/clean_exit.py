@@ -8,6 +8,7 @@ torch code while the interpreter shuts down, and the C++ runtime aborts the proc
 An exit hook tells each live consumer to stop after the batch in hand, empties its queue so it is not
 blocked on a full buffer, and joins it.
 """
+
 import atexit
 import queue
 import threading

@@ -5,6 +5,7 @@ does not wrap; a bad setting there (``T <= 0``, a stale teacher cache, a teacher
 raises an ``LskdError`` that ends the process. The hook prints it as ``lskd error: ...`` and the exit status
 stays non-zero (1, Python's for an uncaught exception); any other exception keeps its traceback.
 """
+
 import sys
 
 from lskd.errors import LskdError

@@ -3,6 +3,7 @@
 A target token plays the part of a class: the penultimate representation is the decoder output just
 before the output projection, taken with teacher forcing at every gold target position of that token.
 """
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -29,8 +30,9 @@ def output_classifier(model: torch.nn.Module) -> tuple[np.ndarray, Optional[np.n
         raise InvalidConfig("models with an adaptive softmax have no single output projection to analyse")
     projection = getattr(decoder, "output_projection", None)
     if not isinstance(projection, torch.nn.Linear):
-        raise InvalidConfig(f"{type(decoder).__name__} has no nn.Linear output_projection; "
-                            "expected a fairseq transformer-style decoder")
+        raise InvalidConfig(
+            f"{type(decoder).__name__} has no nn.Linear output_projection; expected a fairseq transformer-style decoder"
+        )
     bias = None if projection.bias is None else projection.bias.detach().cpu().numpy()
     return projection.weight.detach().cpu().numpy(), bias
 
@@ -72,9 +74,16 @@ def batch_features(model: torch.nn.Module, batch: dict, device: torch.device) ->
     return features, batch["target"].to(device)
 
 
-def decoder_features(model: torch.nn.Module, dataset, tokens: Sequence[int], description: str,
-                     max_sentences: Optional[int] = None, batch_size: int = 64,
-                     max_per_class: Optional[int] = None, device: str = "cpu") -> TokenFeatures:
+def decoder_features(
+    model: torch.nn.Module,
+    dataset,
+    tokens: Sequence[int],
+    description: str,
+    max_sentences: Optional[int] = None,
+    batch_size: int = 64,
+    max_per_class: Optional[int] = None,
+    device: str = "cpu",
+) -> TokenFeatures:
     """Features at the gold positions of ``tokens``, in corpus order; stops early once every token has
     ``max_per_class`` of them."""
     device = torch.device(device)
@@ -83,8 +92,9 @@ def decoder_features(model: torch.nn.Module, dataset, tokens: Sequence[int], des
     collected, labels = [], []
     found = dict.fromkeys(tokens, 0)
     total = len(dataset) if max_sentences is None else min(max_sentences, len(dataset))
-    progress = tqdm(_batches(dataset, max_sentences, batch_size), desc=description, unit="batch",
-                    total=-(-total // batch_size))
+    progress = tqdm(
+        _batches(dataset, max_sentences, batch_size), desc=description, unit="batch", total=-(-total // batch_size)
+    )
     for batch in progress:
         features, target = batch_features(model, batch, device)
         positions = torch.isin(target, wanted)

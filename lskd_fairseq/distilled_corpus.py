@@ -6,6 +6,7 @@ teacher's hypotheses, plus ``MANIFEST`` saying what produced it. It is built in 
 next to the output and renamed into place only when complete, so an interrupted run never leaves a
 folder that trains.
 """
+
 import json
 import logging
 import os
@@ -51,8 +52,11 @@ class Settings:
 
     def differences(self, other: dict) -> list[str]:
         ours = asdict(self)
-        return [f"{name} (folder: {other.get(name)!r}, this run: {ours[name]!r})"
-                for name in ours if other.get(name) != ours[name]]
+        return [
+            f"{name} (folder: {other.get(name)!r}, this run: {ours[name]!r})"
+            for name in ours
+            if other.get(name) != ours[name]
+        ]
 
 
 @dataclass
@@ -69,10 +73,14 @@ class Counts:
 def subset_prefix(data: Path, subset: str, source: str, target: str) -> str:
     """``{subset}.{pair}`` as fairseq-preprocess named the subset's files (either language order)."""
     for pair in (f"{source}-{target}", f"{target}-{source}"):
-        if all((data / f"{subset}.{pair}.{lang}.{ext}").is_file() for lang in (source, target) for ext in ("bin", "idx")):
+        if all(
+            (data / f"{subset}.{pair}.{lang}.{ext}").is_file() for lang in (source, target) for ext in ("bin", "idx")
+        ):
             return f"{subset}.{pair}"
-    raise InvalidConfig(f"subset {subset!r} of {data}: no binarised {subset}.{source}-{target}.{{{source},{target}}}"
-                        f".{{bin,idx}} files; expected a fairseq-preprocess folder with that subset")
+    raise InvalidConfig(
+        f"subset {subset!r} of {data}: no binarised {subset}.{source}-{target}.{{{source},{target}}}"
+        f".{{bin,idx}} files; expected a fairseq-preprocess folder with that subset"
+    )
 
 
 def metadata_files(data: Path, source: str, target: str) -> list[Path]:
@@ -132,12 +140,17 @@ def check_output(out: Path, data: Path, settings: Settings) -> bool:
     if not entries:
         return False
     if MANIFEST not in entries:
-        raise InvalidConfig(f"--out {out} holds files that no lskd-distill-corpus run wrote ({', '.join(entries[:3])}"
-                            f"{', ...' if len(entries) > 3 else ''}); choose a new or empty folder")
+        raise InvalidConfig(
+            f"--out {out} holds files that no lskd-distill-corpus run wrote ({', '.join(entries[:3])}"
+            f"{', ...' if len(entries) > 3 else ''}); choose a new or empty folder"
+        )
     differences = settings.differences(read_manifest(out).get("settings", {}))
     if differences:
-        raise InvalidConfig(f"--out {out} holds another distillation: " + "; ".join(differences)
-                            + "; choose another folder or remove that one")
+        raise InvalidConfig(
+            f"--out {out} holds another distillation: "
+            + "; ".join(differences)
+            + "; choose another folder or remove that one"
+        )
     return True
 
 
@@ -153,8 +166,9 @@ def start_staging(out: Path, settings: Settings) -> Path:
             logger.info("removing %s, left by an interrupted run; starting over", stage)
             shutil.rmtree(stage)
         else:
-            raise InvalidConfig(f"{stage} exists and was not made by lskd-distill-corpus; remove it or choose "
-                                f"another --out")
+            raise InvalidConfig(
+                f"{stage} exists and was not made by lskd-distill-corpus; remove it or choose another --out"
+            )
     stage.mkdir(parents=True)
     atomic_write_json(stage / STAGING_MARK, asdict(settings))
     return stage
@@ -189,8 +203,9 @@ class TargetWriter:
         self.sentences = sentences
         self.vocab_size = vocab_size
         self.spill = prefix.with_name(prefix.name + ".spill")
-        self.builder = indexed_dataset.make_builder(indexed_dataset.data_file_path(str(self.spill)), "mmap",
-                                                    vocab_size=vocab_size)
+        self.builder = indexed_dataset.make_builder(
+            indexed_dataset.data_file_path(str(self.spill)), "mmap", vocab_size=vocab_size
+        )
         self.ids = open(self.spill.with_name(self.spill.name + ".ids"), "wb")
 
     def add(self, sentence_id: int, tokens: torch.Tensor) -> None:
@@ -206,15 +221,21 @@ class TargetWriter:
         position[ids] = np.arange(len(ids))
         if len(ids) != self.sentences or (position < 0).any():
             missing = np.flatnonzero(position < 0)
-            raise RuntimeError(f"{len(ids)} targets written for {self.sentences} sentences "
-                               f"(first missing id: {missing[0] if len(missing) else 'none, some twice'})")
+            raise RuntimeError(
+                f"{len(ids)} targets written for {self.sentences} sentences "
+                f"(first missing id: {missing[0] if len(missing) else 'none, some twice'})"
+            )
         spilled = indexed_dataset.MMapIndexedDataset(str(self.spill))
-        final = indexed_dataset.make_builder(indexed_dataset.data_file_path(str(self.prefix)), "mmap",
-                                             vocab_size=self.vocab_size)
+        final = indexed_dataset.make_builder(
+            indexed_dataset.data_file_path(str(self.prefix)), "mmap", vocab_size=self.vocab_size
+        )
         for index in position:
             final.add_item(spilled[int(index)])
         final.finalize(indexed_dataset.index_file_path(str(self.prefix)))
         del spilled
-        for path in (indexed_dataset.data_file_path(str(self.spill)), indexed_dataset.index_file_path(str(self.spill)),
-                     ids_path):
+        for path in (
+            indexed_dataset.data_file_path(str(self.spill)),
+            indexed_dataset.index_file_path(str(self.spill)),
+            ids_path,
+        ):
             Path(path).unlink()

@@ -6,6 +6,7 @@ every process trains its own copy of the model at world size 1 and all of them w
 fairseq initialises its process group before it builds the task and the criterion, so a rank of a launched
 job that has none at that point is such an independent copy.
 """
+
 import os
 
 import torch.distributed as dist

@@ -1,4 +1,5 @@
 """Loading data and frozen models (teachers, analysed checkpoints) the way every lskd command needs them."""
+
 import os
 
 import torch
@@ -26,8 +27,14 @@ def translation_task(data_bin: str, source_lang: str, target_lang: str, train_su
         path = os.path.join(data_bin, f"dict.{lang}.txt")
         if not os.path.isfile(path):
             raise InvalidConfig(f"no dictionary {path}; expected a fairseq-preprocess folder for {lang}")
-    cfg = TranslationConfig(data=data_bin, source_lang=source_lang, target_lang=target_lang,
-                            train_subset=train_subset, dataset_impl=None, required_seq_len_multiple=1)
+    cfg = TranslationConfig(
+        data=data_bin,
+        source_lang=source_lang,
+        target_lang=target_lang,
+        train_subset=train_subset,
+        dataset_impl=None,
+        required_seq_len_multiple=1,
+    )
     return TranslationTask.setup_task(cfg)
 
 
@@ -66,8 +73,10 @@ def checkpoint_dictionaries(path: str, state: dict, languages: tuple, dictionary
     if dictionary_dir is not None:
         found = _dictionaries_in(dictionary_dir, src, tgt)
         if found is None:
-            raise DataError(f"{DICTIONARY_DIR_FLAG} {dictionary_dir}: expected dict.{src}.txt and dict.{tgt}.txt "
-                            f"there (the dictionaries checkpoint {path} was trained with)")
+            raise DataError(
+                f"{DICTIONARY_DIR_FLAG} {dictionary_dir}: expected dict.{src}.txt and dict.{tgt}.txt "
+                f"there (the dictionaries checkpoint {path} was trained with)"
+            )
         return found
     data = str(state["cfg"].task.get("data") or "").split(os.pathsep)[0]
     found = _dictionaries_in(data, src, tgt) if data and os.path.isdir(data) else None
@@ -88,8 +97,10 @@ def check_dictionaries(path: str, state: dict, task, dictionary_dir: str | None 
     for ours, module in zip(expected.values(), ("encoder", "decoder")):
         key = f"{module}.embed_tokens.weight"
         if key in weights and weights[key].size(0) != len(ours):
-            raise DataError(f"checkpoint {path}: its {module} vocabulary has {weights[key].size(0)} symbols, "
-                            f"the data's dictionary has {len(ours)}")
+            raise DataError(
+                f"checkpoint {path}: its {module} vocabulary has {weights[key].size(0)} symbols, "
+                f"the data's dictionary has {len(ours)}"
+            )
     languages = (task.cfg.source_lang, task.cfg.target_lang)
     found = checkpoint_dictionaries(path, state, languages, dictionary_dir)
     for side, ours in expected.items():

@@ -6,6 +6,7 @@ about the user's run. They are silenced by message or module, so any other warni
 ``torch.jit.script``'s notice can still appear once: fairseq triggers it while importing itself, before it
 loads the plugin.
 """
+
 import warnings
 
 # (message regex, category, module regex) as warnings.filterwarnings takes them

@@ -14,6 +14,7 @@ target lengths happen to agree. The subsets one run loads must come from the sam
 dtype; and damaged files (truncated arrays, a broken fingerprint, ids outside the vocabulary, non-finite
 logits) are refused by name when training starts.
 """
+
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -124,8 +125,9 @@ class CacheWriter:
     def _temporary(self, part: str) -> Path:
         return staging_path(self.paths[part])
 
-    def write_batch(self, sentence_ids: np.ndarray, lengths: np.ndarray, indices: np.ndarray,
-                    logits: np.ndarray) -> None:
+    def write_batch(
+        self, sentence_ids: np.ndarray, lengths: np.ndarray, indices: np.ndarray, logits: np.ndarray
+    ) -> None:
         """Rows of a batch's sentences: ``indices``/``logits`` hold their target tokens back to back, in the
         order of ``sentence_ids``, ``lengths[i]`` tokens for sentence i."""
         expected = self.offsets[sentence_ids + 1] - self.offsets[sentence_ids]
@@ -177,8 +179,10 @@ def read_fingerprint(directory, subset: str) -> Fingerprint:
     except TypeError as error:
         raise DataError(f"teacher cache {path} is damaged: {error}; {_redump(directory, subset)}") from None
     if fingerprint.dtype not in DTYPES or not isinstance(fingerprint.topk, int) or fingerprint.topk < 1:
-        raise DataError(f"teacher cache {path} is damaged: topk {fingerprint.topk!r}, dtype {fingerprint.dtype!r}; "
-                        f"expected topk >= 1 and dtype one of {', '.join(DTYPES)}")
+        raise DataError(
+            f"teacher cache {path} is damaged: topk {fingerprint.topk!r}, dtype {fingerprint.dtype!r}; "
+            f"expected topk >= 1 and dtype one of {', '.join(DTYPES)}"
+        )
     return fingerprint
 
 
@@ -188,15 +192,17 @@ def _load_array(path: Path, dtype, shape: tuple, mmap: bool) -> np.ndarray:
     except (OSError, ValueError, EOFError) as error:  # missing, truncated, or not an .npy file
         raise DataError(f"teacher cache file {path} cannot be read ({error})") from None
     if array.dtype != np.dtype(dtype) or array.shape != shape:
-        raise DataError(f"teacher cache file {path} holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} "
-                        f"{shape} from its fingerprint")
+        raise DataError(
+            f"teacher cache file {path} holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} "
+            f"{shape} from its fingerprint"
+        )
     return array
 
 
 def _first_bad_row(array: np.ndarray, is_bad) -> int | None:
     """Index of the first row of ``array`` where ``is_bad`` holds for an entry, read in bounded chunks."""
     for start in range(0, len(array), ROWS_PER_SCAN):
-        hits = np.flatnonzero(is_bad(np.asarray(array[start:start + ROWS_PER_SCAN])).any(axis=-1))
+        hits = np.flatnonzero(is_bad(np.asarray(array[start : start + ROWS_PER_SCAN])).any(axis=-1))
         if len(hits):
             return start + int(hits[0])
     return None
@@ -224,16 +230,22 @@ class TeacherCache:
     def _check_contents(self, paths, data: Fingerprint, vocabulary: int) -> None:
         lengths = np.diff(self.offsets)
         if self.offsets[0] != 0 or sha256_bytes(lengths.tobytes()) != data.target_lengths_sha256:
-            raise DataError(f"teacher cache file {paths['offsets']} is damaged: its sentence offsets do not give the "
-                            f"data's target lengths")
+            raise DataError(
+                f"teacher cache file {paths['offsets']} is damaged: its sentence offsets do not give the "
+                f"data's target lengths"
+            )
         row = _first_bad_row(self.indices, lambda ids: (ids < 0) | (ids >= vocabulary))
         if row is not None:
-            raise DataError(f"teacher cache file {paths['indices']} is damaged: row {row} holds token ids "
-                            f"{self.indices[row].tolist()}, outside the target vocabulary [0, {vocabulary})")
+            raise DataError(
+                f"teacher cache file {paths['indices']} is damaged: row {row} holds token ids "
+                f"{self.indices[row].tolist()}, outside the target vocabulary [0, {vocabulary})"
+            )
         row = _first_bad_row(self.logits, lambda values: ~np.isfinite(values))
         if row is not None:
-            raise DataError(f"teacher cache file {paths['logits']} is damaged: row {row} holds non-finite logits "
-                            f"{self.logits[row].tolist()}")
+            raise DataError(
+                f"teacher cache file {paths['logits']} is damaged: row {row} holds non-finite logits "
+                f"{self.logits[row].tolist()}"
+            )
 
     def sentence(self, sentence_id: int) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.offsets[sentence_id], self.offsets[sentence_id + 1]

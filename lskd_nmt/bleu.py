@@ -10,6 +10,7 @@
 
 Neither is the ``BLEU4`` line fairseq-generate prints at the end of its log: that one scores subword pieces.
 """
+
 from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU
@@ -49,8 +50,10 @@ def tokenized(lines: list[str], profile: str, lang: str) -> list[str]:
     return list(lines) if profile == "paper" else moses_tokenize(lines, lang)
 
 
-GENERATE_BLEU4_NOTE = ("the 'BLEU4' line at the end of fairseq-generate's log scores subword pieces against "
-                       "fairseq's T- lines: it is neither of these numbers")
+GENERATE_BLEU4_NOTE = (
+    "the 'BLEU4' line at the end of fairseq-generate's log scores subword pieces against "
+    "fairseq's T- lines: it is neither of these numbers"
+)
 
 
 def sacrebleu_score(hypotheses: list[str], references: list[str], references_are: str, lowercase: bool) -> Score:
@@ -59,8 +62,11 @@ def sacrebleu_score(hypotheses: list[str], references: list[str], references_are
     metric = BLEU(lowercase=lowercase)
     result = metric.corpus_score(hypotheses, [references])
     case = "case-insensitive" if lowercase else "cased"
-    return Score(result.score, str(metric.get_signature()),
-                 f"detokenised hypotheses against {references_are}, sacreBLEU 13a tokenisation, {case}")
+    return Score(
+        result.score,
+        str(metric.get_signature()),
+        f"detokenised hypotheses against {references_are}, sacreBLEU 13a tokenisation, {case}",
+    )
 
 
 def tokenized_bleu_score(hypotheses: list[str], references: list[str]) -> Score:

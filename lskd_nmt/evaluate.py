@@ -5,6 +5,7 @@ order, so both are re-sorted by sentence id before anything is written or scored
 ``--user-dir`` is always passed so checkpoints trained with its criteria and task load. ``--hypotheses``
 re-scores a kept fairseq-generate log (or plain hypothesis lines) without decoding again.
 """
+
 import importlib.util
 import json
 import re
@@ -27,8 +28,8 @@ from lskd_nmt.bleu import (
     tokenized,
     tokenized_bleu_score,
 )
-from lskd_tools.cli import console_script, option, parse_config
 from lskd_nmt.nmt_profiles import profile_named
+from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import MANIFEST, atomic_write_json, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
@@ -45,27 +46,36 @@ class EvalConfig:
     source_lang: str = option(help="source language of the bin/ file names")
     target_lang: str = option(help="target language of the bin/ file names")
     out: Path = option(help="JSON to write, e.g. RUN_DIR/bleu.json")
-    checkpoint: Optional[Path] = option(None, flags=("--path",), default_text="required unless --hypotheses",
-                                        help="checkpoint to decode with")
-    profile: Optional[str] = option(None, choices=TEXT_PROFILES, default_text=f"from {MANIFEST}",
-                                    help="text profile of the references")
-    subword: Optional[str] = option(None, choices=SUBWORD_SCHEMES, default_text=f"from {MANIFEST}",
-                                    help="subword scheme to undo before scoring")
+    checkpoint: Optional[Path] = option(
+        None, flags=("--path",), default_text="required unless --hypotheses", help="checkpoint to decode with"
+    )
+    profile: Optional[str] = option(
+        None, choices=TEXT_PROFILES, default_text=f"from {MANIFEST}", help="text profile of the references"
+    )
+    subword: Optional[str] = option(
+        None, choices=SUBWORD_SCHEMES, default_text=f"from {MANIFEST}", help="subword scheme to undo before scoring"
+    )
     subset: str = option("test", help="subset to translate")
     beam: int = option(5, help="beam size")
     batch_size: int = option(128, help="sentences per fairseq-generate batch")
     max_len_a: float = option(1.2, help="fairseq-generate's --max-len-a")
     max_len_b: int = option(10, help="fairseq-generate's --max-len-b")
     references: Optional[Path] = option(
-        None, default_text="DIR/{subset}.{tgt} next to a data-prep bin/, else fairseq's T- lines",
-        help="prepared (pre-subword) reference text, one line per sentence: tokenized_bleu's references")
+        None,
+        default_text="DIR/{subset}.{tgt} next to a data-prep bin/, else fairseq's T- lines",
+        help="prepared (pre-subword) reference text, one line per sentence: tokenized_bleu's references",
+    )
     raw_references: Optional[Path] = option(
-        None, default_text="DIR/raw/{subset}.{tgt} next to a data-prep bin/, if it exists",
-        help="raw cased reference text as released, one line per sentence: sacrebleu's references")
+        None,
+        default_text="DIR/raw/{subset}.{tgt} next to a data-prep bin/, if it exists",
+        help="raw cased reference text as released, one line per sentence: sacrebleu's references",
+    )
     hypotheses: Optional[Path] = option(
-        None, default_text="decode with --path",
+        None,
+        default_text="decode with --path",
         help="re-score without decoding: a fairseq-generate log (e.g. an earlier RUN_DIR/generate-test.txt) "
-             "or one hypothesis per line in subword pieces as fairseq prints them")
+        "or one hypothesis per line in subword pieces as fairseq prints them",
+    )
     user_dir: Optional[Path] = option(None, default_text="the installed lskd_fairseq", help="fairseq plugin folder")
 
     @property
@@ -82,15 +92,35 @@ def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: s
 
 def generate_command(config: EvalConfig) -> list[str]:
     return [
-        sys.executable, "-m", "fairseq_cli.generate", str(config.data_bin),
-        "--path", str(config.checkpoint), "--user-dir", str(config.user_dir or plugin_dir()),
-        "--task", "translation",  # decoding needs no teacher, whatever task the checkpoint was trained with
-        "--source-lang", config.source_lang, "--target-lang", config.target_lang,
-        "--gen-subset", config.subset, "--beam", str(config.beam), "--batch-size", str(config.batch_size),
-        "--max-len-a", str(config.max_len_a), "--max-len-b", str(config.max_len_b),
+        sys.executable,
+        "-m",
+        "fairseq_cli.generate",
+        str(config.data_bin),
+        "--path",
+        str(config.checkpoint),
+        "--user-dir",
+        str(config.user_dir or plugin_dir()),
+        "--task",
+        "translation",  # decoding needs no teacher, whatever task the checkpoint was trained with
+        "--source-lang",
+        config.source_lang,
+        "--target-lang",
+        config.target_lang,
+        "--gen-subset",
+        config.subset,
+        "--beam",
+        str(config.beam),
+        "--batch-size",
+        str(config.batch_size),
+        "--max-len-a",
+        str(config.max_len_a),
+        "--max-len-b",
+        str(config.max_len_b),
         # fairseq-fixed 0.12.3.1 drops the last (n mod multiple) sentences when this is above 1.
-        "--required-batch-size-multiple", "1",
-        "--results-path", str(config.out.parent),
+        "--required-batch-size-multiple",
+        "1",
+        "--results-path",
+        str(config.out.parent),
     ]
 
 
@@ -127,8 +157,11 @@ def read_lines(path: Path, expected: int, flag: str) -> list[str]:
 
 def compare_with(profile: str, raw_references: bool) -> dict:
     """What each number may be compared with, in words, for bleu.json and the printed summary."""
-    sacrebleu_use = ("sacreBLEU of other systems with the same signature on the same test sets"
-                     if raw_references else "nothing published: no raw release references were scored")
+    sacrebleu_use = (
+        "sacreBLEU of other systems with the same signature on the same test sets"
+        if raw_references
+        else "nothing published: no raw release references were scored"
+    )
     if profile == "paper":
         sacrebleu_use += " (the hypotheses are lowercased, so case errors count against this number)"
         tokenized_use = "the paper's tables (lskd_report/paper_results.json): the paper-comparable number"
@@ -145,8 +178,10 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
     elif config.references is not None:
         hypotheses, targets = generate_text.splitlines(), None
     else:
-        raise DataError(f"--hypotheses {config.hypotheses}: plain hypothesis lines need --references "
-                        "(expected a fairseq-generate log, or the prepared references beside the data)")
+        raise DataError(
+            f"--hypotheses {config.hypotheses}: plain hypothesis lines need --references "
+            "(expected a fairseq-generate log, or the prepared references beside the data)"
+        )
     hypotheses = [remove_subwords(line, config.subword) for line in hypotheses]
     if config.references is not None:
         references = read_lines(config.references, len(hypotheses), "--references")
@@ -162,8 +197,10 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
         lowercase = profile_named(profile).lowercase
         references_are = "the detokenised prepared references" + (" (lowercased)" if lowercase else "")
     texts = {
-        "hyp.detok": detokenized(hypotheses, profile, lang), "ref.detok": detok_references,
-        "hyp.tok": tokenized(hypotheses, profile, lang), "ref.tok": tokenized(references, profile, lang),
+        "hyp.detok": detokenized(hypotheses, profile, lang),
+        "ref.detok": detok_references,
+        "hyp.tok": tokenized(hypotheses, profile, lang),
+        "ref.tok": tokenized(references, profile, lang),
     }
     for name, lines in texts.items():
         write_lines(config.out.parent / f"{config.subset}.{name}", lines)
@@ -206,9 +243,12 @@ def decode(config: EvalConfig, expected: int) -> None:
 
     output = config.generate_output
     output.unlink(missing_ok=True)
-    with tempfile.TemporaryFile("w+", encoding="utf-8") as console, \
-            tqdm(total=expected, desc=f"fairseq-generate {config.subset}", unit="sent", mininterval=2,
-                 file=sys.stderr) as bar:
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8") as console,
+        tqdm(
+            total=expected, desc=f"fairseq-generate {config.subset}", unit="sent", mininterval=2, file=sys.stderr
+        ) as bar,
+    ):
         process = subprocess.Popen(generate_command(config), stdout=console, stderr=subprocess.STDOUT, text=True)
         handle, pending = None, ""
         while True:
@@ -250,7 +290,9 @@ def manifest_of(data_bin: Path) -> dict:
 def resolve(config: EvalConfig) -> EvalConfig:
     """Fill the profile, subword scheme and references from the data folder; refuse what is missing."""
     if not (config.data_bin / f"dict.{config.target_lang}.txt").is_file():
-        raise InvalidConfig(f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)")
+        raise InvalidConfig(
+            f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)"
+        )
     if config.hypotheses is not None:
         if not config.hypotheses.is_file():
             raise InvalidConfig(f"--hypotheses {config.hypotheses}: no such file (expected a fairseq-generate log)")
@@ -281,14 +323,16 @@ def resolve(config: EvalConfig) -> EvalConfig:
 def summary(scores: dict, out: Path) -> str:
     """Which number is which, for the terminal; bleu.json holds the same words."""
     sacre, tok = scores["sacrebleu"], scores["tokenized_bleu"]
-    return "\n".join([
-        f"sacrebleu      {sacre['score']:6.2f}  {sacre['signature']}",
-        f"               {sacre['text']}; compare with {sacre['compare_with']}",
-        f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
-        f"               {tok['text']}; compare with {tok['compare_with']}",
-        f"note: {scores['generate_bleu4']}",
-        f"{scores['n_sentences']} sentences -> {out}",
-    ])
+    return "\n".join(
+        [
+            f"sacrebleu      {sacre['score']:6.2f}  {sacre['signature']}",
+            f"               {sacre['text']}; compare with {sacre['compare_with']}",
+            f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
+            f"               {tok['text']}; compare with {tok['compare_with']}",
+            f"note: {scores['generate_bleu4']}",
+            f"{scores['n_sentences']} sentences -> {out}",
+        ]
+    )
 
 
 @console_script("lskd-evaluate")

@@ -4,6 +4,7 @@ The release is read from an extracted folder or straight from its ``.tgz`` archi
 it by hand. Files are found by their base name anywhere inside, because archives nest them differently
 (``de-en/train.tags.de-en.de`` in fairseq's mirror, ``texts/en/ru/en-ru/...`` in WIT3 layouts).
 """
+
 import html
 import re
 import tarfile

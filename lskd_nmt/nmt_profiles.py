@@ -5,6 +5,7 @@ by Tan et al.): Moses tokenisation, length/ratio cleaning, lowercasing, and a BP
 vocabulary; its BLEU is tokenised, lowercased BLEU. ``modern`` keeps raw cased text and lets a joint
 sentencepiece model do all segmentation, so its output can be scored with detokenised sacreBLEU directly.
 """
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -43,7 +44,9 @@ class TextProfile:
 
 PROFILES = {
     "paper": TextProfile("paper", moses_tokenize=True, lowercase=True, clean=CleanRule(), sentencepiece_type="bpe"),
-    "modern": TextProfile("modern", moses_tokenize=False, lowercase=False, clean=CleanRule(), sentencepiece_type="unigram"),
+    "modern": TextProfile(
+        "modern", moses_tokenize=False, lowercase=False, clean=CleanRule(), sentencepiece_type="unigram"
+    ),
 }
 
 

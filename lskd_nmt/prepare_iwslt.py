@@ -12,6 +12,7 @@ Output layout (``--out DIR``)::
 One joined dictionary serves both directions: fairseq's translation task opens ``{split}.{src}-{tgt}.*``
 or the reversed pair name, so En->De and De->En train from the same ``bin/``.
 """
+
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -33,8 +34,11 @@ SPECIAL_PIECES = frozenset({"<unk>", "<s>", "</s>", "<pad>"})
 # --source: reader, and what a results table says of numbers obtained on it.
 SOURCES = {
     "wit3": (read_release, "the IWSLT 2014 release (WIT3 2014-01), the paper's data"),
-    "qi2018": (read_ted_multi, "the multi-way TED corpus of Qi et al. (NAACL 2018) with its own train/dev/test split, "
-                               "not the paper's IWSLT 2014 release: not comparable with the paper's numbers"),
+    "qi2018": (
+        read_ted_multi,
+        "the multi-way TED corpus of Qi et al. (NAACL 2018) with its own train/dev/test split, "
+        "not the paper's IWSLT 2014 release: not comparable with the paper's numbers",
+    ),
 }
 
 
@@ -44,18 +48,25 @@ class PrepConfig:
     out: Path = option(help="output folder (must be empty or absent)")
     source_lang: str = option(help="source side of the bin/ file names, e.g. en")
     target_lang: str = option(help="target side of the bin/ file names, e.g. de")
-    source: str = option("wit3", choices=tuple(SOURCES),
-                         help="wit3: IWSLT 2014 release (train.tags + XML test sets); qi2018: Qi et al. 2018 "
-                              "multi-way TED corpus (all_talks_{train,dev,test}.tsv)")
-    profile: str = option("paper", choices=tuple(PROFILES),
-                          help="paper (Moses, clean, lowercase) or modern (raw text)")
+    source: str = option(
+        "wit3",
+        choices=tuple(SOURCES),
+        help="wit3: IWSLT 2014 release (train.tags + XML test sets); qi2018: Qi et al. 2018 "
+        "multi-way TED corpus (all_talks_{train,dev,test}.tsv)",
+    )
+    profile: str = option("paper", choices=tuple(PROFILES), help="paper (Moses, clean, lowercase) or modern (raw text)")
     vocab_size: int = option(10000, help="joint sentencepiece vocabulary size")
-    max_lines: Optional[int] = option(None, default_text="all",
-                                      help="keep the first N train and test lines (smoke tests, CPU tiny)")
+    max_lines: Optional[int] = option(
+        None, default_text="all", help="keep the first N train and test lines (smoke tests, CPU tiny)"
+    )
     workers: int = option(1, help="fairseq-preprocess / sentencepiece threads")
     test_sets: Optional[tuple[str, ...]] = option(
-        None, choices=TEST_SETS, metavar="NAME", default_text="every one the release has, in fairseq's order",
-        help=f"release test sets concatenated (in the order given) into the test split; NAME: {' '.join(TEST_SETS)}")
+        None,
+        choices=TEST_SETS,
+        metavar="NAME",
+        default_text="every one the release has, in fairseq's order",
+        help=f"release test sets concatenated (in the order given) into the test split; NAME: {' '.join(TEST_SETS)}",
+    )
 
     @property
     def langs(self) -> tuple[str, str]:
@@ -71,8 +82,9 @@ class PrepConfig:
             raise InvalidConfig(f"--vocab-size {self.vocab_size}: expected an integer >= {MIN_VOCAB_SIZE}")
         every = self.text_profile.valid_every if self.source == "wit3" else 1  # qi2018 has its own dev set
         if self.max_lines is not None and self.max_lines < every:
-            raise InvalidConfig(f"--max-lines {self.max_lines}: expected >= {every} (one validation pair per "
-                                f"{every} training lines)")
+            raise InvalidConfig(
+                f"--max-lines {self.max_lines}: expected >= {every} (one validation pair per {every} training lines)"
+            )
         if self.test_sets is not None and len(set(self.test_sets)) != len(self.test_sets):
             raise InvalidConfig(f"--test-sets {' '.join(self.test_sets)}: a set is named twice (expected each once)")
         if self.workers < 1:
@@ -113,15 +125,17 @@ def select_test_sets(release: ParallelRelease, names: Optional[tuple[str, ...]])
         return release
     missing = [name for name in names if name not in release.test_sets]
     if missing:
-        raise InvalidConfig(f"--test-sets {' '.join(missing)}: not in this release (expected one of: "
-                            f"{', '.join(release.test_sets)})")
+        raise InvalidConfig(
+            f"--test-sets {' '.join(missing)}: not in this release (expected one of: {', '.join(release.test_sets)})"
+        )
     starts, offset = {}, 0
     for name, size in release.test_sets.items():
         starts[name] = offset
         offset += size
-    test = {lang: [line for name in names
-                   for line in lines[starts[name]:starts[name] + release.test_sets[name]]]
-            for lang, lines in release.test.items()}
+    test = {
+        lang: [line for name in names for line in lines[starts[name] : starts[name] + release.test_sets[name]]]
+        for lang, lines in release.test.items()
+    }
     return replace(release, test=test, test_sets={name: release.test_sets[name] for name in names})
 
 
@@ -150,6 +164,7 @@ def clean_and_split(config: PrepConfig, train: dict, valid: Optional[dict] = Non
     source, target = config.langs
     rule, every = config.text_profile.clean, config.text_profile.valid_every
     kept = [pair for pair in zip(train[source], train[target]) if rule.keeps(*pair)]
+
     def by_language(pairs):
         return {source: [s for s, _ in pairs], target: [t for _, t in pairs]}
 
@@ -195,12 +210,26 @@ def binarise(config: PrepConfig, dictionary: Path) -> None:
     """``fairseq-preprocess --joined-dictionary`` run through this interpreter, so no PATH lookup is needed."""
     subword, destdir = config.out / "subword", config.out / "bin"
     command = [
-        sys.executable, "-m", "fairseq_cli.preprocess",
-        "--source-lang", config.source_lang, "--target-lang", config.target_lang,
-        "--trainpref", str(subword / "train"), "--validpref", str(subword / "valid"),
-        "--testpref", str(subword / "test"),
-        "--destdir", str(destdir), "--joined-dictionary", "--srcdict", str(dictionary),
-        "--workers", str(config.workers),
+        sys.executable,
+        "-m",
+        "fairseq_cli.preprocess",
+        "--source-lang",
+        config.source_lang,
+        "--target-lang",
+        config.target_lang,
+        "--trainpref",
+        str(subword / "train"),
+        "--validpref",
+        str(subword / "valid"),
+        "--testpref",
+        str(subword / "test"),
+        "--destdir",
+        str(destdir),
+        "--joined-dictionary",
+        "--srcdict",
+        str(dictionary),
+        "--workers",
+        str(config.workers),
     ]
     run_tool(command, "fairseq-preprocess")
 
@@ -219,7 +248,7 @@ def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
             write_lines(config.out / f"{split}.{lang}", text[lang])
     (config.out / "raw").mkdir()
     for lang in config.langs:
-        write_lines(config.out / "raw" / f"test.{lang}", release.test[lang][:config.max_lines])
+        write_lines(config.out / "raw" / f"test.{lang}", release.test[lang][: config.max_lines])
     model = learn_subwords(config)
     (config.out / "subword").mkdir()
     train_pieces = Counter()
@@ -232,8 +261,11 @@ def prepare(config: PrepConfig) -> tuple[PreparedCounts, Overlap]:
     binarise(config, write_dictionary(config, model, train_pieces))
     test_sets = dict(release.test_sets)
     counts = PreparedCounts(
-        train=len(train[config.source_lang]), valid=len(valid[config.source_lang]),
-        test=len(test[config.source_lang]), dropped_by_clean=dropped, test_sets=test_sets,
+        train=len(train[config.source_lang]),
+        valid=len(valid[config.source_lang]),
+        test=len(test[config.source_lang]),
+        dropped_by_clean=dropped,
+        test_sets=test_sets,
     )
     manifest = {
         "profile": config.profile,
@@ -268,8 +300,11 @@ def main(argv=None) -> None:
     )
     print(f"test pairs also in train: {overlap.pairs} of {overlap.test} ({overlap.share:.1%})")
     if overlap.pairs:
-        print(f"lskd-prepare-iwslt: warning: {overlap.pairs} of {overlap.test} test pairs ({overlap.share:.1%}) "
-              "also occur in train; test BLEU overstates quality on unseen text", file=sys.stderr)
+        print(
+            f"lskd-prepare-iwslt: warning: {overlap.pairs} of {overlap.test} test pairs ({overlap.share:.1%}) "
+            "also occur in train; test BLEU overstates quality on unseen text",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

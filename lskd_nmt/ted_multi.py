@@ -11,6 +11,7 @@ detokenised here so that both text profiles start from raw text, as with the IWS
 ``python -m lskd_nmt.ted_multi ARCHIVE`` checks an archive (the data-prep runs it on a download before
 publishing it) and prints the pairs each split yields.
 """
+
 import csv
 import gzip
 import tarfile
@@ -39,7 +40,7 @@ class SplitRows:
 
     lines: dict[str, list[str]]
     talks: int = 0
-    missing: int = 0    # rows where a requested language is empty or __NULL__
+    missing: int = 0  # rows where a requested language is empty or __NULL__
     malformed: int = 0  # rows whose field count differs from the header's
     seen_talks: set = field(default_factory=set, repr=False)
 
@@ -57,9 +58,11 @@ def read_tsv(stream, name: str, langs: tuple[str, ...]) -> SplitRows:
         raise CorpusError(f"{name}: empty file (expected a header row with {TALK_COLUMN} and language columns)")
     absent = [column for column in (TALK_COLUMN, *langs) if column not in header]
     if absent:
-        raise CorpusError(f"{name}: no {' or '.join(absent)} column in the header (expected {TALK_COLUMN} and one "
-                          f"column per language code, e.g. {', '.join(langs)}; found {', '.join(header[:8])}"
-                          f"{', ...' if len(header) > 8 else ''})")
+        raise CorpusError(
+            f"{name}: no {' or '.join(absent)} column in the header (expected {TALK_COLUMN} and one "
+            f"column per language code, e.g. {', '.join(langs)}; found {', '.join(header[:8])}"
+            f"{', ...' if len(header) > 8 else ''})"
+        )
     talk, columns = header.index(TALK_COLUMN), [header.index(lang) for lang in langs]
     rows = SplitRows({lang: [] for lang in langs})
     for fields in reader:
@@ -123,8 +126,10 @@ def read_columns(location: Path, langs: tuple[str, ...]) -> dict[str, SplitRows]
             while stream.read(1 << 20):  # to the gzip trailer: its length and CRC check the whole archive
                 pass
     except EOFError:
-        raise CorpusError(f"{location}: truncated (the compressed data ends early; expected the complete "
-                          "ted_talks.tar.gz: download it again)") from None
+        raise CorpusError(
+            f"{location}: truncated (the compressed data ends early; expected the complete "
+            "ted_talks.tar.gz: download it again)"
+        ) from None
     except (tarfile.TarError, gzip.BadGzipFile, zlib.error) as error:
         message = f"not a readable gzip-compressed tar ({error}; expected ted_talks.tar.gz)"
         raise CorpusError(f"{location}: {message}") from None
@@ -138,14 +143,25 @@ def read_ted_multi(location: Path, lang_a: str, lang_b: str) -> ParallelRelease:
     splits = read_columns(location, (lang_a, lang_b))
     empty = [SPLIT_FILES[split] for split, rows in splits.items() if not rows.lines[lang_a]]
     if empty:
-        raise CorpusError(f"{location}: {', '.join(empty)} hold no {lang_a}-{lang_b} pair (expected both languages "
-                          "in some rows)")
-    text = {split: {lang: moses_detokenize(rows.lines[lang], lang) for lang in (lang_a, lang_b)}
-            for split, rows in splits.items()}
-    dropped = {split: {"missing_side": rows.missing, "malformed_row": rows.malformed, "talks": rows.talks}
-               for split, rows in splits.items()}
-    return ParallelRelease((lang_a, lang_b), text["train"], text["test"], {"qi2018.test": len(text["test"][lang_a])},
-                           valid=text["valid"], dropped=dropped)
+        raise CorpusError(
+            f"{location}: {', '.join(empty)} hold no {lang_a}-{lang_b} pair (expected both languages in some rows)"
+        )
+    text = {
+        split: {lang: moses_detokenize(rows.lines[lang], lang) for lang in (lang_a, lang_b)}
+        for split, rows in splits.items()
+    }
+    dropped = {
+        split: {"missing_side": rows.missing, "malformed_row": rows.malformed, "talks": rows.talks}
+        for split, rows in splits.items()
+    }
+    return ParallelRelease(
+        (lang_a, lang_b),
+        text["train"],
+        text["test"],
+        {"qi2018.test": len(text["test"][lang_a])},
+        valid=text["valid"],
+        dropped=dropped,
+    )
 
 
 @dataclass
@@ -158,8 +174,10 @@ class CheckConfig:
 def main(argv=None) -> None:
     config = parse_config(CheckConfig, argv, prog="python -m lskd_nmt.ted_multi", description=__doc__.splitlines()[0])
     for split, rows in read_columns(config.archive, config.langs).items():
-        print(f"{SPLIT_FILES[split]}: {len(rows.lines[config.langs[0]])} pairs from {rows.talks} talks "
-              f"({rows.missing} rows missing a side, {rows.malformed} malformed)")
+        print(
+            f"{SPLIT_FILES[split]}: {len(rows.lines[config.langs[0]])} pairs from {rows.talks} talks "
+            f"({rows.missing} rows missing a side, {rows.malformed} malformed)"
+        )
 
 
 if __name__ == "__main__":

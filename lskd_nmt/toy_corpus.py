@@ -6,6 +6,7 @@ the article and the adjective ending agree with, plural nouns and verb agreement
 optional place phrase that moves in front of the verb. Word forms are invented, so no real-language
 knowledge leaks in. The same seed always gives the same corpus.
 """
+
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,26 +16,65 @@ from lskd_tools.cli import console_script, option, parse_config
 
 # source noun -> (target stem, gender)
 NOUNS = {
-    "dog": ("hund", "m"), "cat": ("mieze", "f"), "child": ("kindo", "n"), "teacher": ("lehro", "m"),
-    "bird": ("vogl", "m"), "house": ("hausi", "n"), "tree": ("baumo", "m"), "car": ("wagi", "m"),
-    "woman": ("frau", "f"), "man": ("mann", "m"), "book": ("buchi", "n"), "apple": ("apfo", "m"),
-    "flower": ("bluma", "f"), "river": ("flussa", "m"), "city": ("stadta", "f"), "horse": ("pferdo", "n"),
-    "girl": ("madla", "n"), "boy": ("jungo", "m"), "door": ("turra", "f"), "song": ("liedo", "n"),
+    "dog": ("hund", "m"),
+    "cat": ("mieze", "f"),
+    "child": ("kindo", "n"),
+    "teacher": ("lehro", "m"),
+    "bird": ("vogl", "m"),
+    "house": ("hausi", "n"),
+    "tree": ("baumo", "m"),
+    "car": ("wagi", "m"),
+    "woman": ("frau", "f"),
+    "man": ("mann", "m"),
+    "book": ("buchi", "n"),
+    "apple": ("apfo", "m"),
+    "flower": ("bluma", "f"),
+    "river": ("flussa", "m"),
+    "city": ("stadta", "f"),
+    "horse": ("pferdo", "n"),
+    "girl": ("madla", "n"),
+    "boy": ("jungo", "m"),
+    "door": ("turra", "f"),
+    "song": ("liedo", "n"),
 }
 ADJECTIVES = {
-    "big": "gross", "small": "klein", "old": "alt", "young": "jung", "red": "rot", "green": "grun",
-    "happy": "froh", "quiet": "still", "fast": "schnell", "strange": "selt",
+    "big": "gross",
+    "small": "klein",
+    "old": "alt",
+    "young": "jung",
+    "red": "rot",
+    "green": "grun",
+    "happy": "froh",
+    "quiet": "still",
+    "fast": "schnell",
+    "strange": "selt",
 }
 # source verb (3rd person singular, plural) -> target stem
 VERBS = {
-    ("sees", "see"): "seh", ("likes", "like"): "mag", ("finds", "find"): "find", ("follows", "follow"): "folg",
-    ("calls", "call"): "ruf", ("hears", "hear"): "hor", ("paints", "paint"): "mal", ("helps", "help"): "helf",
+    ("sees", "see"): "seh",
+    ("likes", "like"): "mag",
+    ("finds", "find"): "find",
+    ("follows", "follow"): "folg",
+    ("calls", "call"): "ruf",
+    ("hears", "hear"): "hor",
+    ("paints", "paint"): "mal",
+    ("helps", "help"): "helf",
 }
-PLACES = {"in the garden": "im garto", "near the river": "bei dem flussa", "at home": "zu hauso",
-          "in the city": "in der stadta", "on the hill": "auf dem bergo"}
+PLACES = {
+    "in the garden": "im garto",
+    "near the river": "bei dem flussa",
+    "at home": "zu hauso",
+    "in the city": "in der stadta",
+    "on the hill": "auf dem bergo",
+}
 ARTICLES = {  # (definite, gender or "pl") -> target article
-    (True, "m"): "der", (True, "f"): "die", (True, "n"): "das", (True, "pl"): "die",
-    (False, "m"): "ein", (False, "f"): "eine", (False, "n"): "ein",
+    (True, "m"): "der",
+    (True, "f"): "die",
+    (True, "n"): "das",
+    (True, "pl"): "die",
+    (False, "m"): "ein",
+    (False, "f"): "eine",
+    (False, "n"): "ein",
 }
 ADJECTIVE_ENDING = {"m": "er", "f": "e", "n": "es", "pl": "en"}
 
@@ -84,8 +124,9 @@ def sentence_pair(rng: random.Random) -> tuple[str, str]:
     return " ".join(source), " ".join(target)
 
 
-def write_corpus(out: Path, train: int, valid: int, test: int, seed: int = 1,
-                 source_lang: str = "src", target_lang: str = "tgt") -> dict[str, int]:
+def write_corpus(
+    out: Path, train: int, valid: int, test: int, seed: int = 1, source_lang: str = "src", target_lang: str = "tgt"
+) -> dict[str, int]:
     """Write ``{train,valid,test}.{source_lang,target_lang}`` into ``out``.
 
     Held-out pairs are distinct from each other and never appear in train, so BLEU measures translation

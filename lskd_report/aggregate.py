@@ -5,6 +5,7 @@ value is the mean over the seeds whose metrics file could be read, with the samp
 (n - 1) and n beside it. A run whose manifest exists but whose metrics file is absent, unreadable or lacks
 the metric is a *missing* run: it is listed, and its cell shows fewer seeds; it is never averaged away.
 """
+
 import json
 import math
 import statistics
@@ -159,8 +160,9 @@ def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
         raise DataError(f"{folder}: no such folder (expected a grid folder of runs, each with a run.json)")
     runs = find_runs(folder)
     if not runs:
-        raise DataError(f"{folder}: no run manifests (expected run folders {folder}/*/run.json, "
-                        "written by the recipes)")
+        raise DataError(
+            f"{folder}: no run manifests (expected run folders {folder}/*/run.json, written by the recipes)"
+        )
     if not metric.strip() or any(not part for part in metric.split(".")):
         raise InvalidConfig(f"--metric {metric!r}: expected a dotted key such as best.top1 or sacrebleu.score")
     grid = Grid(folder, metric, runs=runs)
@@ -173,9 +175,11 @@ def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
             grid.modes.setdefault(row.kd_mode, set()).add(row.temperature)
         slot = (row, manifest.alpha, manifest.seed)
         if slot in owners:
-            raise DataError(f"{run_dir.name} and {owners[slot]} are both {row.label.lower()} "
-                            f"α {number_key(manifest.alpha)}, T {row.t_label}, KD mode {row.kd_mode or '-'}, "
-                            f"seed {manifest.seed}: expected one run per cell and seed")
+            raise DataError(
+                f"{run_dir.name} and {owners[slot]} are both {row.label.lower()} "
+                f"α {number_key(manifest.alpha)}, T {row.t_label}, KD mode {row.kd_mode or '-'}, "
+                f"seed {manifest.seed}: expected one run per cell and seed"
+            )
         owners[slot] = run_dir.name
         cell = grid.cells.setdefault((row, manifest.alpha), Cell())
         path = run_dir / (metrics_file or manifest.metrics)
@@ -232,8 +236,9 @@ def collect_diffusion(grid: Grid, reports: list[Path]) -> tuple[dict, list[str]]
             report = json.loads(path.read_text(encoding="utf-8"))
             models, checkpoints = report["models"], report["inputs"]["checkpoints"]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{path}: expected a diffusion report with models and inputs.checkpoints "
-                            f"({error!r})") from None
+            raise DataError(
+                f"{path}: expected a diffusion report with models and inputs.checkpoints ({error!r})"
+            ) from None
         for name, model in models.items():
             found = run_of_checkpoint(checkpoints.get(name, {}).get("path", ""), grid.runs)
             if found is None:

@@ -1,4 +1,5 @@
 """The figure in the layout of the paper's Fig. 1: one row per model, training and validation side by side."""
+
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -36,10 +37,22 @@ def plot_projections(projections: Mapping[str, ModelProjection], class_names: Se
         for column, (split, title) in enumerate(SPLIT_TITLES):
             _draw_split(grid[row, column], getattr(projection, split), projection.templates.classes)
             grid[row, column].set_title(f"{name}: {title}")
-    handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=label)
-               for colour, label in zip(CLASS_COLOURS, class_names)]
-    handles.append(Line2D([], [], marker="*", linestyle="", color="grey", markeredgecolor="black",
-                          markersize=14, label="class centroid"))
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=colour, label=label)
+        for colour, label in zip(CLASS_COLOURS, class_names)
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="*",
+            linestyle="",
+            color="grey",
+            markeredgecolor="black",
+            markersize=14,
+            label="class centroid",
+        )
+    )
     figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
     figure.tight_layout(rect=(0, 0.06 / len(projections), 1, 1))
     figure.savefig(path, dpi=120)

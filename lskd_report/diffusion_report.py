@@ -1,4 +1,5 @@
 """The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out."""
+
 import argparse
 import json
 from dataclasses import dataclass
@@ -9,8 +10,8 @@ import numpy as np
 
 from lskd.analysis import ModelProjection, SplitProjection, check_classes, project_model
 from lskd.diffusion_measure import space_diffusion
-from lskd_report.diffusion_plot import plot_projections
 from lskd.errors import InvalidConfig
+from lskd_report.diffusion_plot import plot_projections
 from lskd_tools.files import atomic_write_json
 
 MEASURE_NOTE = (
@@ -47,8 +48,10 @@ class ModelAnalysis:
     def measures(self, split: SplitProjection) -> dict:
         target, similar, control = self.projection.templates.classes
         spaces = (("penultimate", split.features), ("projection_3d", split.points_3d))
-        return {space: space_diffusion(space, points, split.labels, target, similar, control).to_dict()
-                for space, points in spaces}
+        return {
+            space: space_diffusion(space, points, split.labels, target, similar, control).to_dict()
+            for space, points in spaces
+        }
 
     def to_dict(self) -> dict:
         projection = self.projection
@@ -117,9 +120,15 @@ def analyse_models(
     for name, features in models.items():
         try:
             projection = project_model(
-                features.classifier_weight, features.classifier_bias, classes,
-                features.train_features, features.train_labels,
-                features.valid_features, features.valid_labels, max_train_per_class, max_valid_per_class,
+                features.classifier_weight,
+                features.classifier_bias,
+                classes,
+                features.train_features,
+                features.train_labels,
+                features.valid_features,
+                features.valid_labels,
+                max_train_per_class,
+                max_valid_per_class,
             )
         except InvalidConfig as error:
             raise InvalidConfig(f"model {name!r}: {error}") from None
@@ -129,8 +138,9 @@ def analyse_models(
     report = {
         "measure": MEASURE_NOTE,
         "projection": PCA_NOTE,
-        "classes": {role: {"index": c, "name": label}
-                    for role, c, label in zip(("target", "similar", "control"), chosen, names)},
+        "classes": {
+            role: {"index": c, "name": label} for role, c, label in zip(("target", "similar", "control"), chosen, names)
+        },
         "models": {analysis.name: analysis.to_dict() for analysis in analyses},
     }
     if inputs is not None:
@@ -163,8 +173,11 @@ def summary_markdown(report: dict, space: str = "penultimate") -> str:
         cells = []
         for split in ("train", "valid"):
             measured = model[split][space]
-            cells += [number(measured["similar"]["anisotropy"]), number(measured["similar"]["separation"]),
-                      number(measured["control"]["anisotropy"])]
+            cells += [
+                number(measured["similar"]["anisotropy"]),
+                number(measured["similar"]["separation"]),
+                number(measured["control"]["anisotropy"]),
+            ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ when it starts (``lskd_report.runs``). A student of seed s distils from the teac
 ``python -m lskd_report.grid plan --alphas "0.0 0.1" --temperatures "1 2" --seeds "1 2" --kd-modes "word seq"``
 prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-`` where none).
 """
+
 import argparse
 import math
 from dataclasses import dataclass
@@ -85,9 +86,15 @@ class PlannedRun:
 
     def row(self) -> str:
         m = self.manifest
-        fields = [self.name, m.kind, alpha_name(m.alpha),
-                  NONE if m.temperature is None else number_name(m.temperature), str(m.seed),
-                  m.kd_mode or NONE, m.teacher or NONE]
+        fields = [
+            self.name,
+            m.kind,
+            alpha_name(m.alpha),
+            NONE if m.temperature is None else number_name(m.temperature),
+            str(m.seed),
+            m.kd_mode or NONE,
+            m.teacher or NONE,
+        ]
         return " ".join(fields)
 
 
@@ -110,8 +117,11 @@ class Grid:
         )
 
     def teachers(self, metrics: str) -> list[PlannedRun]:
-        return [PlannedRun(f"teacher-a{alpha_name(a)}-s{s}", RunManifest("teacher", a, seed=s, metrics=metrics))
-                for s in self.seeds for a in self.alphas]
+        return [
+            PlannedRun(f"teacher-a{alpha_name(a)}-s{s}", RunManifest("teacher", a, seed=s, metrics=metrics))
+            for s in self.seeds
+            for a in self.alphas
+        ]
 
     def students(self, teacher: PlannedRun, metrics: str) -> list[PlannedRun]:
         a, s = teacher.manifest.alpha, teacher.manifest.seed
@@ -119,8 +129,9 @@ class Grid:
         for mode in self.kd_modes:
             for t in (None,) if mode == "seq" else self.temperatures:
                 at = "" if t is None else f"-T{number_name(t)}"
-                manifest = RunManifest("student", a, seed=s, temperature=t, kd_mode=mode, teacher=teacher.name,
-                                       metrics=metrics)
+                manifest = RunManifest(
+                    "student", a, seed=s, temperature=t, kd_mode=mode, teacher=teacher.name, metrics=metrics
+                )
                 runs.append(PlannedRun(f"student-a{alpha_name(a)}{at}-{mode}-s{s}", manifest))
         return runs
 

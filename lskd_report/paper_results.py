@@ -4,6 +4,7 @@ Each table id maps to its teacher row (per teacher LS factor α) and student row
 α), with the metric names it reports (``top1``/``top5`` for vision, ``bleu`` for NMT), the table it cites and,
 where the digest flags one, a caveat (``note``).
 """
+
 import json
 from functools import lru_cache
 from pathlib import Path

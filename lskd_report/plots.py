@@ -3,6 +3,7 @@
 Figures are built on matplotlib's object API with the Agg canvas, so nothing touches pyplot's global state
 and callers write the bytes only once every output of a command is ready.
 """
+
 import io
 from typing import Mapping, Optional, Sequence
 
@@ -38,12 +39,21 @@ def _seed_line(axes, rows: Sequence[Row], alpha: float, cells: Mapping, colour: 
         return
     seeds = sorted({cell.n for _, cell in points})
     label += f", n = {seeds[0]}" if len(seeds) == 1 else f", n = {seeds[0]}-{seeds[-1]}"
-    axes.errorbar([t for t, _ in points], [c.mean for _, c in points], yerr=[c.sd or 0.0 for _, c in points],
-                  color=colour, marker="o", capsize=4, linewidth=1.6, label=label)
+    axes.errorbar(
+        [t for t, _ in points],
+        [c.mean for _, c in points],
+        yerr=[c.sd or 0.0 for _, c in points],
+        color=colour,
+        marker="o",
+        capsize=4,
+        linewidth=1.6,
+        label=label,
+    )
 
 
-def score_figure(cells: Mapping, rows: Sequence[Row], alphas: Sequence[float], paper: Optional[Mapping],
-                 title: str, ylabel: str) -> Figure:
+def score_figure(
+    cells: Mapping, rows: Sequence[Row], alphas: Sequence[float], paper: Optional[Mapping], title: str, ylabel: str
+) -> Figure:
     """``cells``: (Row, α) -> Cell; ``rows``: students with a temperature; ``paper``: (Row, α) -> number."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
@@ -52,20 +62,33 @@ def score_figure(cells: Mapping, rows: Sequence[Row], alphas: Sequence[float], p
         _seed_line(axes, rows, alpha, cells, colour, f"α = {number_key(alpha)}")
         published = [(row.temperature, paper[(row, alpha)]) for row in rows if paper and (row, alpha) in paper]
         if published:
-            axes.plot([t for t, _ in published], [v for _, v in published], color=colour, linestyle="--",
-                      marker="x", linewidth=1.2, label=f"α = {number_key(alpha)}, paper")
+            axes.plot(
+                [t for t, _ in published],
+                [v for _, v in published],
+                color=colour,
+                linestyle="--",
+                marker="x",
+                linewidth=1.2,
+                label=f"α = {number_key(alpha)}, paper",
+            )
     _temperature_axis(axes, [row.temperature for row in rows])
     axes.set_ylabel(ylabel)
     axes.set_title(title, fontsize=10)
     handles, labels = axes.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=labels.__getitem__)
-    axes.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8,
-                title="teacher (error bars: ±1 sd over seeds)", title_fontsize=8)
+    axes.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        fontsize=8,
+        title="teacher (error bars: ±1 sd over seeds)",
+        title_fontsize=8,
+    )
     return figure
 
 
-def diffusion_figure(measures: Mapping[str, Mapping], rows: Sequence[Row], alphas: Sequence[float],
-                     teacher: Row, title: str) -> Figure:
+def diffusion_figure(
+    measures: Mapping[str, Mapping], rows: Sequence[Row], alphas: Sequence[float], teacher: Row, title: str
+) -> Figure:
     """One panel per measure (label -> (Row, α) -> Cell): students against T, one line per α; each α's
     teacher as a dotted horizontal line."""
     figure = Figure(figsize=(12, 6.5), layout="constrained")
@@ -76,12 +99,13 @@ def diffusion_figure(measures: Mapping[str, Mapping], rows: Sequence[Row], alpha
             _seed_line(axes, rows, alpha, cells, colour, f"α = {number_key(alpha)}")
             own = cells.get((teacher, alpha))
             if own is not None and own.n:
-                axes.axhline(own.mean, color=colour, linestyle=":", linewidth=1.2,
-                             label=f"teacher α = {number_key(alpha)}")
+                axes.axhline(
+                    own.mean, color=colour, linestyle=":", linewidth=1.2, label=f"teacher α = {number_key(alpha)}"
+                )
         _temperature_axis(axes, [row.temperature for row in rows])
         axes.set_title(label, fontsize=10)
     panels[0].legend(fontsize=7)
-    for axes in panels[len(measures):]:
+    for axes in panels[len(measures) :]:
         axes.set_visible(False)
     figure.suptitle(f"{title}; error bars: ±1 sd over seeds", fontsize=11)
     return figure

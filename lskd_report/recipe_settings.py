@@ -6,6 +6,7 @@ settled values, the recipe's constants and its grid's planned runs (``TEACHERS``
 ``lskd_report.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
 setting with its default. The recipes themselves are described in ``lskd_report.recipe_table``.
 """
+
 import math
 import os
 import re
@@ -76,10 +77,12 @@ class Recipe:
 
 # Checks of one value (text from the environment or a flag); each raises InvalidConfig naming what was expected.
 
+
 def integer(minimum: int) -> Callable[[str], None]:
     def check(text: str) -> None:
         if not re.fullmatch(r"-?[0-9]+", text) or int(text) < minimum:
             raise InvalidConfig(f"expected an integer >= {minimum}")
+
     return check
 
 
@@ -91,13 +94,17 @@ def number(low: float, high: float = math.inf, high_open: bool = False) -> Calla
             value = math.nan
         if not (low <= value and (value < high if high_open else value <= high)):
             raise InvalidConfig(f"expected a number in [{low:g}, {high:g}{')' if high_open else ']'}")
+
     return check
 
 
 def choice(*options: str) -> Callable[[str], None]:
     def check(text: str) -> None:
         if text not in options:
-            raise InvalidConfig(f"expected {' or '.join(options) if len(options) < 3 else 'one of: ' + ' '.join(options)}")
+            raise InvalidConfig(
+                f"expected {' or '.join(options) if len(options) < 3 else 'one of: ' + ' '.join(options)}"
+            )
+
     return check
 
 
@@ -105,6 +112,7 @@ def optional(inner: Callable[[str], None]) -> Callable[[str], None]:
     def check(text: str) -> None:
         if text:
             inner(text)
+
     return check
 
 
@@ -112,17 +120,20 @@ def existing(kind: str, what: str) -> Callable[[str], None]:
     def check(text: str) -> None:
         if not (os.path.isdir(text) if kind == "folder" else os.path.isfile(text)):
             raise InvalidConfig(f"no such {kind} (expected {what})")
+
     return check
 
 
 def through(core_check: Callable[[float], None]) -> Callable[[str], None]:
     """A range check of ``lskd.checks`` applied to a setting's text."""
+
     def check(text: str) -> None:
         try:
             value = float(text)
         except ValueError:
             raise InvalidConfig("expected a number") from None
         core_check(value)
+
     return check
 
 
@@ -146,8 +157,10 @@ def parse_argv(recipe: Recipe, argv: list[str]) -> dict:
             given[flags[name]] = value if _ else args.pop(0)
         else:
             tiny = "--tiny, " if "tiny" in recipe.profiles else ""
-            raise InvalidConfig(f"unknown argument {arg!r} (expected --help, {tiny}or a setting flag such as "
-                                f"{recipe.settings[0].flag} VALUE; see --help)")
+            raise InvalidConfig(
+                f"unknown argument {arg!r} (expected --help, {tiny}or a setting flag such as "
+                f"{recipe.settings[0].flag} VALUE; see --help)"
+            )
     return given
 
 
@@ -163,8 +176,9 @@ def settle(recipe: Recipe, argv: list[str], environ: Mapping[str, str]) -> dict:
         else:
             value = setting.default_for(profile, values)
         if setting.required and not value:
-            raise InvalidConfig(f"{setting.name} is required: {setting.help} (set {setting.name} or pass "
-                                f"{setting.flag})")
+            raise InvalidConfig(
+                f"{setting.name} is required: {setting.help} (set {setting.name} or pass {setting.flag})"
+            )
         if setting.check is not None:
             try:
                 setting.check(value)
@@ -205,17 +219,24 @@ def usage(recipe: Recipe) -> str:
     lines = [f"Usage: bash recipes/{recipe.name}.sh{tiny} [--NAME VALUE ...] [--help]", recipe.summary, ""]
     if recipe.stages:
         lines += [recipe.stages.rstrip(), ""]
-    profiles = f"; [{'/'.join(p for p in recipe.profiles if p != 'paper')}] where a profile differs" \
-        if len(recipe.profiles) > 1 else ""
-    lines.append(f"Settings: environment variable NAME, or flag --name VALUE (the flag wins). Default in "
-                 f"parentheses{profiles}:")
+    profiles = (
+        f"; [{'/'.join(p for p in recipe.profiles if p != 'paper')}] where a profile differs"
+        if len(recipe.profiles) > 1
+        else ""
+    )
+    lines.append(
+        f"Settings: environment variable NAME, or flag --name VALUE (the flag wins). Default in parentheses{profiles}:"
+    )
     width = max(17, 2 + max(len(setting.name) for setting in recipe.settings))
     for setting in recipe.settings:
         text = " ".join(filter(None, (setting.help, f"({setting.describe_default(recipe.profiles)})")))
         lines.append(f"  {setting.name:<{width}}{text}")
-    lines += [f"  {'PYTHON':<{width}}interpreter with lskd (REPO/.venv/bin/python when it exists; environment only)", "",
-              "Every setting is checked before anything is written: a bad value stops the recipe with one line and",
-              "exit status 2. Re-running resumes: finished stages are skipped (their output exists)."]
+    lines += [
+        f"  {'PYTHON':<{width}}interpreter with lskd (REPO/.venv/bin/python when it exists; environment only)",
+        "",
+        "Every setting is checked before anything is written: a bad value stops the recipe with one line and",
+        "exit status 2. Re-running resumes: finished stages are skipped (their output exists).",
+    ]
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 The NMT defaults follow the paper's Tan et al. setup (paper profile); ``tiny`` and ``toy`` are CPU profiles.
 """
+
 import json
 import os
 import shutil
@@ -12,7 +13,17 @@ from lskd.checks import check_temperature
 from lskd.errors import InvalidConfig
 from lskd_report.grid import Grid, kd_modes, number_name, numbers, seeds
 from lskd_report.paper_results import paper_tables
-from lskd_report.recipe_settings import Recipe, Setting, choice, existing, integer, kd_weight, number, optional, smoothing
+from lskd_report.recipe_settings import (
+    Recipe,
+    Setting,
+    choice,
+    existing,
+    integer,
+    kd_weight,
+    number,
+    optional,
+    smoothing,
+)
 from lskd_report.runs import KD_MODES
 
 
@@ -39,8 +50,13 @@ GRID = (
     Setting("ALPHAS", "teacher label smoothing values, any decimals", "0.0 0.1"),
     Setting("TEMPERATURES", "student temperatures", "1 2 3 64"),
 )
-JOBS = Setting("JOBS", "lanes at once; a lane is one teacher followed by its students", jobs, integer(1),
-               shown="GPUS=0: the number of cores; else 1, since lanes would share the GPUs")
+JOBS = Setting(
+    "JOBS",
+    "lanes at once; a lane is one teacher followed by its students",
+    jobs,
+    integer(1),
+    shown="GPUS=0: the number of cores; else 1, since lanes would share the GPUs",
+)
 
 
 def temperatures(text: str) -> tuple[float, ...]:
@@ -70,17 +86,22 @@ def nmt_cross_check(v: dict) -> None:
         raise InvalidConfig("ORIG and ARCHIVE are both set: expected one release source")
     data = Path(v["DATA_DIR"])
     if data.is_dir() and not (data / "bin").is_dir() and any(data.iterdir()):
-        raise InvalidConfig(f"DATA_DIR {data}: exists without bin/ (expected a data folder written by a recipe, or none)")
+        raise InvalidConfig(
+            f"DATA_DIR {data}: exists without bin/ (expected a data folder written by a recipe, or none)"
+        )
     prepared = data / "bin" / "lskd-prep.json"
     if v.get("SOURCE") and prepared.is_file():
         recorded = json.loads(prepared.read_text(encoding="utf-8")).get("source", "wit3")  # older manifests: wit3
         if recorded != v["SOURCE"]:
-            raise InvalidConfig(f"SOURCE {v['SOURCE']}: DATA_DIR {data} was prepared from {recorded} (expected "
-                                "another DATA_DIR for another source)")
+            raise InvalidConfig(
+                f"SOURCE {v['SOURCE']}: DATA_DIR {data} was prepared from {recorded} (expected "
+                "another DATA_DIR for another source)"
+            )
     seq = [mode for mode in v["KD_MODES"].split() if mode in ("seq", "seq+word")]
     if seq and not v["DISTILL_CORPUS"]:
-        raise InvalidConfig(f"KD_MODES {v['KD_MODES']!r}: {seq[0]} needs lskd-distill-corpus, which this "
-                            "environment does not have")
+        raise InvalidConfig(
+            f"KD_MODES {v['KD_MODES']!r}: {seq[0]} needs lskd-distill-corpus, which this environment does not have"
+        )
 
 
 NMT_STAGES = """Stages (each skipped when its output exists; logs in RUN_DIR/logs/<stage>.log); X is aA-sS:
@@ -98,25 +119,38 @@ NMT_STAGES = """Stages (each skipped when its output exists; logs in RUN_DIR/log
 Every run folder holds run.json (kind, alpha, seed, temperature, KD mode, teacher), written when it starts."""
 
 NMT_MODEL = (
-    Setting("ARCH", "fairseq --arch", {"paper": "transformer_iwslt_de_en", "tiny": "transformer", "toy": "transformer"}),
-    Setting("MODEL_ARGS", "extra model flags", {
-        "paper": "--share-all-embeddings",
-        "tiny": "--share-all-embeddings --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 "
-                "--decoder-embed-dim 64 --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 "
-                "--encoder-attention-heads 2 --decoder-attention-heads 2",
-        "toy": "--share-all-embeddings --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 "
-               "--decoder-embed-dim 64 --encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 "
-               "--encoder-attention-heads 4 --decoder-attention-heads 4",
-    }, shown="--share-all-embeddings; [tiny] 1+1 layers, 64-d, FFN 128, 2 heads; [toy] 2+2 layers, 64-d, FFN 256, 4 heads"),
+    Setting(
+        "ARCH", "fairseq --arch", {"paper": "transformer_iwslt_de_en", "tiny": "transformer", "toy": "transformer"}
+    ),
+    Setting(
+        "MODEL_ARGS",
+        "extra model flags",
+        {
+            "paper": "--share-all-embeddings",
+            "tiny": "--share-all-embeddings --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 64 "
+            "--decoder-embed-dim 64 --encoder-ffn-embed-dim 128 --decoder-ffn-embed-dim 128 "
+            "--encoder-attention-heads 2 --decoder-attention-heads 2",
+            "toy": "--share-all-embeddings --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 64 "
+            "--decoder-embed-dim 64 --encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 "
+            "--encoder-attention-heads 4 --decoder-attention-heads 4",
+        },
+        shown="--share-all-embeddings; [tiny] 1+1 layers, 64-d, FFN 128, 2 heads; "
+        "[toy] 2+2 layers, 64-d, FFN 256, 4 heads",
+    ),
     Setting("MAX_UPDATE", "updates per model", {"paper": "300000", "tiny": "40", "toy": "200"}, integer(1)),
     Setting("MAX_EPOCH", "epochs per model, 0 = no limit", "0", integer(0)),
-    Setting("PATIENCE", "teacher early stopping, validations without a better valid loss; -1 = off",
-            {"paper": "20", "tiny": "-1", "toy": "-1"}, integer(-1)),
+    Setting(
+        "PATIENCE",
+        "teacher early stopping, validations without a better valid loss; -1 = off",
+        {"paper": "20", "tiny": "-1", "toy": "-1"},
+        integer(-1),
+    ),
     Setting("STUDENT_PATIENCE", "student early stopping", {"paper": "100", "tiny": "-1", "toy": "-1"}, integer(-1)),
     Setting("MAX_TOKENS", "tokens per batch and GPU", {"paper": "4096", "tiny": "2048", "toy": "1024"}, integer(1)),
     Setting("UPDATE_FREQ", "batches per update", "1", integer(1)),
-    Setting("LR", "peak learning rate, inverse_sqrt schedule", {"paper": "5e-4", "tiny": "2e-3", "toy": "3e-3"},
-            number(0)),
+    Setting(
+        "LR", "peak learning rate, inverse_sqrt schedule", {"paper": "5e-4", "tiny": "2e-3", "toy": "3e-3"}, number(0)
+    ),
     Setting("WARMUP", "warm-up updates from WARMUP_INIT_LR", {"paper": "4000", "tiny": "20", "toy": "100"}, integer(1)),
     Setting("WARMUP_INIT_LR", "", "1e-7", number(0)),
     Setting("DROPOUT", "", {"paper": "0.3", "tiny": "0.1", "toy": "0.1"}, number(0, 1, high_open=True)),
@@ -125,42 +159,81 @@ NMT_MODEL = (
 )
 NMT_KD = (
     *GRID,
-    Setting("KD_MODES", f"student kinds: word (word-level KD from a top-k cache), seq (sequence-level KD: "
-            f"trained on the teacher's beam translations, no T), seq+word (both); any of {' '.join(KD_MODES)}", "word"),
+    Setting(
+        "KD_MODES",
+        f"student kinds: word (word-level KD from a top-k cache), seq (sequence-level KD: "
+        f"trained on the teacher's beam translations, no T), seq+word (both); any of {' '.join(KD_MODES)}",
+        "word",
+    ),
     Setting("TOPK", "teacher entries cached per token", "4", integer(1)),
     Setting("KD_WEIGHT", "weight of the KD term; 1 - KD_WEIGHT goes to the hard term", "0.9", kd_weight),
     Setting("STUDENT_LS", "label smoothing of the students' hard term (seq: of their only term)", "0.1", smoothing),
     Setting("DISTILL_BEAM", "beam of lskd-distill-corpus (seq modes)", "5", integer(1)),
     Setting("DISTILL_LENPEN", "length penalty of lskd-distill-corpus", "1.0", number(0)),
     Setting("BEAM", "beam size of lskd-evaluate", "5", integer(1)),
-    Setting("EVAL_SUBSET", "split that bleu.json scores ([tiny]: an untrained model decodes every test sentence "
-            "to the length limit)", {"paper": "test", "tiny": "valid"}, choice("test", "valid")),
-    Setting("BLEU_METRIC", "key of bleu.json in the results table",
-            lambda v: "tokenized_bleu.score" if v.get("TEXT_PROFILE") == "paper" else "sacrebleu.score",
-            choice("sacrebleu.score", "tokenized_bleu.score"),
-            shown="tokenized_bleu.score for TEXT_PROFILE=paper, else sacrebleu.score"),
+    Setting(
+        "EVAL_SUBSET",
+        "split that bleu.json scores ([tiny]: an untrained model decodes every test sentence to the length limit)",
+        {"paper": "test", "tiny": "valid"},
+        choice("test", "valid"),
+    ),
+    Setting(
+        "BLEU_METRIC",
+        "key of bleu.json in the results table",
+        lambda v: "tokenized_bleu.score" if v.get("TEXT_PROFILE") == "paper" else "sacrebleu.score",
+        choice("sacrebleu.score", "tokenized_bleu.score"),
+        shown="tokenized_bleu.score for TEXT_PROFILE=paper, else sacrebleu.score",
+    ),
 )
 NMT_DEVICE = (
-    Setting("GPUS", "GPUs per training run, fairseq --distributed-world-size; 0 = CPU",
-            {"paper": "1", "tiny": "0", "toy": "0"}, integer(0)),
+    Setting(
+        "GPUS",
+        "GPUs per training run, fairseq --distributed-world-size; 0 = CPU",
+        {"paper": "1", "tiny": "0", "toy": "0"},
+        integer(0),
+    ),
     JOBS,
-    Setting("FP16", "1 = --fp16 training, half-precision teacher dumps and distillation (needs GPUS >= 1)", "0",
-            choice("0", "1")),
+    Setting(
+        "FP16",
+        "1 = --fp16 training, half-precision teacher dumps and distillation (needs GPUS >= 1)",
+        "0",
+        choice("0", "1"),
+    ),
     Setting("LOG_INTERVAL", "fairseq --log-interval", {"paper": "100", "tiny": "10", "toy": "50"}, integer(1)),
     Setting("TRAIN_ARGS", "extra fairseq-train flags for every model", ""),
-    Setting("DISTILL_CORPUS", "the lskd-distill-corpus command (seq modes)", lambda v: distill_command(),
-            shown="lskd-distill-corpus beside PYTHON or on PATH"),
+    Setting(
+        "DISTILL_CORPUS",
+        "the lskd-distill-corpus command (seq modes)",
+        lambda v: distill_command(),
+        shown="lskd-distill-corpus beside PYTHON or on PATH",
+    ),
 )
 IWSLT_DATA = (
-    Setting("ORIG", "extracted release folder (data-prep --orig)", "",
-            optional(existing("folder", "the extracted IWSLT release"))),
-    Setting("ARCHIVE", "release archive (data-prep --archive); neither: data-prep/archives/, see docs/nmt-data.md", "",
-            optional(existing("file", "the release archive"))),
-    Setting("TEXT_PROFILE", "data-prep --profile: paper (Moses, lowercased) | modern (raw text)", "paper",
-            choice("paper", "modern")),
+    Setting(
+        "ORIG",
+        "extracted release folder (data-prep --orig)",
+        "",
+        optional(existing("folder", "the extracted IWSLT release")),
+    ),
+    Setting(
+        "ARCHIVE",
+        "release archive (data-prep --archive); neither: data-prep/archives/, see docs/nmt-data.md",
+        "",
+        optional(existing("file", "the release archive")),
+    ),
+    Setting(
+        "TEXT_PROFILE",
+        "data-prep --profile: paper (Moses, lowercased) | modern (raw text)",
+        "paper",
+        choice("paper", "modern"),
+    ),
     Setting("VOCAB_SIZE", "joint sentencepiece vocabulary", {"paper": "10000", "tiny": "500"}, integer(8)),
-    Setting("MAX_LINES", "keep the first N train and test lines ('' = all)", {"paper": "", "tiny": "700"},
-            optional(integer(23))),
+    Setting(
+        "MAX_LINES",
+        "keep the first N train and test lines ('' = all)",
+        {"paper": "", "tiny": "700"},
+        optional(integer(23)),
+    ),
 )
 TOY_DATA = (
     Setting("TOY_TRAIN", "training pairs of the toy corpus", {"paper": "4000", "tiny": "400"}, integer(1)),
@@ -170,30 +243,61 @@ TOY_DATA = (
 )
 
 
-def nmt(name: str, summary: str, source: str, target: str, paper: str, data: tuple, profiles: tuple,
-        **constants) -> Recipe:
+def nmt(
+    name: str, summary: str, source: str, target: str, paper: str, data: tuple, profiles: tuple, **constants
+) -> Recipe:
     head = (
-        Setting("PROFILE", "tiny (same as --tiny) is a small CPU model with few updates, for smoke tests",
-                profiles[0], choice(*profiles)),
+        Setting(
+            "PROFILE",
+            "tiny (same as --tiny) is a small CPU model with few updates, for smoke tests",
+            profiles[0],
+            choice(*profiles),
+        ),
         Setting("RUN_DIR", "run folder", run_dir(name), shown=f"runs/{name}; [tiny] runs/{name}-tiny"),
-        Setting("DATA_DIR", "prepared data; one DATA_DIR serves both directions of a pair",
-                lambda v: f"{v['RUN_DIR']}/data", shown="RUN_DIR/data"),
+        Setting(
+            "DATA_DIR",
+            "prepared data; one DATA_DIR serves both directions of a pair",
+            lambda v: f"{v['RUN_DIR']}/data",
+            shown="RUN_DIR/data",
+        ),
     )
-    return Recipe(name, summary, head + data + NMT_MODEL + NMT_KD + NMT_DEVICE,
-                  dict(SOURCE_LANG=source, TARGET_LANG=target, PAPER_TABLE=paper, **constants),
-                  profiles, NMT_STAGES, nmt_grid, "bleu.json", nmt_cross_check)
+    return Recipe(
+        name,
+        summary,
+        head + data + NMT_MODEL + NMT_KD + NMT_DEVICE,
+        dict(SOURCE_LANG=source, TARGET_LANG=target, PAPER_TABLE=paper, **constants),
+        profiles,
+        NMT_STAGES,
+        nmt_grid,
+        "bleu.json",
+        nmt_cross_check,
+    )
 
 
 # En-Ru only: the data-prep's --source; '' leaves the choice to it.
-SOURCE = Setting("SOURCE", "data-prep --source: wit3 (IWSLT 2014 release, the paper's data) | qi2018 (Qi et al. 2018 "
-                 "TED corpus, downloaded; not comparable with the paper)", "", optional(choice("wit3", "qi2018")),
-                 shown="data-prep's choice: wit3 when ORIG or ARCHIVE is set or data-prep/archives/en-ru.tgz exists, "
-                       "else qi2018")
+SOURCE = Setting(
+    "SOURCE",
+    "data-prep --source: wit3 (IWSLT 2014 release, the paper's data) | qi2018 (Qi et al. 2018 "
+    "TED corpus, downloaded; not comparable with the paper)",
+    "",
+    optional(choice("wit3", "qi2018")),
+    shown="data-prep's choice: wit3 when ORIG or ARCHIVE is set or data-prep/archives/en-ru.tgz exists, else qi2018",
+)
 
 
 def iwslt(name: str, summary: str, source: str, target: str, paper: str, script: str, data: tuple = ()) -> Recipe:
-    return nmt(name, summary, source, target, paper, IWSLT_DATA + data, ("paper", "tiny"),
-               DATA_STAGE="prepare_iwslt", PREPARE_SCRIPT=script, EVAL_ARGS=())
+    return nmt(
+        name,
+        summary,
+        source,
+        target,
+        paper,
+        IWSLT_DATA + data,
+        ("paper", "tiny"),
+        DATA_STAGE="prepare_iwslt",
+        PREPARE_SCRIPT=script,
+        EVAL_ARGS=(),
+    )
 
 
 VISION_STAGES = """Stages (each skipped when its metrics.json exists; logs in RUN_DIR/logs/<stage>.log):
@@ -221,57 +325,151 @@ def check_demo(v: dict) -> None:
     kd_modes("DEMO_KD_MODES", v["DEMO_KD_MODES"])
     temperatures = numbers("DEMO_TEMPERATURES", v["DEMO_TEMPERATURES"], check_temperature, "a temperature > 0")
     if not {1.0, 3.0} <= set(temperatures):
-        raise InvalidConfig(f"DEMO_TEMPERATURES {v['DEMO_TEMPERATURES']!r}: must include 1 and 3 (the figure "
-                            "compares them)")
+        raise InvalidConfig(
+            f"DEMO_TEMPERATURES {v['DEMO_TEMPERATURES']!r}: must include 1 and 3 (the figure compares them)"
+        )
 
 
-RECIPES = {recipe.name: recipe for recipe in (
-    iwslt("iwslt14_en_de", "IWSLT 2014 En->De: teachers at each ALPHAS, KD students at each TEMPERATURES "
-          "(paper Table 5, En-De).", "en", "de", "iwslt-en-de", "prepare-iwslt14.sh"),
-    iwslt("iwslt14_de_en", "IWSLT 2014 De->En: the paper's grid in fairseq's usual direction (no published "
-          "numbers to compare).", "de", "en", "none", "prepare-iwslt14.sh"),
-    iwslt("iwslt_en_ru", "En->Ru TED: teachers at each ALPHAS, KD students at each TEMPERATURES (paper Table 5, "
-          "En-Ru).\nData: the IWSLT 2014 release when supplied (ORIG, ARCHIVE or data-prep/archives/en-ru.tgz), else "
-          "the public Qi et al. 2018 TED corpus,\ndownloaded (SOURCE; docs/nmt-data.md). Only the IWSLT release gives "
-          "numbers comparable with the paper's.", "en", "ru", "iwslt-en-ru", "prepare-iwslt-en-ru.sh", (SOURCE,)),
-    nmt("toy_translation", "Toy language pair (lskd-toy-corpus, word-level, no subwords): the paper's grid on CPU, "
-        "no download.\nProfile toy: a 2+2-layer, 64-d transformer, 200 updates, on CPU.", "src", "tgt", "none",
-        TOY_DATA, ("toy", "tiny", "paper"), DATA_STAGE="make_toy_data",
-        EVAL_ARGS=("--profile", "modern", "--subword", "none")),
-    vision("digits", "scikit-learn's bundled digits: the alpha x T grid on CPU in about a minute, then the "
-           "Fig. 1-style diffusion figure of each seed.", "none", (
-               Setting("DIFFUSION_TEMPERATURES", "the students shown in each seed's diffusion figure, among "
-                       "those trained", "1 3", check=temperature_list, normal=temperature_names),
-           ), "0", VISION_STAGES.replace("\n  results", "\n  diffusion-sS             lskd-vision visualize of "
-                                         "seed S -> RUN_DIR/diffusion-sS/diffusion.{png,json}\n  results")),
-    vision("cub", "CUB-200-2011 with the paper's settings (§3.3-3.4): ResNet-50 teachers fine-tuned from the "
-           "ImageNet teachers of the same alpha and seed, ImageNet-pretrained students distilled at each T.",
-           "cub-r18", (
-               Setting("DATA", "the CUB_200_2011/ folder (data-prep/prepare-cub.sh)", "",
-                       existing("folder", "the CUB_200_2011/ folder"), required=True),
-               Setting("IMAGENET_RUNS", "ImageNet grid holding teacher-aA-sS/best.pth for every alpha and seed",
-                       "", existing("folder", "the ImageNet grid's run folder"), required=True),
-               Setting("STUDENT_INIT", "ImageNet weights of the student, e.g. torchvision resnet18", "",
-                       existing("file", "a .pth file"), required=True),
-               Setting("STUDENT_ARCH", "student architecture", "resnet18"),
-           ), "1"),
-    vision("imagenet", "ImageNet-1K with the paper's settings (§3.1-3.2): ResNet-50 teachers from scratch (90 "
-           "epochs), ResNet-18 students by pure KD (200 epochs, 5-epoch warm-up).", "imagenet-r18", (
-               Setting("DATA", "IMAGENET/ with train/<wnid>/ and val/<wnid>/ (data-prep/prepare-imagenet-val.sh)",
-                       "", existing("folder", "the ImageNet folder"), required=True),
-               Setting("STUDENT_ARCH", "student architecture", "resnet18"),
-           ), "1"),
-    Recipe("demo", "make demo: the paper's experiment end to end on embedded data, on CPU, through the recipes "
-           "users run\n(toy translation, then digits); finished stages are reused, so a second run only prints.", (
-               Setting("DEMO_DIR", "where both grids are written", "demo-runs"),
-               Setting("DEMO_TEMPERATURES", "student temperatures of both grids; add 64 for the paper's collapse",
-                       "1 2 3"),
-               Setting("DEMO_SEEDS", "seeds of the translation grid (about 3-4 minutes a seed on 2 cores)", "1"),
-               Setting("DEMO_DIGITS_SEEDS", "seeds of the digits grid (about 35 s a seed): enough for mean +- sd",
-                       "1 2 3"),
-               Setting("DEMO_KD_MODES", "translation students", lambda v: "word seq" if distill_command() else "word",
-                       shown="word seq when lskd-distill-corpus is installed, else word"),
-               Setting("DEMO_SIZE", "full, or smallest (the CI setting: minutes less, numbers meaningless)", "full",
-                       choice("full", "smallest")),
-           ), cross_check=check_demo),
-)}
+RECIPES = {
+    recipe.name: recipe
+    for recipe in (
+        iwslt(
+            "iwslt14_en_de",
+            "IWSLT 2014 En->De: teachers at each ALPHAS, KD students at each TEMPERATURES (paper Table 5, En-De).",
+            "en",
+            "de",
+            "iwslt-en-de",
+            "prepare-iwslt14.sh",
+        ),
+        iwslt(
+            "iwslt14_de_en",
+            "IWSLT 2014 De->En: the paper's grid in fairseq's usual direction (no published numbers to compare).",
+            "de",
+            "en",
+            "none",
+            "prepare-iwslt14.sh",
+        ),
+        iwslt(
+            "iwslt_en_ru",
+            "En->Ru TED: teachers at each ALPHAS, KD students at each TEMPERATURES (paper Table 5, "
+            "En-Ru).\nData: the IWSLT 2014 release when supplied (ORIG, ARCHIVE or data-prep/archives/en-ru.tgz), else "
+            "the public Qi et al. 2018 TED corpus,\ndownloaded (SOURCE; docs/nmt-data.md). "
+            "Only the IWSLT release gives "
+            "numbers comparable with the paper's.",
+            "en",
+            "ru",
+            "iwslt-en-ru",
+            "prepare-iwslt-en-ru.sh",
+            (SOURCE,),
+        ),
+        nmt(
+            "toy_translation",
+            "Toy language pair (lskd-toy-corpus, word-level, no subwords): the paper's grid on CPU, "
+            "no download.\nProfile toy: a 2+2-layer, 64-d transformer, 200 updates, on CPU.",
+            "src",
+            "tgt",
+            "none",
+            TOY_DATA,
+            ("toy", "tiny", "paper"),
+            DATA_STAGE="make_toy_data",
+            EVAL_ARGS=("--profile", "modern", "--subword", "none"),
+        ),
+        vision(
+            "digits",
+            "scikit-learn's bundled digits: the alpha x T grid on CPU in about a minute, then the "
+            "Fig. 1-style diffusion figure of each seed.",
+            "none",
+            (
+                Setting(
+                    "DIFFUSION_TEMPERATURES",
+                    "the students shown in each seed's diffusion figure, among those trained",
+                    "1 3",
+                    check=temperature_list,
+                    normal=temperature_names,
+                ),
+            ),
+            "0",
+            VISION_STAGES.replace(
+                "\n  results",
+                "\n  diffusion-sS             lskd-vision visualize of "
+                "seed S -> RUN_DIR/diffusion-sS/diffusion.{png,json}\n  results",
+            ),
+        ),
+        vision(
+            "cub",
+            "CUB-200-2011 with the paper's settings (§3.3-3.4): ResNet-50 teachers fine-tuned from the "
+            "ImageNet teachers of the same alpha and seed, ImageNet-pretrained students distilled at each T.",
+            "cub-r18",
+            (
+                Setting(
+                    "DATA",
+                    "the CUB_200_2011/ folder (data-prep/prepare-cub.sh)",
+                    "",
+                    existing("folder", "the CUB_200_2011/ folder"),
+                    required=True,
+                ),
+                Setting(
+                    "IMAGENET_RUNS",
+                    "ImageNet grid holding teacher-aA-sS/best.pth for every alpha and seed",
+                    "",
+                    existing("folder", "the ImageNet grid's run folder"),
+                    required=True,
+                ),
+                Setting(
+                    "STUDENT_INIT",
+                    "ImageNet weights of the student, e.g. torchvision resnet18",
+                    "",
+                    existing("file", "a .pth file"),
+                    required=True,
+                ),
+                Setting("STUDENT_ARCH", "student architecture", "resnet18"),
+            ),
+            "1",
+        ),
+        vision(
+            "imagenet",
+            "ImageNet-1K with the paper's settings (§3.1-3.2): ResNet-50 teachers from scratch (90 "
+            "epochs), ResNet-18 students by pure KD (200 epochs, 5-epoch warm-up).",
+            "imagenet-r18",
+            (
+                Setting(
+                    "DATA",
+                    "IMAGENET/ with train/<wnid>/ and val/<wnid>/ (data-prep/prepare-imagenet-val.sh)",
+                    "",
+                    existing("folder", "the ImageNet folder"),
+                    required=True,
+                ),
+                Setting("STUDENT_ARCH", "student architecture", "resnet18"),
+            ),
+            "1",
+        ),
+        Recipe(
+            "demo",
+            "make demo: the paper's experiment end to end on embedded data, on CPU, through the recipes "
+            "users run\n(toy translation, then digits); finished stages are reused, so a second run only prints.",
+            (
+                Setting("DEMO_DIR", "where both grids are written", "demo-runs"),
+                Setting(
+                    "DEMO_TEMPERATURES", "student temperatures of both grids; add 64 for the paper's collapse", "1 2 3"
+                ),
+                Setting("DEMO_SEEDS", "seeds of the translation grid (about 3-4 minutes a seed on 2 cores)", "1"),
+                Setting(
+                    "DEMO_DIGITS_SEEDS", "seeds of the digits grid (about 35 s a seed): enough for mean +- sd", "1 2 3"
+                ),
+                Setting(
+                    "DEMO_KD_MODES",
+                    "translation students",
+                    lambda v: "word seq" if distill_command() else "word",
+                    shown="word seq when lskd-distill-corpus is installed, else word",
+                ),
+                Setting(
+                    "DEMO_SIZE",
+                    "full, or smallest (the CI setting: minutes less, numbers meaningless)",
+                    "full",
+                    choice("full", "smallest"),
+                ),
+            ),
+            cross_check=check_demo,
+        ),
+    )
+}

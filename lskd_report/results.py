@@ -6,6 +6,7 @@ shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± 
 over its seeds, with n; the paper's published number sits beside it. Writes PREFIX.md, PREFIX.csv,
 PREFIX.json, PREFIX-verdicts.json and PNG plots next to them, and prints the Markdown.
 """
+
 import csv
 import io
 import json
@@ -15,8 +16,18 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import InvalidConfig
-from lskd_report.aggregate import (STUDENT, TEACHER_ROW, Cell, Grid, Row, collect, collect_diffusion,
-                                   diffusion_reports, number_key, sorted_cells)
+from lskd_report.aggregate import (
+    STUDENT,
+    TEACHER_ROW,
+    Cell,
+    Grid,
+    Row,
+    collect,
+    collect_diffusion,
+    diffusion_reports,
+    number_key,
+    sorted_cells,
+)
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
 from lskd_report.runs import KD_MODES
@@ -39,8 +50,9 @@ def paper_metric_for(table: dict, metric: str, override: Optional[str]) -> str:
         return table["metrics"][0]
     last = metric.split(".")[-1]
     if last not in table["metrics"]:
-        raise InvalidConfig(f"--metric {metric!r}: cannot tell which of {', '.join(table['metrics'])} it is; "
-                            "pass --paper-metric")
+        raise InvalidConfig(
+            f"--metric {metric!r}: cannot tell which of {', '.join(table['metrics'])} it is; pass --paper-metric"
+        )
     return last
 
 
@@ -48,8 +60,9 @@ def paper_values(table: dict, column: str) -> dict:
     """(Row, α) -> the paper's number; its students are word-level KD."""
     values = {(TEACHER_ROW, float(alpha)): cell[column] for alpha, cell in table["teacher"].items()}
     for temperature, row in table["student"].items():
-        values.update({(Row(STUDENT, PAPER_MODE, float(temperature)), float(alpha)): cell[column]
-                       for alpha, cell in row.items()})
+        values.update(
+            {(Row(STUDENT, PAPER_MODE, float(temperature)), float(alpha)): cell[column] for alpha, cell in row.items()}
+        )
     return values
 
 
@@ -160,8 +173,12 @@ class Report:
                         line += ["", "", "", ""]
                         continue
                     cell = self.grid.cell(row, alpha)
-                    line += ["" if cell.mean is None else f"{cell.mean:.3f}",
-                             "" if cell.sd is None else f"{cell.sd:.3f}", str(cell.n), str(len(cell.missing))]
+                    line += [
+                        "" if cell.mean is None else f"{cell.mean:.3f}",
+                        "" if cell.sd is None else f"{cell.sd:.3f}",
+                        str(cell.n),
+                        str(len(cell.missing)),
+                    ]
                 if self.paper is not None:
                     text = self.paper_text(entry, alpha)
                     line.append("" if text == MISSING else text)
@@ -195,22 +212,31 @@ class Report:
             ours = check_grid(*self.estimates(mode, "ours"), factor=self.noise_factor)
             if not ours:
                 continue
-            paper = check_grid(*self.estimates(mode, "paper"), factor=self.noise_factor) \
-                if self.paper is not None and mode == PAPER_MODE else None
+            paper = (
+                check_grid(*self.estimates(mode, "paper"), factor=self.noise_factor)
+                if self.paper is not None and mode == PAPER_MODE
+                else None
+            )
             checked[mode] = (ours, paper)
         return checked
 
     def verdict_lines(self, checked: dict) -> list[str]:
-        lines = ["### The paper's predictions on this grid", "",
-                 f"Rule: {rule_text(self.noise_factor)} Numbers: mean ± sd (n seeds) per cell.", ""]
+        lines = [
+            "### The paper's predictions on this grid",
+            "",
+            f"Rule: {rule_text(self.noise_factor)} Numbers: mean ± sd (n seeds) per cell.",
+            "",
+        ]
         if not checked:
             return lines + ["No claim to check: the grid needs an LS teacher (α > 0) with tempered students.", ""]
         paper_header = " | paper's numbers, same cells" if self.paper is not None else ""
         for mode, (ours, paper) in checked.items():
             if len(checked) > 1 or mode != PAPER_MODE:
                 lines += [f"KD mode {mode}:", ""]
-            lines += [f"| # | claim | on this grid | numbers used{paper_header} |",
-                      "|---|---|---|---|" + ("---|" if paper_header else "")]
+            lines += [
+                f"| # | claim | on this grid | numbers used{paper_header} |",
+                "|---|---|---|---|" + ("---|" if paper_header else ""),
+            ]
             for index, verdict in enumerate(ours):
                 used = verdict.note or "; ".join(c.text() for c in verdict.deciding())
                 cells = [str(verdict.paper_item), verdict.claim, f"**{verdict.label()}**", used]
@@ -228,16 +254,31 @@ class Report:
                 if paper is not None:
                     entry["paper_verdict"] = paper[index].verdict
                 entries.append(entry)
-        return {"grid": str(self.grid.folder), "metric": self.grid.metric, "higher_is_better": True,
-                "noise_factor": self.noise_factor, "rule": rule_text(self.noise_factor), "verdicts": entries,
-                "untestable": sum(e["verdict"] == UNTESTABLE for e in entries)}
+        return {
+            "grid": str(self.grid.folder),
+            "metric": self.grid.metric,
+            "higher_is_better": True,
+            "noise_factor": self.noise_factor,
+            "rule": rule_text(self.noise_factor),
+            "verdicts": entries,
+            "untestable": sum(e["verdict"] == UNTESTABLE for e in entries),
+        }
 
 
 def cell_document(row: Row, alpha: float, cell: Cell, grid: Grid, paper: Optional[float] = None) -> dict:
-    return {"role": row.role, "kd_mode": row.kd_mode, "T": row.temperature, "alpha": alpha, "n": cell.n,
-            "mean": cell.mean, "sd": cell.sd, "seeds": {str(s): v for s, v in sorted(cell.values.items())},
-            "missing": [vars(m) for m in cell.missing], "fewer_seeds": grid.fewer_seeds(row, alpha),
-            "paper": paper}
+    return {
+        "role": row.role,
+        "kd_mode": row.kd_mode,
+        "T": row.temperature,
+        "alpha": alpha,
+        "n": cell.n,
+        "mean": cell.mean,
+        "sd": cell.sd,
+        "seeds": {str(s): v for s, v in sorted(cell.values.items())},
+        "missing": [vars(m) for m in cell.missing],
+        "fewer_seeds": grid.fewer_seeds(row, alpha),
+        "paper": paper,
+    }
 
 
 def data_sentence(manifest_path: Path) -> str:
@@ -246,17 +287,25 @@ def data_sentence(manifest_path: Path) -> str:
     try:
         manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise InvalidConfig(f"--data-manifest {manifest_path}: {error} (expected the lskd-prep.json of the grid's "
-                            "data)") from None
+        raise InvalidConfig(
+            f"--data-manifest {manifest_path}: {error} (expected the lskd-prep.json of the grid's data)"
+        ) from None
     source = manifest.get("source")
     if source is None:
         return f" Data: `{manifest_path}` (profile {manifest.get('profile')}; its source is not recorded)."
     return f" Data: {source}, {manifest.get('source_note', '')} (profile {manifest.get('profile')}; `{manifest_path}`)."
 
 
-def build_report(grid_dir: Path, metric: str, paper_id: str, prefix: Path, metrics_file: Optional[str] = None,
-                 paper_metric: Optional[str] = None, noise_factor: float = NOISE_FACTOR,
-                 data_manifest: Optional[Path] = None) -> Report:
+def build_report(
+    grid_dir: Path,
+    metric: str,
+    paper_id: str,
+    prefix: Path,
+    metrics_file: Optional[str] = None,
+    paper_metric: Optional[str] = None,
+    noise_factor: float = NOISE_FACTOR,
+    data_manifest: Optional[Path] = None,
+) -> Report:
     if not (math.isfinite(noise_factor) and noise_factor > 0):
         raise InvalidConfig(f"--noise-factor {noise_factor}: expected a number > 0 (standard errors per band)")
     paper = table = column = None
@@ -266,10 +315,14 @@ def build_report(grid_dir: Path, metric: str, paper_id: str, prefix: Path, metri
         table = paper_table(paper_id)
         column = paper_metric_for(table, metric, paper_metric)
     grid = collect(grid_dir, metric, metrics_file)
-    title, caption = f"Results of {grid_dir}", (
-        f"Ours: `{metric}` from each run's {metrics_file or 'metrics file (its run.json names it)'}, "
-        f"mean ± sample sd (n seeds); {FEWER}: fewer seeds than the grid's most ({grid.max_seeds}); "
-        f"{MISSING}: no score.")
+    title, caption = (
+        f"Results of {grid_dir}",
+        (
+            f"Ours: `{metric}` from each run's {metrics_file or 'metrics file (its run.json names it)'}, "
+            f"mean ± sample sd (n seeds); {FEWER}: fewer seeds than the grid's most ({grid.max_seeds}); "
+            f"{MISSING}: no score."
+        ),
+    )
     if table is not None:
         paper = paper_values(table, column)
         title = f"{table['title']} ({paper_id})"
@@ -308,13 +361,16 @@ def diffusion_plots(report: Report) -> tuple[dict, dict, list[str]]:
         alphas = sorted({alpha for _, alpha in keys})
         suffix = "" if len(modes) == 1 else "-" + mode.replace("+", "-")
         sources = ", ".join(str(p.relative_to(report.grid.folder)) for p in reports)
-        title = (f"Diffusion measures vs T ({sources}, penultimate space)"
-                 + (f", KD mode {mode}" if len(modes) > 1 else ""))
+        title = f"Diffusion measures vs T ({sources}, penultimate space)" + (
+            f", KD mode {mode}" if len(modes) > 1 else ""
+        )
         plots[Path(f"{report.prefix}-diffusion{suffix}.png")] = png_bytes(
-            diffusion_figure(measures, rows, alphas, TEACHER_ROW, title))
-    document = {label: [cell_document(row, alpha, cell, report.grid)
-                        for (row, alpha), cell in sorted_cells(cells)]
-                for label, cells in measures.items()}
+            diffusion_figure(measures, rows, alphas, TEACHER_ROW, title)
+        )
+    document = {
+        label: [cell_document(row, alpha, cell, report.grid) for (row, alpha), cell in sorted_cells(cells)]
+        for label, cells in measures.items()
+    }
     return plots, document, unmatched
 
 
@@ -325,8 +381,10 @@ def markdown(report: Report, checked: dict, plots: list[Path], unmatched: list[s
     if missing:
         lines += [f"Missing runs ({len(missing)}: a manifest but no score; not averaged):", ""]
         lines += [f"- {m.run} (seed {m.seed}): {m.reason}" for m in missing] + [""]
-    empty = [f"{row.label.lower()} α {number_key(a)}"
-             + (f" T {row.t_label} ({row.kd_mode})" if row.role == STUDENT else "") for row, a in grid.empty_cells()]
+    empty = [
+        f"{row.label.lower()} α {number_key(a)}" + (f" T {row.t_label} ({row.kd_mode})" if row.role == STUDENT else "")
+        for row, a in grid.empty_cells()
+    ]
     if empty:
         lines += [f"Cells without a score: {', '.join(empty)}.", ""]
     lines += report.verdict_lines(checked)
@@ -345,13 +403,22 @@ def write_outputs(report: Report) -> str:
     plots.update(diffusion)
     text = markdown(report, checked, list(plots), unmatched)
     grid = report.grid
-    cells = [cell_document(row, alpha, cell, grid, report.paper.get((row, alpha)) if report.paper else None)
-             for (row, alpha), cell in grid.sorted_cells()]
-    document = {"grid": str(grid.folder), "metric": grid.metric, "paper": report.paper_id,
-                "paper_metric": report.paper_column, "max_seeds": grid.max_seeds,
-                "seeds": sorted({s for c in grid.cells.values() for s in c.values}), "cells": cells,
-                "missing_runs": [vars(m) for m in grid.missing_runs()],
-                "plots": [str(p) for p in plots], "diffusion": diffusion_cells}
+    cells = [
+        cell_document(row, alpha, cell, grid, report.paper.get((row, alpha)) if report.paper else None)
+        for (row, alpha), cell in grid.sorted_cells()
+    ]
+    document = {
+        "grid": str(grid.folder),
+        "metric": grid.metric,
+        "paper": report.paper_id,
+        "paper_metric": report.paper_column,
+        "max_seeds": grid.max_seeds,
+        "seeds": sorted({s for c in grid.cells.values() for s in c.values}),
+        "cells": cells,
+        "missing_runs": [vars(m) for m in grid.missing_runs()],
+        "plots": [str(p) for p in plots],
+        "diffusion": diffusion_cells,
+    }
     report.prefix.parent.mkdir(parents=True, exist_ok=True)
     for path, data in plots.items():
         path.write_bytes(data)
@@ -368,19 +435,31 @@ class ResultsConfig:
     paper: str = option(help=f"paper table id ({', '.join(paper_tables())}) or none")
     metric: str = option(help="dotted key in the metrics file, e.g. best.top1, sacrebleu.score")
     out: Path = option(help="output prefix: writes PREFIX.md, .csv, .json, -verdicts.json and PREFIX-*.png")
-    metrics_file: Optional[str] = option(None, default_text="the one each run.json names",
-                                         help="metrics file name in every run")
-    paper_metric: Optional[str] = option(None, default_text="inferred from --metric", help="paper column to compare with")
+    metrics_file: Optional[str] = option(
+        None, default_text="the one each run.json names", help="metrics file name in every run"
+    )
+    paper_metric: Optional[str] = option(
+        None, default_text="inferred from --metric", help="paper column to compare with"
+    )
     noise_factor: float = option(NOISE_FACTOR, help="a difference counts beyond this many standard errors")
-    data_manifest: Optional[Path] = option(None, default_text="none",
-                                           help="the data's lskd-prep.json: the caption names its source")
+    data_manifest: Optional[Path] = option(
+        None, default_text="none", help="the data's lskd-prep.json: the caption names its source"
+    )
 
 
 @console_script("lskd-results")
 def main(argv=None) -> None:
     args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
-    report = build_report(args.run_dir, args.metric, args.paper, args.out, args.metrics_file, args.paper_metric,
-                          args.noise_factor, args.data_manifest)
+    report = build_report(
+        args.run_dir,
+        args.metric,
+        args.paper,
+        args.out,
+        args.metrics_file,
+        args.paper_metric,
+        args.noise_factor,
+        args.data_manifest,
+    )
     print(write_outputs(report), end="")
 
 

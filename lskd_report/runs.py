@@ -8,6 +8,7 @@ failed) run, which the tables show as missing.
 ``python -m lskd_report.runs record RUN_DIR --kind student --alpha 0.1 --temperature 2 --seed 1 ...``
 writes one from a recipe.
 """
+
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -37,8 +38,9 @@ class RunManifest:
     kind: str = option(choices=KINDS, help="what the run trains")
     alpha: float = option(help="label smoothing alpha (a student's: of its teacher)")
     seed: int = option(1, help="training seed")
-    temperature: Optional[float] = option(None, type=optional_float, default_text="none: teachers, seq-KD students",
-                                          help="KD temperature")
+    temperature: Optional[float] = option(
+        None, type=optional_float, default_text="none: teachers, seq-KD students", help="KD temperature"
+    )
     kd_mode: Optional[str] = option(None, choices=KD_MODES, default_text="none: teachers", help="KD mode of a student")
     teacher: Optional[str] = option(None, default_text="none: teachers", help="the teacher run's folder name")
     metrics: str = option("metrics.json", help="scores file inside the run folder")

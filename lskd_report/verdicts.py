@@ -8,6 +8,7 @@ claimed direction, does not hold when any counts against it, and is not distingu
 otherwise. A cell with a single seed has no noise estimate: its comparisons go by the sign of the
 difference alone and are labelled so.
 """
+
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
@@ -24,12 +25,14 @@ TIE = 1e-9  # relative: differences this small are float rounding of equal score
 
 
 def rule_text(factor: float) -> str:
-    return (f"a difference d of cell means counts when |d| > {factor:g} × sqrt(Σ s²/n) (s: the sample standard "
-            "deviation of a cell's seeds, n: its seeds); inside that band it is not distinguishable from seed noise. "
-            "A claim holds when each difference it needs counts in its direction, does not hold when one counts "
-            "against it, and is not distinguishable otherwise. A cell with one seed has no noise estimate: such "
-            "comparisons follow the sign of d and are marked single seed (equal means are not distinguishable). "
-            "Higher scores are better.")
+    return (
+        f"a difference d of cell means counts when |d| > {factor:g} × sqrt(Σ s²/n) (s: the sample standard "
+        "deviation of a cell's seeds, n: its seeds); inside that band it is not distinguishable from seed noise. "
+        "A claim holds when each difference it needs counts in its direction, does not hold when one counts "
+        "against it, and is not distinguishable otherwise. A cell with one seed has no noise estimate: such "
+        "comparisons follow the sign of d and are marked single seed (equal means are not distinguishable). "
+        "Higher scores are better."
+    )
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,14 @@ class Comparison:
 
     def to_dict(self) -> dict:
         se = self.standard_error
-        return {"expression": self.expression(), "difference": self.difference, "standard_error": se,
-                "band": None if se is None else self.factor * se, "outcome": self.outcome,
-                "cells": {name: {"mean": e.mean, "sd": e.sd, "n": e.n} for _, name, e in self.terms}}
+        return {
+            "expression": self.expression(),
+            "difference": self.difference,
+            "standard_error": se,
+            "band": None if se is None else self.factor * se,
+            "outcome": self.outcome,
+            "cells": {name: {"mean": e.mean, "sd": e.sd, "n": e.n} for _, name, e in self.terms},
+        }
 
 
 @dataclass(frozen=True)
@@ -125,10 +133,15 @@ class Verdict:
         return self.verdict
 
     def to_dict(self) -> dict:
-        return {"claim": self.claim, "paper_item": self.paper_item, "verdict": self.verdict,
-                "single_seed": self.single_seed, "note": self.note,
-                "cells": {name: {"mean": e.mean, "sd": e.sd, "n": e.n} for name, e in self.cells.items()},
-                "comparisons": [c.to_dict() for c in self.comparisons]}
+        return {
+            "claim": self.claim,
+            "paper_item": self.paper_item,
+            "verdict": self.verdict,
+            "single_seed": self.single_seed,
+            "note": self.note,
+            "cells": {name: {"mean": e.mean, "sd": e.sd, "n": e.n} for name, e in self.cells.items()},
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
 
 
 def combine(comparisons: Sequence[Comparison]) -> str:
@@ -183,36 +196,73 @@ def check_claims(students: Students, ls_alpha: str, base_alpha: Optional[str]) -
     if len(others) < 2:
         verdicts.append(Verdict(claims[0], 1, UNTESTABLE, note="the grid has a single student cell"))
     else:
-        verdicts.append(students.verdict(claims[0], 1, others, lambda: [
-            students.compare((1, *best), (-1, *other)) for other in others if other != best]))
+        verdicts.append(
+            students.verdict(
+                claims[0],
+                1,
+                others,
+                lambda: [students.compare((1, *best), (-1, *other)) for other in others if other != best],
+            )
+        )
     if base_alpha is None:
         verdicts.append(Verdict(claims[1], 2, UNTESTABLE, note=untestable))
     else:
-        verdicts.append(students.verdict(claims[1], 2, [best, (base_alpha, low)], lambda: [
-            students.compare((1, *best), (-1, base_alpha, low))]))
+        verdicts.append(
+            students.verdict(
+                claims[1], 2, [best, (base_alpha, low)], lambda: [students.compare((1, *best), (-1, base_alpha, low))]
+            )
+        )
     if len(temperatures) < 2:
         verdicts.append(Verdict(claims[2], 3, UNTESTABLE, note="the grid has one temperature"))
     else:
         steps = list(zip(temperatures, temperatures[1:]))
-        verdicts.append(students.verdict(claims[2], 3, [(ls_alpha, t) for t in temperatures], lambda: [
-            students.compare((1, ls_alpha, a), (-1, ls_alpha, b)) for a, b in steps]))
+        verdicts.append(
+            students.verdict(
+                claims[2],
+                3,
+                [(ls_alpha, t) for t in temperatures],
+                lambda: [students.compare((1, ls_alpha, a), (-1, ls_alpha, b)) for a, b in steps],
+            )
+        )
     if untestable:
-        verdicts += [Verdict(claims[3], 4, UNTESTABLE, note=untestable),
-                     Verdict(claims[4], 5, UNTESTABLE, note=untestable)]
+        verdicts += [
+            Verdict(claims[3], 4, UNTESTABLE, note=untestable),
+            Verdict(claims[4], 5, UNTESTABLE, note=untestable),
+        ]
         return verdicts
     all_cells = [(a, t) for a in pair for t in temperatures]
-    verdicts.append(students.verdict(claims[3], 4, all_cells, lambda: [
-        students.compare((1, ls_alpha, low), (-1, ls_alpha, t), (-1, base_alpha, low), (1, base_alpha, t))
-        for t in temperatures[1:]]))
+    verdicts.append(
+        students.verdict(
+            claims[3],
+            4,
+            all_cells,
+            lambda: [
+                students.compare((1, ls_alpha, low), (-1, ls_alpha, t), (-1, base_alpha, low), (1, base_alpha, t))
+                for t in temperatures[1:]
+            ],
+        )
+    )
     ends = [(a, t) for a in pair for t in (low, high)]
-    verdicts.append(students.verdict(claims[4], 5, ends, lambda: [
-        students.compare((1, ls_alpha, low), (-1, base_alpha, low)),
-        students.compare((1, base_alpha, high), (-1, ls_alpha, high))]))
+    verdicts.append(
+        students.verdict(
+            claims[4],
+            5,
+            ends,
+            lambda: [
+                students.compare((1, ls_alpha, low), (-1, base_alpha, low)),
+                students.compare((1, base_alpha, high), (-1, ls_alpha, high)),
+            ],
+        )
+    )
     return verdicts
 
 
-def check_grid(estimates: Mapping[tuple, Optional[Estimate]], alphas: Sequence[str], temperatures: Sequence[str],
-               factor: float = NOISE_FACTOR) -> list[Verdict]:
+def check_grid(
+    estimates: Mapping[tuple, Optional[Estimate]],
+    alphas: Sequence[str],
+    temperatures: Sequence[str],
+    factor: float = NOISE_FACTOR,
+) -> list[Verdict]:
     """Claims 1-5 for every LS teacher (α > 0) of the grid against its α = 0 teacher; ``alphas`` and
     ``temperatures`` are keys in increasing order, ``estimates`` maps (α, T) to a cell (None: no score).
     No claim without an LS teacher or a tempered student."""

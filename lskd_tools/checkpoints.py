@@ -4,6 +4,7 @@ Only tensors, plain Python values and the types a front-end allow-lists (fairseq
 are unpickled; anything else is refused as unsafe, never retried with the check turned off. Every failure
 is one ``DataError`` naming the file and what is wrong with it.
 """
+
 import re
 import warnings
 from collections.abc import Iterable
@@ -58,5 +59,6 @@ def load_checkpoint(path, allowed: Iterable[type] = (), what: str = "checkpoint"
                 f"{what} {path} was refused as unsafe: {_refused_content(message)}, which a weights-only load "
                 f"(weights_only=True) does not allow; lskd loads only tensors and plain values"
             ) from None
-        raise DataError(f"{what} {path} could not be read: truncated or not a PyTorch checkpoint "
-                        f"({_first_sentence(error)})") from None
+        raise DataError(
+            f"{what} {path} could not be read: truncated or not a PyTorch checkpoint ({_first_sentence(error)})"
+        ) from None

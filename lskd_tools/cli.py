@@ -9,6 +9,7 @@
 - ``device_option()`` and ``torch_device()``: the ``--device auto|cpu|cuda`` rule of every command that runs
   a model.
 """
+
 import argparse
 import collections.abc
 import dataclasses
@@ -64,14 +65,32 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InvalidConfig(message)
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, flags: Sequence[str] = (), choices=None,
-           metavar=None, nargs=None, type=None, default_text: Optional[str] = None, positional: bool = False):
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flags: Sequence[str] = (),
+    choices=None,
+    metavar=None,
+    nargs=None,
+    type=None,
+    default_text: Optional[str] = None,
+    positional: bool = False,
+):
     """A dataclass field that is also a command-line option: ``--field-name``, or the names in ``flags``,
     or a positional argument. ``default_text`` describes a default that is not a plain value
     (``None`` meaning "from the data", "all", ...); a ``None`` default needs one. ``type`` parses the flag's
     text when the field's annotation cannot."""
-    metadata = dict(help=help, flags=tuple(flags), choices=choices, metavar=metavar, nargs=nargs, type=type,
-                    default_text=default_text, positional=positional)
+    metadata = dict(
+        help=help,
+        flags=tuple(flags),
+        choices=choices,
+        metavar=metavar,
+        nargs=nargs,
+        type=type,
+        default_text=default_text,
+        positional=positional,
+    )
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -104,8 +123,11 @@ def _argument(field: dataclasses.Field, annotation, extra: Mapping[str, Any], un
     kind = _unwrap_optional(annotation)
     required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
     required = meta.get("required", required)
-    default = None if required else (field.default if field.default_factory is dataclasses.MISSING
-                                     else field.default_factory())
+    default = (
+        None
+        if required
+        else (field.default if field.default_factory is dataclasses.MISSING else field.default_factory())
+    )
     flag = "--" + field.name.replace("_", "-")
     names = [field.name] if meta.get("positional") else list(meta.get("flags") or (flag,))
     kwargs: dict = {"help": meta.get("help")}
@@ -116,8 +138,9 @@ def _argument(field: dataclasses.Field, annotation, extra: Mapping[str, Any], un
         kwargs["required"] = required
     origin = typing.get_origin(kind)
     if kind is bool:
-        kwargs["action"] = "store_true" if default is False and unset_default is None else (
-            argparse.BooleanOptionalAction)
+        kwargs["action"] = (
+            "store_true" if default is False and unset_default is None else (argparse.BooleanOptionalAction)
+        )
     elif origin in (list, tuple, collections.abc.Sequence):
         arguments = typing.get_args(kind)
         kwargs["type"] = arguments[0] if arguments else str
@@ -136,15 +159,24 @@ def _argument(field: dataclasses.Field, annotation, extra: Mapping[str, Any], un
         if shown is None:
             if default is None:
                 raise TypeError(f"option {flag} defaults to None; give it a default_text saying what that means")
-            shown = ("off" if default is False else "on") if kind is bool else (
-                " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default)
+            shown = (
+                ("off" if default is False else "on")
+                if kind is bool
+                else (" ".join(map(str, default)) if isinstance(default, (tuple, list)) else default)
+            )
         kwargs["help"] = f"{kwargs['help']} (default: {shown})"
     kwargs["help"] = kwargs["help"].replace("%", "%%")
     return names, kwargs
 
 
-def add_options(parser: argparse.ArgumentParser, config_type, *, skip: Sequence[str] = (),
-                options: Mapping[str, Mapping[str, Any]] = {}, unset_default: Optional[str] = None) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    config_type,
+    *,
+    skip: Sequence[str] = (),
+    options: Mapping[str, Mapping[str, Any]] = {},
+    unset_default: Optional[str] = None,
+) -> None:
     """One option per field of the dataclass ``config_type``, in field order.
 
     ``options`` gives, per field name, ``option`` keywords (help, flags, choices, ``required``...) for a
@@ -176,4 +208,3 @@ def parse_config(config_type, argv=None, *, prog: str, description: str, epilog:
     parser = ArgumentParser(prog=prog, description=description, epilog=epilog)
     add_options(parser, config_type)
     return config_from(config_type, parser.parse_args(argv))
-

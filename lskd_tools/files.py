@@ -1,4 +1,5 @@
 """File and subprocess helpers shared by data preparation, evaluation and the teacher cache."""
+
 import contextlib
 import hashlib
 import json

@@ -1,6 +1,7 @@
 """Per-epoch checkpoints that restore a run exactly: weights, optimizer, scheduler, scaler, RNG
 states of every rank and the epoch history. Everything is plain tensors and Python values so the
 file loads with ``torch.load(weights_only=True)``."""
+
 import random
 from pathlib import Path
 

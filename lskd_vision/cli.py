@@ -1,6 +1,7 @@
 """``lskd-vision train-teacher|train-student``: every flag defaults to the preset named after the
 dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the command line wins.
 ``lskd-vision visualize``: the paper's Fig. 1 and diffusion measures for trained checkpoints."""
+
 import dataclasses
 import textwrap
 
@@ -17,11 +18,14 @@ STUDENT_ONLY = ("teacher", "teacher_arch", "temperature", "kd_weight")
 
 TRAIN_OPTIONS = {
     "dataset": dict(help="dataset to train on", choices=DATASETS),
-    "arch": dict(help=f"one of {', '.join(ARCHITECTURES)}", required=False,
-                 default_text="the dataset's paper model, see below"),
+    "arch": dict(
+        help=f"one of {', '.join(ARCHITECTURES)}", required=False, default_text="the dataset's paper model, see below"
+    ),
     "out": dict(help="run folder: checkpoints, metrics.csv, metrics.json"),
-    "data": dict(help="dataset folder (ImageNet: train/ and val/<wnid>/; CUB: CUB_200_2011/); not for digits",
-                 default_text="none (digits)"),
+    "data": dict(
+        help="dataset folder (ImageNet: train/ and val/<wnid>/; CUB: CUB_200_2011/); not for digits",
+        default_text="none (digits)",
+    ),
     "epochs": dict(help="training epochs"),
     "batch_size": dict(help="per process; global batch = this × number of processes"),
     "lr": dict(help="initial learning rate"),
@@ -34,10 +38,13 @@ TRAIN_OPTIONS = {
     "temperature": dict(help="KD temperature", flags=("--temperature", "-T"), required=True),
     "kd_weight": dict(help="weight of the KD term; 1 = pure KD as the paper"),
     "teacher": dict(help="teacher checkpoint (ours or official .pth.tar)", required=True),
-    "teacher_arch": dict(help="teacher architecture when the checkpoint does not record it",
-                         default_text="the recorded one"),
-    "init": dict(help="start from these weights (e.g. the ImageNet teacher, or a torchvision .pth)",
-                 default_text="random weights"),
+    "teacher_arch": dict(
+        help="teacher architecture when the checkpoint does not record it", default_text="the recorded one"
+    ),
+    "init": dict(
+        help="start from these weights (e.g. the ImageNet teacher, or a torchvision .pth)",
+        default_text="random weights",
+    ),
     "crop_size": dict(help="training and evaluation crop"),
     "resize_size": dict(help="evaluation resize before the centre crop"),
     "workers": dict(help="data-loading processes"),
@@ -52,22 +59,33 @@ TRAIN_OPTIONS = {
 }
 
 VISUALIZE_OPTIONS = {
-    "checkpoints": dict(metavar="NAME=CKPT",
-                        help="models to compare, one figure row each, in this order (split at the first '=')"),
+    "checkpoints": dict(
+        metavar="NAME=CKPT", help="models to compare, one figure row each, in this order (split at the first '=')"
+    ),
     "dataset": dict(help="dataset of the checkpoints", choices=DATASETS),
     "out": dict(help="folder for diffusion.png and diffusion.json"),
     "data": dict(help="dataset folder as for training; not for digits", default_text="none (digits)"),
-    "classes": dict(nargs=3, metavar=("TARGET", "SIMILAR", "CONTROL"),
-                    help="classifier indices: a target, a semantically similar class, a dissimilar one",
-                    default_text=", ".join(f"{name} {' '.join(map(str, c))}" for name, c in ((n, s.fig1_classes) for n, s in DATASETS.items()))),
-    "arch": dict(help="architecture of checkpoints that do not record one (official .pth.tar): one for all, or "
-                      "one per checkpoint; overrides the recorded one", default_text="the recorded one"),
+    "classes": dict(
+        nargs=3,
+        metavar=("TARGET", "SIMILAR", "CONTROL"),
+        help="classifier indices: a target, a semantically similar class, a dissimilar one",
+        default_text=", ".join(
+            f"{name} {' '.join(map(str, c))}" for name, c in ((n, s.fig1_classes) for n, s in DATASETS.items())
+        ),
+    ),
+    "arch": dict(
+        help="architecture of checkpoints that do not record one (official .pth.tar): one for all, or "
+        "one per checkpoint; overrides the recorded one",
+        default_text="the recorded one",
+    ),
     "max_train_per_class": dict(help="first N training images of each class (paper: 150)"),
     "max_valid_per_class": dict(help="first N validation images of each class (paper: 50)"),
     "batch_size": dict(help="images per forward pass"),
     "device": dict(help="where the models run: auto picks cuda when a GPU is visible", choices=DEVICES),
-    "workers": dict(help="data-loading processes",
-                    default_text=", ".join(f"{name} {n}" for name, n in ((n, s.workers) for n, s in DATASETS.items()))),
+    "workers": dict(
+        help="data-loading processes",
+        default_text=", ".join(f"{name} {n}" for name, n in ((n, s.workers) for n, s in DATASETS.items())),
+    ),
     "crop_size": dict(help="evaluation centre crop (ImageNet, CUB)"),
     "resize_size": dict(help="evaluation resize before the crop (ImageNet, CUB)"),
 }
@@ -81,8 +99,11 @@ def _defaults_epilog() -> str:
         text = ", ".join(f"{key}={value}" for key, value in values.items())
         return textwrap.fill(text, width=110, initial_indent=f"  {name}: ", subsequent_indent="    ")
 
-    lines = ["defaults: a flag not given takes the preset's value (--preset, default DATASET-ROLE), else the base",
-             "setting; --arch defaults to the dataset's paper model.", line("base", base)]
+    lines = [
+        "defaults: a flag not given takes the preset's value (--preset, default DATASET-ROLE), else the base",
+        "setting; --arch defaults to the dataset's paper model.",
+        line("base", base),
+    ]
     lines += [line(name, values) for name, values in PRESETS.items()]
     archs = {f"{name}-{role}": arch for name, spec in DATASETS.items() for role, arch in spec.archs.items()}
     lines.append(line("arch", archs))

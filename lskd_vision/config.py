@@ -1,11 +1,12 @@
 """Run settings as one dataclass, and the datasets' schedules (``lskd_vision.data.DATASETS``) as named
 presets that any flag overrides."""
+
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
-from lskd.errors import InvalidConfig
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
+from lskd.errors import InvalidConfig
 from lskd_vision.data import CROP_SIZE, DATASETS, RESIZE_SIZE, dataset_spec
 
 

@@ -1,5 +1,6 @@
 """CUB-200-2011 read from its release metadata (``images.txt``, ``train_test_split.txt``,
 ``image_class_labels.txt``), the same split the paper used: 5,994 train / 5,794 test, labels 0-based."""
+
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -3,6 +3,7 @@ CUB (release metadata) and the embedded scikit-learn digits. A row says how the 
 loaded, its transforms, its paper models and schedules, and its Fig. 1 classes; nothing else in the package
 branches on a dataset's name. torchvision is imported only for the image datasets, which keeps the digits
 runs quick to start."""
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +147,16 @@ def _paper_schedule(**values) -> dict:
 
 
 # The embedded digits: small enough that the whole alpha × T grid runs on a CPU in about a minute.
-_DIGITS_SCHEDULE = {"epochs": 12, "lr": 0.1, "weight_decay": 5e-4, "lr_step": 8, "batch_size": 64, "amp": False,
-                    "channels_last": False, "threads": 1}
+_DIGITS_SCHEDULE = {
+    "epochs": 12,
+    "lr": 0.1,
+    "weight_decay": 5e-4,
+    "lr_step": 8,
+    "batch_size": 64,
+    "amp": False,
+    "channels_last": False,
+    "threads": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,11 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "imagenet", _load_imagenet, "{train,val}/<wnid>/*.JPEG", _check_imagenet_folder, imagenet_transforms,
+            "imagenet",
+            _load_imagenet,
+            "{train,val}/<wnid>/*.JPEG",
+            _check_imagenet_folder,
+            imagenet_transforms,
             archs={"teacher": "resnet50", "student": "resnet18"},
             presets={
                 # Paper §3.1: torchvision ResNet-50 from scratch, PyTorch ImageNet example schedule.
@@ -182,7 +195,11 @@ DATASETS: dict[str, DatasetSpec] = {
             fig1_classes=(266, 267, 833),  # miniature poodle, standard poodle, submarine: the paper's Fig. 1
         ),
         DatasetSpec(
-            "cub", _load_cub, "the extracted CUB_200_2011/ folder", check_cub_folder, cub_transforms,
+            "cub",
+            _load_cub,
+            "the extracted CUB_200_2011/ folder",
+            check_cub_folder,
+            cub_transforms,
             archs={"teacher": "resnet50", "student": "resnet18"},
             presets={
                 # Paper §3.3: fine-tuned from the ImageNet teacher with the same alpha.
@@ -193,7 +210,9 @@ DATASETS: dict[str, DatasetSpec] = {
             fig1_classes=(28, 29, 16),  # American crow, fish crow (told apart mostly by voice), cardinal
         ),
         DatasetSpec(
-            "digits", _load_digits, "",
+            "digits",
+            _load_digits,
+            "",
             archs={"teacher": "digits_cnn", "student": "digits_cnn_small"},
             presets={"teacher": _DIGITS_SCHEDULE, "student": _DIGITS_SCHEDULE},
             fig1_classes=(3, 9, 6),  # closest pair of mean training images, and the class farthest from both

@@ -1,4 +1,5 @@
 """One training step and one evaluation pass; the trainer and the benchmark both run exactly these."""
+
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional

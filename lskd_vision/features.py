@@ -1,5 +1,6 @@
 """Penultimate-layer features of a few classes, read with a forward hook so the model's own forward pass
 (and nothing re-implemented here) decides what the penultimate representation is."""
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -33,8 +34,15 @@ def class_rows(dataset: Dataset, classes: Sequence[int], split: str, max_per_cla
 
 
 @torch.no_grad()
-def penultimate_features(model: nn.Module, dataset: Dataset, rows: np.ndarray, batch_size: int,
-                         device: torch.device, workers: int, description: str) -> tuple[torch.Tensor, torch.Tensor]:
+def penultimate_features(
+    model: nn.Module,
+    dataset: Dataset,
+    rows: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    workers: int,
+    description: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, D) in float32 on the CPU, labels (N,)) of ``dataset[rows]``, in eval mode.
 
     The labels are the dataset's, which are the classifier's indices once the class counts agree."""

@@ -3,6 +3,7 @@ step), TensorBoard when ``torch.utils.tensorboard`` imports, and ``metrics.json`
 
 An epoch's rows are written before its checkpoint; a resumed run first drops rows of epochs its
 checkpoint does not hold, so a kill between the two never leaves duplicated rows."""
+
 import csv
 from pathlib import Path
 

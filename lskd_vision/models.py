@@ -4,6 +4,7 @@ penultimate-layer hook point.
 torchvision models are always built with random weights: pretrained weights only ever come from a
 file the user names, so nothing is downloaded behind their back.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,11 @@ class DigitsCNN(nn.Module):
         super().__init__()
 
         def block(in_channels: int, out_channels: int) -> list[nn.Module]:
-            return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.GroupNorm(4, out_channels), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                nn.GroupNorm(4, out_channels),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
             *block(1, width), *block(width, 2 * width), nn.MaxPool2d(2), *block(2 * width, 2 * width)
@@ -64,13 +69,16 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         ArchitectureSpec("resnet18", _torchvision("resnet18"), "avgpool", "fc", "ResNet"),
         ArchitectureSpec("resnet50", _torchvision("resnet50"), "avgpool", "fc", "ResNet"),
         ArchitectureSpec("mobilenet_v2", _torchvision("mobilenet_v2"), "classifier.0", "classifier.1", "MobileNetV2"),
-        ArchitectureSpec("efficientnet_b0", _torchvision("efficientnet_b0"), "classifier.0", "classifier.1",
-                         "EfficientNet"),
+        ArchitectureSpec(
+            "efficientnet_b0", _torchvision("efficientnet_b0"), "classifier.0", "classifier.1", "EfficientNet"
+        ),
         ArchitectureSpec("convnext_tiny", _torchvision("convnext_tiny"), "classifier.1", "classifier.2", "ConvNeXt"),
-        ArchitectureSpec("digits_cnn", lambda num_classes: DigitsCNN(num_classes, width=32), "avgpool", "fc",
-                         "DigitsCNN"),
-        ArchitectureSpec("digits_cnn_small", lambda num_classes: DigitsCNN(num_classes, width=8), "avgpool", "fc",
-                         "DigitsCNN"),
+        ArchitectureSpec(
+            "digits_cnn", lambda num_classes: DigitsCNN(num_classes, width=32), "avgpool", "fc", "DigitsCNN"
+        ),
+        ArchitectureSpec(
+            "digits_cnn_small", lambda num_classes: DigitsCNN(num_classes, width=8), "avgpool", "fc", "DigitsCNN"
+        ),
     )
 }
 
@@ -96,8 +104,10 @@ def _spec_of(model: nn.Module) -> ArchitectureSpec:
     for spec in ARCHITECTURES.values():
         if spec.model_class in classes:
             return spec
-    raise InvalidConfig(f"no penultimate hook point known for {type(model).__name__}; "
-                        f"expected one of {', '.join(sorted({spec.model_class for spec in ARCHITECTURES.values()}))}")
+    raise InvalidConfig(
+        f"no penultimate hook point known for {type(model).__name__}; "
+        f"expected one of {', '.join(sorted({spec.model_class for spec in ARCHITECTURES.values()}))}"
+    )
 
 
 def penultimate_and_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:

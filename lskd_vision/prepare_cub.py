@@ -1,5 +1,6 @@
 """Put CUB-200-2011 in place and check it: from a given folder, a given ``CUB_200_2011.tgz``, or a
 download. Driven by ``data-prep/prepare-cub.sh``."""
+
 import tarfile
 import urllib.request
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ def cub_root(folder: Path) -> Path:
 def verify(root: Path) -> str:
     train = read_cub_split(root, train=True)
     test = read_cub_split(root, train=False)
-    return (f"CUB ready: {root} ({len(train.paths)} train / {len(test.paths)} test images, "
-            f"{train.num_classes} classes); use --data {root}")
+    return (
+        f"CUB ready: {root} ({len(train.paths)} train / {len(test.paths)} test images, "
+        f"{train.num_classes} classes); use --data {root}"
+    )
 
 
 def extract(archive: Path, dest: Path, expected_md5: str) -> Path:
@@ -80,8 +83,11 @@ def prepare(dest: Path, source: Path | None, allow_download: bool, expected_md5:
 @dataclass
 class PrepareCubConfig:
     dest: Path = option(help="folder that receives CUB_200_2011/")
-    source: Optional[Path] = option(None, default_text=f"DEST/{ARCHIVE_NAME}, else a download",
-                                    help=f"an existing {ARCHIVE_NAME} or extracted {FOLDER_NAME}/ folder")
+    source: Optional[Path] = option(
+        None,
+        default_text=f"DEST/{ARCHIVE_NAME}, else a download",
+        help=f"an existing {ARCHIVE_NAME} or extracted {FOLDER_NAME}/ folder",
+    )
     no_download: bool = option(False, help="never touch the network")
     md5: str = option(ARCHIVE_MD5, help="expected archive md5 (the official archive's)")
 

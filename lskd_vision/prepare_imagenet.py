@@ -2,6 +2,7 @@
 reads them, using either Kaggle's ``LOC_val_solution.csv`` or the devkit's
 ``ILSVRC2012_validation_ground_truth.txt`` + ``map_clsloc.txt``. Driven by
 ``data-prep/prepare-imagenet-val.sh``. Every check runs before the first file moves."""
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,12 @@ def refolder(val_dir: Path, labels: dict[str, str], allow_partial: bool) -> str:
 class PrepareImagenetConfig:
     val_dir: Path = option(positional=True, help="folder of the flat ILSVRC2012_val_*.JPEG images")
     solution: Optional[Path] = option(None, default_text="none", help="Kaggle LOC_val_solution.csv")
-    ground_truth: Optional[Path] = option(None, default_text="none",
-                                          help="devkit ILSVRC2012_validation_ground_truth.txt")
-    mapping: Optional[Path] = option(None, default_text="none",
-                                     help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)")
+    ground_truth: Optional[Path] = option(
+        None, default_text="none", help="devkit ILSVRC2012_validation_ground_truth.txt"
+    )
+    mapping: Optional[Path] = option(
+        None, default_text="none", help="devkit map_clsloc.txt (WNID, ILSVRC2012_ID, name)"
+    )
     allow_partial: bool = option(False, help="accept a subset of the 50,000 images")
 
 
@@ -85,8 +88,9 @@ def main(argv=None) -> None:
     elif args.solution is None and args.ground_truth is not None and args.mapping is not None:
         labels = labels_from_devkit(args.ground_truth, args.mapping)
     else:
-        raise InvalidConfig("give either --solution LOC_val_solution.csv "
-                            "or --ground-truth GT.txt --mapping map_clsloc.txt")
+        raise InvalidConfig(
+            "give either --solution LOC_val_solution.csv or --ground-truth GT.txt --mapping map_clsloc.txt"
+        )
     print(refolder(args.val_dir, labels, args.allow_partial))
 
 

@@ -5,6 +5,7 @@ A run first writes ``lskd-vision.json`` (its settings: the claim), then only its
 (``run.json``) there before it starts. A folder holding anything else and no claim is someone else's, and is
 refused rather than having rows appended to a file the run did not write.
 """
+
 from pathlib import Path
 
 from lskd.errors import InvalidConfig
@@ -33,8 +34,10 @@ def check_out_folder(config: TrainConfig) -> None:
         foreign = sorted(entry.name for entry in out.iterdir() if entry.name != MANIFEST)
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise InvalidConfig(f"--out {out} holds files this run did not write ({shown}); expected a new or "
-                                f"empty folder, or the folder of an earlier lskd-vision run to --resume")
+            raise InvalidConfig(
+                f"--out {out} holds files this run did not write ({shown}); expected a new or "
+                f"empty folder, or the folder of an earlier lskd-vision run to --resume"
+            )
     if (out / checkpoint.LATEST).exists() and not config.resume:
         raise InvalidConfig(f"--out {out} already holds {checkpoint.LATEST}; pass --resume or use a new folder")
 

@@ -4,6 +4,7 @@ checkpoints and exact resume, evaluating top-1/top-5 after every epoch.
 ``train`` reads as the loop of a classification reference: ``setup``, ``start`` (fresh or resumed), then per
 epoch ``train_one_epoch``, ``evaluate`` and ``save_checkpoint``; ``checkpoint_state`` is the one layout of
 both checkpoint files."""
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ def _initial_model(config: TrainConfig, num_classes: int) -> nn.Module:
     if config.init is not None:
         state = read_state_dict(config.init)
         head = classifier_path(config.arch) + ".weight"
-        same_head = head in state and state[head].shape == model.get_submodule(classifier_path(config.arch)).weight.shape
+        same_head = (
+            head in state and state[head].shape == model.get_submodule(classifier_path(config.arch)).weight.shape
+        )
         load_weights(model, state, config.arch, config.init, keep_classifier=same_head)
     return model
 
@@ -207,8 +210,9 @@ def setup(plan: Plan) -> Session:
     val_shard = Subset(data.val, range(info.rank, len(data.val), info.world))  # unpadded, so counts are exact
     val_loader = DataLoader(val_shard, batch_size=config.batch_size, shuffle=False, **loader_args)
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     if teacher is not None:
@@ -218,8 +222,23 @@ def setup(plan: Plan) -> Session:
     trained = model
     if info.active:
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Session(config, info, Path(config.out), data.num_classes, precision, model, trained, teacher, objective,
-                   optimizer, scheduler, scaler, sampler, train_loader, val_loader)
+    return Session(
+        config,
+        info,
+        Path(config.out),
+        data.num_classes,
+        precision,
+        model,
+        trained,
+        teacher,
+        objective,
+        optimizer,
+        scheduler,
+        scaler,
+        sampler,
+        train_loader,
+        val_loader,
+    )
 
 
 def start(run: Session, resume_from: Optional[dict]) -> Progress:
@@ -248,11 +267,13 @@ def train_one_epoch(run: Session, epoch: int) -> tuple[dict, torch.Tensor]:
     run.trained.train()
     step_losses, kd_kls = [], []
     lr = run.optimizer.param_groups[0]["lr"]
-    progress = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{run.config.epochs}", disable=not run.info.main or None,
-                    leave=False)
+    progress = tqdm(
+        run.train_loader, desc=f"epoch {epoch + 1}/{run.config.epochs}", disable=not run.info.main or None, leave=False
+    )
     for images, target in progress:
-        step = train_step(run.trained, run.teacher, run.objective, run.optimizer, run.scaler, run.precision, images,
-                          target)
+        step = train_step(
+            run.trained, run.teacher, run.objective, run.optimizer, run.scaler, run.precision, images, target
+        )
         run.scheduler.step()
         step_losses.append(step.loss.detach())
         if step.kd_kl is not None:
@@ -268,13 +289,27 @@ def checkpoint_state(run: Session, progress: Progress, rng: Optional[list] = Non
     """The one checkpoint layout: the model with the run's identity and latest scores; with ``rng`` (every
     rank's RNG state) also all that an exact resume needs."""
     config, latest = run.config, progress.history[-1]
-    state = {"arch": config.arch, "num_classes": run.num_classes, "dataset": config.dataset, "role": config.role,
-             "state_dict": run.model.state_dict(), "epoch": progress.epoch, "top1": latest["top1"],
-             "top5": latest["top5"]}
+    state = {
+        "arch": config.arch,
+        "num_classes": run.num_classes,
+        "dataset": config.dataset,
+        "role": config.role,
+        "state_dict": run.model.state_dict(),
+        "epoch": progress.epoch,
+        "top1": latest["top1"],
+        "top5": latest["top5"],
+    }
     if rng is not None:
-        state.update(optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
-                     scaler=run.scaler.state_dict() if run.scaler is not None else {}, rng=rng,
-                     history=progress.history, best=progress.best, teacher=progress.teacher, config=config.to_json())
+        state.update(
+            optimizer=run.optimizer.state_dict(),
+            scheduler=run.scheduler.state_dict(),
+            scaler=run.scaler.state_dict() if run.scaler is not None else {},
+            rng=rng,
+            history=progress.history,
+            best=progress.best,
+            teacher=progress.teacher,
+            config=config.to_json(),
+        )
     return state
 
 
@@ -310,9 +345,12 @@ def train(plan: Plan) -> Optional[dict]:
     progress = start(run, plan.resume_from)
     logbook = Logbook(run.out, enabled=info.main, completed_epochs=progress.epoch)
     if info.main:
-        print(f"lskd-vision: {config.role} {config.arch} on {config.dataset}: {len(plan.data.train)} train / "
-              f"{len(plan.data.val)} val, {run.num_classes} classes, {info.world} process(es), "
-              f"device {run.precision.device}", flush=True)
+        print(
+            f"lskd-vision: {config.role} {config.arch} on {config.dataset}: {len(plan.data.train)} train / "
+            f"{len(plan.data.val)} val, {run.num_classes} classes, {info.world} process(es), "
+            f"device {run.precision.device}",
+            flush=True,
+        )
     last_epoch = config.epochs if config.stop_after is None else min(config.epochs, progress.epoch + config.stop_after)
     for epoch in range(progress.epoch, last_epoch):
         started = time.perf_counter()
@@ -329,8 +367,11 @@ def train(plan: Plan) -> Optional[dict]:
             logbook.epoch(record, losses.tolist(), epoch * len(run.train_loader))
         save_checkpoint(run, progress, improved)
         if info.main:
-            print(f"epoch {epoch + 1}/{config.epochs} lr {record['lr']:.4g} train_loss {record['train_loss']:.4f} "
-                  f"top1 {record['top1']:.3f} top5 {record['top5']:.3f} ({record['seconds']:.1f}s)", flush=True)
+            print(
+                f"epoch {epoch + 1}/{config.epochs} lr {record['lr']:.4g} train_loss {record['train_loss']:.4f} "
+                f"top1 {record['top1']:.3f} top5 {record['top5']:.3f} ({record['seconds']:.1f}s)",
+                flush=True,
+            )
 
     summary = None
     if last_epoch == config.epochs and progress.history:

@@ -4,14 +4,15 @@ Everything that can fail on the user's input (names, checkpoints, data, classes,
 checked before the first forward pass, and nothing is written until the analysis has every number.
 The projection, measures and figure are ``lskd_report.diffusion_report.analyse_models``'s.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from lskd.errors import InvalidConfig
 from lskd.analysis import check_classes
+from lskd.errors import InvalidConfig
 from lskd_report.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
 from lskd_vision.data import CROP_SIZE, RESIZE_SIZE, dataset_spec, load_data
 from lskd_vision.engine import wants_cuda
@@ -37,10 +38,14 @@ class VisualizeConfig:
 
 
 def _check_numbers(config: VisualizeConfig) -> None:
-    for flag, value, minimum in (("--max-train-per-class", config.max_train_per_class, 2),
-                                 ("--max-valid-per-class", config.max_valid_per_class, 2),
-                                 ("--batch-size", config.batch_size, 1), ("--workers", config.workers, 0),
-                                 ("--crop-size", config.crop_size, 1), ("--resize-size", config.resize_size, 1)):
+    for flag, value, minimum in (
+        ("--max-train-per-class", config.max_train_per_class, 2),
+        ("--max-valid-per-class", config.max_valid_per_class, 2),
+        ("--batch-size", config.batch_size, 1),
+        ("--workers", config.workers, 0),
+        ("--crop-size", config.crop_size, 1),
+        ("--resize-size", config.resize_size, 1),
+    ):
         if value is not None and value < minimum:
             raise InvalidConfig(f"{flag} must be at least {minimum}, got {value}")
     if config.out.exists() and not config.out.is_dir():
@@ -54,8 +59,10 @@ def _archs(config: VisualizeConfig, count: int) -> list[Optional[str]]:
     if len(config.arch) == 1:
         return list(config.arch) * count
     if len(config.arch) != count:
-        raise InvalidConfig(f"--arch names {len(config.arch)} architectures for {count} checkpoints; "
-                            "expected one for all or one per checkpoint")
+        raise InvalidConfig(
+            f"--arch names {len(config.arch)} architectures for {count} checkpoints; "
+            "expected one for all or one per checkpoint"
+        )
     return list(config.arch)
 
 
@@ -63,21 +70,27 @@ def visualize(config: VisualizeConfig) -> AnalysisOutputs:
     _check_numbers(config)
     device = torch.device("cuda" if wants_cuda(config.device) else "cpu")
     named = parse_checkpoints(config.checkpoints)
-    checkpoints = {name: read_checkpoint(Path(path), arch, "--arch")
-                   for (name, path), arch in zip(named.items(), _archs(config, len(named)))}
+    checkpoints = {
+        name: read_checkpoint(Path(path), arch, "--arch")
+        for (name, path), arch in zip(named.items(), _archs(config, len(named)))
+    }
     spec = dataset_spec(config.dataset)
     data = load_data(config.dataset, config.data, config.crop_size, config.resize_size, augment=False)
     classes = check_classes(config.classes or spec.fig1_classes, data.num_classes)
-    models = {name: build_trained(checkpoint, data.num_classes, config.dataset)
-              for name, checkpoint in checkpoints.items()}
+    models = {
+        name: build_trained(checkpoint, data.num_classes, config.dataset) for name, checkpoint in checkpoints.items()
+    }
     splits = {"train": (data.train, config.max_train_per_class), "valid": (data.val, config.max_valid_per_class)}
     rows = {split: class_rows(dataset, classes, split, cap) for split, (dataset, cap) in splits.items()}
     workers = spec.workers if config.workers is None else config.workers
     extracted = {}
     for name, model in models.items():
-        features = {split: penultimate_features(model, dataset, rows[split], config.batch_size, device, workers,
-                                                f"{name}: {split}")
-                    for split, (dataset, _) in splits.items()}
+        features = {
+            split: penultimate_features(
+                model, dataset, rows[split], config.batch_size, device, workers, f"{name}: {split}"
+            )
+            for split, (dataset, _) in splits.items()
+        }
         _, classifier = penultimate_and_classifier(model)
         bias = None if classifier.bias is None else classifier.bias.detach().cpu()
         extracted[name] = ModelFeatures(*features["train"], *features["valid"], classifier.weight.detach().cpu(), bias)
@@ -89,5 +102,6 @@ def visualize(config: VisualizeConfig) -> AnalysisOutputs:
         "max_valid_per_class": config.max_valid_per_class,
         "transform": "evaluation transform on both splits (no augmentation)",
     }
-    return analyse_models(extracted, classes, config.out, class_names=[data.class_names[c] for c in classes],
-                          inputs=inputs)
+    return analyse_models(
+        extracted, classes, config.out, class_names=[data.class_names[c] for c in classes], inputs=inputs
+    )

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny binarised toy corpus, a tiny label-smoothed teacher trained through the CLIs, and
 generated release folders in the real IWSLT formats (``train.tags`` and the TED test-set XML files)."""
+
 import hashlib
 import os
 import subprocess
@@ -17,22 +18,58 @@ BIN_DIR = Path(sys.executable).parent
 PLUGIN_DIR = str(Path(lskd_fairseq.__file__).parent)
 
 TINY_TRANSFORMER = [
-    "--arch", "transformer", "--share-all-embeddings",
-    "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--arch",
+    "transformer",
+    "--share-all-embeddings",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "32",
+    "--decoder-embed-dim",
+    "32",
+    "--encoder-ffn-embed-dim",
+    "64",
+    "--decoder-ffn-embed-dim",
+    "64",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
 ]
 TRAINING = [
-    "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "30",
-    "--max-tokens", "1500", "--seed", "1", "--no-epoch-checkpoints", "--no-progress-bar",
-    "--log-format", "json", "--log-interval", "1", "--num-workers", "0", "--data-buffer-size", "0",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.003",
+    "--lr-scheduler",
+    "inverse_sqrt",
+    "--warmup-updates",
+    "30",
+    "--max-tokens",
+    "1500",
+    "--seed",
+    "1",
+    "--no-epoch-checkpoints",
+    "--no-progress-bar",
+    "--log-format",
+    "json",
+    "--log-interval",
+    "1",
+    "--num-workers",
+    "0",
+    "--data-buffer-size",
+    "0",
 ]
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end to end, or training through the CLIs (recipes, demo, README block, "
-                                       "DDP, data prep, clean-exit reproduction); -m 'not slow' is the fast layer")
+    config.addinivalue_line(
+        "markers",
+        "slow: end to end, or training through the CLIs (recipes, demo, README block, "
+        "DDP, data prep, clean-exit reproduction); -m 'not slow' is the fast layer",
+    )
 
 
 def fairseq_cli(tool: str, *args, check: bool = True) -> subprocess.CompletedProcess:
@@ -49,16 +86,28 @@ def fairseq_cli(tool: str, *args, check: bool = True) -> subprocess.CompletedPro
 
 def preprocess(text_dir: Path, dest: Path) -> Path:
     fairseq_cli(
-        "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--joined-dictionary",
-        "--trainpref", text_dir / "train", "--validpref", text_dir / "valid", "--testpref", text_dir / "test",
-        "--destdir", dest, "--workers", "1",
+        "fairseq-preprocess",
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
+        "--joined-dictionary",
+        "--trainpref",
+        text_dir / "train",
+        "--validpref",
+        text_dir / "valid",
+        "--testpref",
+        text_dir / "test",
+        "--destdir",
+        dest,
+        "--workers",
+        "1",
     )
     return dest
 
 
 def train(data: Path, save_dir: Path, *extra, check: bool = True) -> subprocess.CompletedProcess:
-    return fairseq_cli("fairseq-train", data, *TINY_TRANSFORMER, *TRAINING, "--save-dir", save_dir, *extra,
-                       check=check)
+    return fairseq_cli("fairseq-train", data, *TINY_TRANSFORMER, *TRAINING, "--save-dir", save_dir, *extra, check=check)
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +164,7 @@ def de_en_release(tmp_path_factory):
 @pytest.fixture(scope="session")
 def en_ru_release(tmp_path_factory):
     """A generated IWSLT 2014 en-ru release folder (train.tags + the four TED test sets, no TEDX)."""
+
     def pairs(count, seed):  # (English, Russian): the pair's file names put English first
         return [(en, ru) for ru, en in sentence_pairs(count, seed, RUSSIAN_ENGLISH, openers=())]
 
@@ -123,9 +173,13 @@ def en_ru_release(tmp_path_factory):
 
 
 def start_script(script, *args):
-    return subprocess.Popen(["bash", str(REPO / "data-prep" / script), *map(str, args)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
+    return subprocess.Popen(
+        ["bash", str(REPO / "data-prep" / script), *map(str, args)],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -136,13 +190,47 @@ def prepared(de_en_release, en_ru_release, tmp_path_factory):
     archive = make_archive(folder, root / "de-en.tgz", "de-en")
     outs = {name: root / name for name in ("paper_de_en", "modern_de_en", "paper_en_ru")}
     jobs = {
-        "paper_de_en": start_script("prepare-iwslt14.sh", "--profile", "paper", "--out", outs["paper_de_en"],
-                                    "--orig", folder, "--vocab-size", 500, "--max-lines", MAX_LINES),
-        "modern_de_en": start_script("prepare-iwslt14.sh", "--profile", "modern", "--out", outs["modern_de_en"],
-                                     "--archive", archive, "--sha256", hashlib.sha256(archive.read_bytes()).hexdigest(),
-                                     "--direction", "de-en", "--vocab-size", 500, "--max-lines", MAX_LINES),
-        "paper_en_ru": start_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", outs["paper_en_ru"],
-                                    "--orig", en_ru_release, "--vocab-size", 120),
+        "paper_de_en": start_script(
+            "prepare-iwslt14.sh",
+            "--profile",
+            "paper",
+            "--out",
+            outs["paper_de_en"],
+            "--orig",
+            folder,
+            "--vocab-size",
+            500,
+            "--max-lines",
+            MAX_LINES,
+        ),
+        "modern_de_en": start_script(
+            "prepare-iwslt14.sh",
+            "--profile",
+            "modern",
+            "--out",
+            outs["modern_de_en"],
+            "--archive",
+            archive,
+            "--sha256",
+            hashlib.sha256(archive.read_bytes()).hexdigest(),
+            "--direction",
+            "de-en",
+            "--vocab-size",
+            500,
+            "--max-lines",
+            MAX_LINES,
+        ),
+        "paper_en_ru": start_script(
+            "prepare-iwslt-en-ru.sh",
+            "--profile",
+            "paper",
+            "--out",
+            outs["paper_en_ru"],
+            "--orig",
+            en_ru_release,
+            "--vocab-size",
+            120,
+        ),
     }
     for name, job in jobs.items():
         _, stderr = job.communicate()

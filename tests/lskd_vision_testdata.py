@@ -1,10 +1,12 @@
 """Helpers for the vision tests: CUB folders in the release layout, tiny generated images, the CLI runner."""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from PIL import Image
+
 from release_fixtures import write_cub_metadata
 
 REPO = Path(__file__).resolve().parents[1]

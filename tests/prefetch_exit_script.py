@@ -2,6 +2,7 @@
 
 Run as ``python prefetch_exit_script.py [--with-plugin]``; the plugin's exit hook must make it exit 0.
 """
+
 import sys
 
 import torch

@@ -8,6 +8,7 @@ correct reader must find in the files, so tests compare with values that never w
 Tests that need the genuine release files (fairseq's 6,750 test segments, the published CUB split) read the
 folder named by ``LSKD_RELEASE_DATA`` and are skipped, saying how to enable them, when it is unset.
 """
+
 import html
 import os
 import random
@@ -39,27 +40,93 @@ def release_folder(name: str, holds: str) -> Path:
 # --- generated parallel text -----------------------------------------------------------------------------------
 
 GERMAN_ENGLISH = [
-    ("Haus", "house"), ("Fluss", "river"), ("große", "big"), ("kleine", "small"), ("wir", "we"),
-    ("sehen", "see"), ("die", "the"), ("Welt", "world"), ("Kinder", "children"), ("Schule", "school"),
-    ("Musik", "music"), ("Straße", "street"), ("grüne", "green"), ("schöne", "beautiful"), ("heute", "today"),
-    ("morgen", "tomorrow"), ("denken", "think"), ("über", "about"), ("Energie", "energy"), ("Wasser", "water"),
-    ("Stadt", "city"), ("Menschen", "people"), ("Prozent", "percent"), ("Jahr", "year"), ("Geld", "money"),
-    ("Idee", "idea"), ("Geschichte", "story"), ("Gehirn", "brain"), ("Ozean", "ocean"), ("Rechner", "computer"),
-    ("Zukunft", "future"), ("Frage", "question"), ("Antwort", "answer"), ("Zeit", "time"), ("Leben", "life"),
-    ("Freunde", "friends"), ("wirklich", "really"), ("sehr", "very"), ("und", "and"), ("aber", "but"),
-    ("oder", "or"), ("mit", "with"), ("ohne", "without"), ("neue", "new"), ("alte", "old"), ("Bäume", "trees"),
-    ("Mütter", "mothers"), ("Vögel", "birds"), ("lernen", "learn"), ("bauen", "build"),
+    ("Haus", "house"),
+    ("Fluss", "river"),
+    ("große", "big"),
+    ("kleine", "small"),
+    ("wir", "we"),
+    ("sehen", "see"),
+    ("die", "the"),
+    ("Welt", "world"),
+    ("Kinder", "children"),
+    ("Schule", "school"),
+    ("Musik", "music"),
+    ("Straße", "street"),
+    ("grüne", "green"),
+    ("schöne", "beautiful"),
+    ("heute", "today"),
+    ("morgen", "tomorrow"),
+    ("denken", "think"),
+    ("über", "about"),
+    ("Energie", "energy"),
+    ("Wasser", "water"),
+    ("Stadt", "city"),
+    ("Menschen", "people"),
+    ("Prozent", "percent"),
+    ("Jahr", "year"),
+    ("Geld", "money"),
+    ("Idee", "idea"),
+    ("Geschichte", "story"),
+    ("Gehirn", "brain"),
+    ("Ozean", "ocean"),
+    ("Rechner", "computer"),
+    ("Zukunft", "future"),
+    ("Frage", "question"),
+    ("Antwort", "answer"),
+    ("Zeit", "time"),
+    ("Leben", "life"),
+    ("Freunde", "friends"),
+    ("wirklich", "really"),
+    ("sehr", "very"),
+    ("und", "and"),
+    ("aber", "but"),
+    ("oder", "or"),
+    ("mit", "with"),
+    ("ohne", "without"),
+    ("neue", "new"),
+    ("alte", "old"),
+    ("Bäume", "trees"),
+    ("Mütter", "mothers"),
+    ("Vögel", "birds"),
+    ("lernen", "learn"),
+    ("bauen", "build"),
 ]
 RUSSIAN_ENGLISH = [
-    ("мы", "we"), ("видим", "see"), ("большой", "big"), ("дом", "house"), ("у", "near"), ("реки", "the river"),
-    ("она", "she"), ("читает", "reads"), ("новую", "new"), ("книгу", "book"), ("сегодня", "today"),
-    ("утром", "in the morning"), ("да", "yes"),
+    ("мы", "we"),
+    ("видим", "see"),
+    ("большой", "big"),
+    ("дом", "house"),
+    ("у", "near"),
+    ("реки", "the river"),
+    ("она", "she"),
+    ("читает", "reads"),
+    ("новую", "new"),
+    ("книгу", "book"),
+    ("сегодня", "today"),
+    ("утром", "in the morning"),
+    ("да", "yes"),
 ]
 # TED-transcript features a tokeniser and an XML reader must handle: apostrophes, quotes, entities, numbers.
-ENGLISH_OPENERS = ["It's", "We don't", "I'm sure", "\"Look,\"", "In 2,000 cities", "At 2.5 percent", "AT&T and",
-                   "If x < y and y > z,"]
-GERMAN_OPENERS = ["Es ist", "Wir nicht", "Ich bin sicher", "„Schau,“", "In 2.000 Städten", "Bei 2,5 Prozent",
-                  "AT&T und", "Wenn x < y und y > z,"]
+ENGLISH_OPENERS = [
+    "It's",
+    "We don't",
+    "I'm sure",
+    '"Look,"',
+    "In 2,000 cities",
+    "At 2.5 percent",
+    "AT&T and",
+    "If x < y and y > z,",
+]
+GERMAN_OPENERS = [
+    "Es ist",
+    "Wir nicht",
+    "Ich bin sicher",
+    "„Schau,“",
+    "In 2.000 Städten",
+    "Bei 2,5 Prozent",
+    "AT&T und",
+    "Wenn x < y und y > z,",
+]
 
 
 def sentence_pairs(count: int, seed: int, lexicon=GERMAN_ENGLISH, openers=(GERMAN_OPENERS, ENGLISH_OPENERS)):
@@ -79,16 +146,21 @@ def sentence_pairs(count: int, seed: int, lexicon=GERMAN_ENGLISH, openers=(GERMA
             foreign[2] += ","
             english[2] += ","
         end = rng.choice(".?!")
-        pairs.append((" ".join(foreign)[:1].upper() + " ".join(foreign)[1:] + end,
-                      " ".join(english)[:1].upper() + " ".join(english)[1:] + end))
+        pairs.append(
+            (
+                " ".join(foreign)[:1].upper() + " ".join(foreign)[1:] + end,
+                " ".join(english)[:1].upper() + " ".join(english)[1:] + end,
+            )
+        )
     return pairs
 
 
 def talks_from(pairs, talk_size=120):
-    return [pairs[start:start + talk_size] for start in range(0, len(pairs), talk_size)]
+    return [pairs[start : start + talk_size] for start in range(0, len(pairs), talk_size)]
 
 
 # --- IWSLT 2014 release formats --------------------------------------------------------------------------------
+
 
 def talk_metadata(talk: int, lang: str) -> tuple[list[str], list[str]]:
     """(lines before the transcript, texts of <title>/<description> that fairseq's recipe keeps)."""
@@ -128,8 +200,11 @@ def write_xml(path: Path, test_set: str, pair: str, lang: str, docs: dict[str, l
     escaped (also in the metadata, as the release's descriptions are)."""
     source, target = (LANGUAGE_NAMES[code] for code in pair.split("-"))
     setid = f"iwslt2014-{test_set.split('.')[1]}"
-    header = (f'<srcset setid="{setid}" srclang="{source}">' if lang == pair.split("-")[0]
-              else f'<refset setid="{setid}" srclang="{source}" trglang="{target}" refid="ref">')
+    header = (
+        f'<srcset setid="{setid}" srclang="{source}">'
+        if lang == pair.split("-")[0]
+        else f'<refset setid="{setid}" srclang="{source}" trglang="{target}" refid="ref">'
+    )
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<mteval>", header]
     for docid, segments in docs.items():
         lines += [
@@ -163,11 +238,17 @@ def write_release(folder: Path, pair: str, train_pairs, test_pairs: dict[str, li
     test = {lang_a: [], lang_b: []}
     for number, (test_set, pairs) in enumerate(test_pairs.items()):
         talks = talks_from(pairs, 40)
-        docids = [f"D{k + 1:02d}" if test_set.startswith("TEDX") else str(1000 * (number + 1) + k)
-                  for k in range(len(talks))]
+        docids = [
+            f"D{k + 1:02d}" if test_set.startswith("TEDX") else str(1000 * (number + 1) + k) for k in range(len(talks))
+        ]
         for side, lang in enumerate((lang_a, lang_b)):
-            write_xml(folder / f"IWSLT14.{test_set}.{pair}.{lang}.xml", test_set, pair, lang,
-                      {docid: [p[side] for p in talk] for docid, talk in zip(docids, talks)})
+            write_xml(
+                folder / f"IWSLT14.{test_set}.{pair}.{lang}.xml",
+                test_set,
+                pair,
+                lang,
+                {docid: [p[side] for p in talk] for docid, talk in zip(docids, talks)},
+            )
             test[lang] += [p[side].strip() for p in pairs]
     return Release(folder, train, test, {name: len(pairs) for name, pairs in test_pairs.items()})
 
@@ -223,6 +304,7 @@ def write_cub_metadata(root: Path, classes: int, images_per_class: int, seed: in
 
 # --- ImageNet validation ground truth --------------------------------------------------------------------------
 
+
 @dataclass
 class ImagenetLabels:
     labels: dict[str, str]  # image stem -> wnid
@@ -247,13 +329,16 @@ def write_imagenet_val_labels(folder: Path, classes: int, images: int, seed: int
 
     rows = []
     for stem, wnid in labels.items():
-        boxes = "".join(f"{wnid} {x} {y} {x + 90} {y + 70} " for x, y in
-                        [(rng.randrange(300), rng.randrange(200)) for _ in range(rng.randint(1, 3))])
+        boxes = "".join(
+            f"{wnid} {x} {y} {x + 90} {y + 70} "
+            for x, y in [(rng.randrange(300), rng.randrange(200)) for _ in range(rng.randint(1, 3))]
+        )
         rows.append(f"{stem},{boxes}")
     rng.shuffle(rows)
     (folder / "LOC_val_solution.csv").write_text("\n".join(["ImageId,PredictionString", *rows]) + "\n")
     (folder / "LOC_synset_mapping.txt").write_text("".join(f"{w} synset {w}, another name\n" for w in wnids))
     (folder / "ILSVRC2012_validation_ground_truth.txt").write_text(
-        "".join(f"{devkit_id[wnid]}\n" for wnid in labels.values()))
+        "".join(f"{devkit_id[wnid]}\n" for wnid in labels.values())
+    )
     (folder / "map_clsloc.txt").write_text("\n".join(f"{w} {devkit_id[w]} synset_{w}" for w in devkit_order))
     return ImagenetLabels(labels, wnids)

@@ -1,10 +1,10 @@
 """Algorithm 1 (template-span projection + train-fitted PCA) against hand-written numpy and torch's Linear."""
+
 import numpy as np
 import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from lskd.errors import InvalidConfig
 from lskd.analysis import (
     PlanePCA,
     TemplateProjection,
@@ -12,6 +12,7 @@ from lskd.analysis import (
     project_model,
     select_classes,
 )
+from lskd.errors import InvalidConfig
 
 CLASSES = (5, 7, 9)
 NUM_CLASSES, DIM = 10, 12
@@ -50,8 +51,9 @@ def test_augmented_dot_product_is_the_logit(classifier):
     np.testing.assert_allclose(augmented @ projection.templates.T, logits[:, CLASSES], rtol=1e-5, atol=1e-5)
     # The templates lie in the span, so the 3-D coordinates alone still give the three logits.
     coordinates_of_templates = projection.templates @ projection.basis
-    np.testing.assert_allclose(projection.project(features) @ coordinates_of_templates.T, logits[:, CLASSES],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        projection.project(features) @ coordinates_of_templates.T, logits[:, CLASSES], rtol=1e-5, atol=1e-5
+    )
 
 
 def span_projector(templates):
@@ -84,9 +86,11 @@ def test_classifier_without_bias_gets_zero_bias(classifier):
 
 @pytest.mark.parametrize(
     "classes, message",
-    [((5, 7, 10), "class index 10 is outside the classifier's 10 classes"),
-     ((5, 5, 9), "3 distinct class indices"),
-     ((5, 7), "3 distinct class indices")],
+    [
+        ((5, 7, 10), "class index 10 is outside the classifier's 10 classes"),
+        ((5, 5, 9), "3 distinct class indices"),
+        ((5, 7), "3 distinct class indices"),
+    ],
 )
 def test_bad_classes_are_named(classifier, classes, message):
     with pytest.raises(InvalidConfig, match=message):
@@ -136,8 +140,7 @@ def test_pca_is_fitted_on_train_points_and_centroids(classifier):
     np.testing.assert_allclose(result.pca.mean, fitted_on.mean(axis=0), atol=1e-12)
     reference = PCA(n_components=2).fit(fitted_on)
     signs = np.sign(np.sum(result.pca.components * reference.components_, axis=1))
-    np.testing.assert_allclose(result.train.points_2d, reference.transform(augmented[keep] @ basis) * signs,
-                               atol=1e-10)
+    np.testing.assert_allclose(result.train.points_2d, reference.transform(augmented[keep] @ basis) * signs, atol=1e-10)
 
 
 def test_validation_reuses_the_train_fitted_pca(classifier):
@@ -173,5 +176,12 @@ def test_a_class_with_one_sample_is_refused(classifier):
     rng = np.random.default_rng(4)
     train_labels, valid_labels = np.array([5, 5, 7, 7, 9, 9]), np.array([5, 5, 7, 7, 9])
     with pytest.raises(InvalidConfig, match=r"valid split has 1 sample\(s\) of class 9"):
-        project_model(classifier.weight, classifier.bias, CLASSES, rng.normal(size=(6, DIM)), train_labels,
-                      rng.normal(size=(5, DIM)), valid_labels)
+        project_model(
+            classifier.weight,
+            classifier.bias,
+            CLASSES,
+            rng.normal(size=(6, DIM)),
+            train_labels,
+            rng.normal(size=(5, DIM)),
+            valid_labels,
+        )

@@ -1,4 +1,5 @@
 """lskd-fairseq-diffusion on a tiny transformer trained on the toy corpus (about 30 s, CPU)."""
+
 import json
 import subprocess
 import sys
@@ -26,27 +27,101 @@ def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy_nmt")
     toy_corpus_main(["--out", str(root / "text"), "--train", "300", "--valid", "60", "--test", "20"])
     text = root / "text"
-    subprocess.run([BIN / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
-                    "--trainpref", text / "train", "--validpref", text / "valid", "--testpref", text / "test",
-                    "--destdir", root / "bin", "--joined-dictionary", "--workers", "1"],
-                   check=True, capture_output=True)
-    subprocess.run([BIN / "fairseq-train", root / "bin", "--user-dir", Path(__file__).parents[1] / "lskd_fairseq",
-                    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
-                    "--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
-                    "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-                    "--share-all-embeddings", "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler",
-                    "inverse_sqrt", "--warmup-updates", "10", "--criterion", "label_smoothed_teacher",
-                    "--label-smoothing", "0.1", "--max-tokens", "2000", "--max-epoch", "2",
-                    "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--data-buffer-size", "0",
-                    "--num-workers", "0", "--seed", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            BIN / "fairseq-preprocess",
+            "--source-lang",
+            "src",
+            "--target-lang",
+            "tgt",
+            "--trainpref",
+            text / "train",
+            "--validpref",
+            text / "valid",
+            "--testpref",
+            text / "test",
+            "--destdir",
+            root / "bin",
+            "--joined-dictionary",
+            "--workers",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            BIN / "fairseq-train",
+            root / "bin",
+            "--user-dir",
+            Path(__file__).parents[1] / "lskd_fairseq",
+            "--arch",
+            "transformer",
+            "--encoder-layers",
+            "1",
+            "--decoder-layers",
+            "1",
+            "--encoder-embed-dim",
+            "32",
+            "--decoder-embed-dim",
+            "32",
+            "--encoder-ffn-embed-dim",
+            "64",
+            "--decoder-ffn-embed-dim",
+            "64",
+            "--encoder-attention-heads",
+            "2",
+            "--decoder-attention-heads",
+            "2",
+            "--share-all-embeddings",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--lr-scheduler",
+            "inverse_sqrt",
+            "--warmup-updates",
+            "10",
+            "--criterion",
+            "label_smoothed_teacher",
+            "--label-smoothing",
+            "0.1",
+            "--max-tokens",
+            "2000",
+            "--max-epoch",
+            "2",
+            "--save-dir",
+            root / "ckpt",
+            "--no-epoch-checkpoints",
+            "--data-buffer-size",
+            "0",
+            "--num-workers",
+            "0",
+            "--seed",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
 def run_cli(toy, out, *extra):
-    return diffusion_main([str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(out),
-                           "--checkpoints", f"teacher={toy / 'ckpt/checkpoint_best.pt'}",
-                           f"last={toy / 'ckpt/checkpoint_last.pt'}", *extra])
+    return diffusion_main(
+        [
+            str(toy / "bin"),
+            "--source-lang",
+            "src",
+            "--target-lang",
+            "tgt",
+            "--out",
+            str(out),
+            "--checkpoints",
+            f"teacher={toy / 'ckpt/checkpoint_best.pt'}",
+            f"last={toy / 'ckpt/checkpoint_last.pt'}",
+            *extra,
+        ]
+    )
 
 
 def first_lines_token_counts(path, lines):
@@ -71,8 +146,9 @@ def test_named_tokens_give_png_and_json(toy, tmp_path):
 def test_max_per_class_caps_positions(toy, tmp_path):
     run_cli(toy, tmp_path, "--tokens", *TOKENS, "--max-per-class", "5")
     for split in ("train", "valid"):
-        assert set(json.loads((tmp_path / "diffusion.json").read_text())["models"]["last"][split]["samples"]
-                   .values()) == {5}
+        assert set(
+            json.loads((tmp_path / "diffusion.json").read_text())["models"]["last"][split]["samples"].values()
+        ) == {5}
 
 
 def test_penultimate_features_reproduce_the_logits(toy):
@@ -100,11 +176,16 @@ def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(("--tokens", "der", "die", "zzunknown"), "token 'zzunknown' is not in the target dictionary"),
-     (("--tokens", "der", "die", "hund", "--checkpoints", "nameless"), "entry 'nameless' is not NAME=CKPT"),
-     (("--tokens", "der", "die", "hund", "--checkpoints", "x=/nonexistent.pt"), "checkpoint /nonexistent.pt does not exist"),
-     (("--tokens", "der", "die", "hund", "--subset-valid", "dev"), "subset 'dev' not found"),
-     (("--suggest", "--min-count", "100000"), "have at least 100000 samples; 3 are needed")],
+    [
+        (("--tokens", "der", "die", "zzunknown"), "token 'zzunknown' is not in the target dictionary"),
+        (("--tokens", "der", "die", "hund", "--checkpoints", "nameless"), "entry 'nameless' is not NAME=CKPT"),
+        (
+            ("--tokens", "der", "die", "hund", "--checkpoints", "x=/nonexistent.pt"),
+            "checkpoint /nonexistent.pt does not exist",
+        ),
+        (("--tokens", "der", "die", "hund", "--subset-valid", "dev"), "subset 'dev' not found"),
+        (("--suggest", "--min-count", "100000"), "have at least 100000 samples; 3 are needed"),
+    ],
 )
 def test_errors_are_one_line_and_nothing_is_written(toy, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -129,9 +210,22 @@ def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
     np.fill_diagonal(cosine, -np.inf)
     best = np.unravel_index(np.argmax(cosine), cosine.shape)
     expected_pair = {dictionary[eligible[i]] for i in best}
-    diffusion_main([task.cfg.data, "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path),
-                    "--checkpoints", f"first={toy / 'ckpt/checkpoint_best.pt'}", "--suggest",
-                    "--min-count", "30"])
+    diffusion_main(
+        [
+            task.cfg.data,
+            "--source-lang",
+            "src",
+            "--target-lang",
+            "tgt",
+            "--out",
+            str(tmp_path),
+            "--checkpoints",
+            f"first={toy / 'ckpt/checkpoint_best.pt'}",
+            "--suggest",
+            "--min-count",
+            "30",
+        ]
+    )
     classes = json.loads((tmp_path / "diffusion.json").read_text())["classes"]
     assert {classes["target"]["name"], classes["similar"]["name"]} == expected_pair
 
@@ -141,12 +235,25 @@ def test_checkpoint_with_another_vocabulary_is_refused(toy, tmp_path, capsys):
     for key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "decoder.output_projection.weight"):
         state["model"][key] = state["model"][key][:-8]
     torch.save(state, tmp_path / "smaller.pt")
-    argv = [str(toy / "bin"), "--source-lang", "src", "--target-lang", "tgt", "--out", str(tmp_path / "never"),
-            "--checkpoints", f"small={tmp_path / 'smaller.pt'}", "--tokens", *TOKENS]
+    argv = [
+        str(toy / "bin"),
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
+        "--out",
+        str(tmp_path / "never"),
+        "--checkpoints",
+        f"small={tmp_path / 'smaller.pt'}",
+        "--tokens",
+        *TOKENS,
+    ]
     with pytest.raises(SystemExit) as exit_info:
         diffusion_main(argv)
     assert exit_info.value.code == 2
     vocabulary = len(translation_task(str(toy / "bin"), "src", "tgt").target_dictionary)
-    assert (f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
-            in capsys.readouterr().err)
+    assert (
+        f"its encoder vocabulary has {vocabulary - 8} symbols, the data's dictionary has {vocabulary}"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "never").exists()

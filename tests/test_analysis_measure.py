@@ -1,11 +1,12 @@
 """The diffusion measure (anisotropy, separation) on clusters whose geometry is known in closed form."""
+
 import math
 
 import numpy as np
 import pytest
 
-from lskd.errors import InvalidConfig
 from lskd.diffusion_measure import pair_diffusion, space_diffusion
+from lskd.errors import InvalidConfig
 
 A, B, C = 0, 1, 2
 DIM, N = 8, 20000

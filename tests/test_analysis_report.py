@@ -1,4 +1,5 @@
 """analyse_models end to end: the PNG and the JSON it writes, and the inputs it refuses before writing."""
+
 import json
 
 import matplotlib.image
@@ -47,6 +48,7 @@ def reference_anisotropy(features, labels, target, other):
 def strict_json(path):
     def refuse(constant):
         raise ValueError(f"non-standard JSON constant {constant}")
+
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
@@ -69,9 +71,11 @@ def test_png_has_one_row_per_model(report, tmp_path):
 def test_json_names_classes_and_says_the_measure_is_ours(report):
     _, outputs = report
     content = strict_json(outputs.json)
-    assert content["classes"] == {"target": {"index": 5, "name": "poodle"},
-                                  "similar": {"index": 7, "name": "big poodle"},
-                                  "control": {"index": 9, "name": "submarine"}}
+    assert content["classes"] == {
+        "target": {"index": 5, "name": "poodle"},
+        "similar": {"index": 7, "name": "big poodle"},
+        "control": {"index": 9, "name": "submarine"},
+    }
     assert "never published" in content["measure"]
     assert list(content["models"]) == ["teacher", "student T=3"]
     for model in content["models"].values():
@@ -94,8 +98,10 @@ def test_json_measures_match_the_formula_and_show_diffusion(report, split):
     for space in ("penultimate", "projection_3d"):
         assert student[space]["similar"]["anisotropy"] > 2 * teacher[space]["similar"]["anisotropy"]
         assert student[space]["similar"]["separation"] < teacher[space]["similar"]["separation"] / 2
-        rise = {pair: student[space][pair]["anisotropy"] / teacher[space][pair]["anisotropy"]
-                for pair in ("similar", "control")}
+        rise = {
+            pair: student[space][pair]["anisotropy"] / teacher[space][pair]["anisotropy"]
+            for pair in ("similar", "control")
+        }
         assert rise["similar"] > rise["control"]
 
 
@@ -108,10 +114,12 @@ def test_torch_tensors_are_accepted(tmp_path):
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"valid_labels": ONE_SAMPLE_OF_NINE}, r"model 'bad': valid split has 1 sample\(s\) of class 9"),
-     ({"classifier_weight": np.zeros((8, DIM))}, "class index 9 is outside the classifier's 8 classes"),
-     ({"classifier_bias": np.zeros(3)}, "classifier bias has 3 entries, the weight has 10 rows"),
-     ({"train_features": np.zeros((600, DIM + 1))}, "features have 17 dimensions, the classifier expects 16")],
+    [
+        ({"valid_labels": ONE_SAMPLE_OF_NINE}, r"model 'bad': valid split has 1 sample\(s\) of class 9"),
+        ({"classifier_weight": np.zeros((8, DIM))}, "class index 9 is outside the classifier's 8 classes"),
+        ({"classifier_bias": np.zeros(3)}, "classifier bias has 3 entries, the weight has 10 rows"),
+        ({"train_features": np.zeros((600, DIM + 1))}, "features have 17 dimensions, the classifier expects 16"),
+    ],
 )
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, change, message):
     bad = ModelFeatures(**{**vars(synthetic_model(2, n_valid=10)), **change})
@@ -132,10 +140,14 @@ def test_summary_table_lists_every_model_with_its_measures():
 
     pair = {"anisotropy": 2.5, "separation": 1.25}
     split = {"penultimate": {"similar": pair, "control": {"anisotropy": None, "separation": 3.0}}}
-    report = {"classes": {role: {"name": role.upper()} for role in ("target", "similar", "control")},
-              "models": {"teacher": {"train": split, "valid": split}, "student": {"train": split, "valid": split}}}
+    report = {
+        "classes": {role: {"name": role.upper()} for role in ("target", "similar", "control")},
+        "models": {"teacher": {"train": split, "valid": split}, "student": {"train": split, "valid": split}},
+    }
     table = summary_markdown(report)
     rows = [line for line in table.splitlines() if line.startswith("| teacher") or line.startswith("| student")]
-    assert rows == ["| teacher | 2.500 | 1.250 | — | 2.500 | 1.250 | — |",
-                    "| student | 2.500 | 1.250 | — | 2.500 | 1.250 | — |"]
+    assert rows == [
+        "| teacher | 2.500 | 1.250 | — | 2.500 | 1.250 | — |",
+        "| student | 2.500 | 1.250 | — | 2.500 | 1.250 | — |",
+    ]
     assert "target TARGET, similar SIMILAR, control CONTROL" in table

@@ -1,9 +1,10 @@
 """Automatic choice of (target, similar, control) classes from classifier templates and class counts."""
+
 import numpy as np
 import pytest
 
-from lskd.errors import InvalidConfig
 from lskd.class_suggestion import suggest_classes
+from lskd.errors import InvalidConfig
 
 
 def templates_at(angles_degrees, norms=None):

@@ -1,4 +1,5 @@
 """Bad settings and bad checkpoint files, refused by the shared checks before anything runs."""
+
 import math
 import os
 from fractions import Fraction
@@ -14,8 +15,14 @@ from lskd_tools.checkpoints import load_checkpoint
 
 @pytest.mark.parametrize(
     "temperature, message",
-    [(math.inf, "finite number, got inf"), (-math.inf, "finite number, got -inf"), (math.nan, "finite number, got nan"),
-     (0.0, "must be > 0, got 0.0"), (1e20, "must be <= 1e+12"), (MAX_TEMPERATURE * 1.01, "got 1.01e+12")],
+    [
+        (math.inf, "finite number, got inf"),
+        (-math.inf, "finite number, got -inf"),
+        (math.nan, "finite number, got nan"),
+        (0.0, "must be > 0, got 0.0"),
+        (1e20, "must be <= 1e+12"),
+        (MAX_TEMPERATURE * 1.01, "got 1.01e+12"),
+    ],
 )
 def test_temperature_outside_the_finite_range_is_refused(temperature, message):
     with pytest.raises(InvalidConfig, match=message.replace("+", r"\+")):

@@ -4,6 +4,7 @@ Each case reproduces an input that used to train on silently, crash at the first
 or print a traceback. fairseq creates --save-dir (empty) before the plugin runs, so "nothing written" means
 the folder is absent or empty.
 """
+
 import os
 import shutil
 import subprocess
@@ -33,19 +34,46 @@ def student(data, tmp_path, *extra, env=None):
     save_dir = tmp_path / "save"
     if env is None:
         return save_dir, train(data, save_dir, *KD, "--max-update", "2", *extra, check=False)
-    command = [str(BIN_DIR / "fairseq-train"), str(data), *TINY_TRANSFORMER, *TRAINING, "--save-dir", str(save_dir),
-               *KD, "--max-update", "2", *map(str, extra), "--user-dir", PLUGIN_DIR]
+    command = [
+        str(BIN_DIR / "fairseq-train"),
+        str(data),
+        *TINY_TRANSFORMER,
+        *TRAINING,
+        "--save-dir",
+        str(save_dir),
+        *KD,
+        "--max-update",
+        "2",
+        *map(str, extra),
+        "--user-dir",
+        PLUGIN_DIR,
+    ]
     return save_dir, subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
 
 def dump(data, teacher, out, subset, topk, dtype="fp32"):
-    command = [BIN_DIR / "lskd-dump-teacher", data, "--teacher-path", teacher, "--out", out, "--subset", subset,
-               "--topk", topk, "--dtype", dtype, "--max-tokens", 700]
+    command = [
+        BIN_DIR / "lskd-dump-teacher",
+        data,
+        "--teacher-path",
+        teacher,
+        "--out",
+        out,
+        "--subset",
+        subset,
+        "--topk",
+        topk,
+        "--dtype",
+        dtype,
+        "--max-tokens",
+        700,
+    ]
     result = subprocess.run(list(map(str, command)), capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 # 1. The teacher's dictionaries are checked from the checkpoint itself.
+
 
 @pytest.fixture(scope="module")
 def moved_teacher(tmp_path_factory, toy_bin):
@@ -75,9 +103,25 @@ def permuted_bin(tmp_path_factory, toy_text, toy_bin):
     folder = tmp_path_factory.mktemp("permuted")
     (folder / "dict.txt").write_text("".join(lines))
     dest = folder / "bin"
-    command = [BIN_DIR / "fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
-               "--srcdict", folder / "dict.txt", "--tgtdict", folder / "dict.txt", "--trainpref", toy_text / "train",
-               "--validpref", toy_text / "valid", "--destdir", dest, "--workers", "1"]
+    command = [
+        BIN_DIR / "fairseq-preprocess",
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
+        "--srcdict",
+        folder / "dict.txt",
+        "--tgtdict",
+        folder / "dict.txt",
+        "--trainpref",
+        toy_text / "train",
+        "--validpref",
+        toy_text / "valid",
+        "--destdir",
+        dest,
+        "--workers",
+        "1",
+    ]
     subprocess.run(list(map(str, command)), check=True, capture_output=True)
     return dest
 
@@ -91,8 +135,9 @@ def test_teacher_checkpoint_records_its_dictionaries(teacher_checkpoint, toy_bin
 
 def test_permuted_dictionary_refused_when_teacher_data_is_gone(moved_teacher, permuted_bin, tmp_path):
     save_dir, result = student(permuted_bin, tmp_path, "--teacher-path", moved_teacher)
-    refused(result, save_dir, "trained with another source dictionary",
-            "(192 vs 192 symbols; first difference at index 4")
+    refused(
+        result, save_dir, "trained with another source dictionary", "(192 vs 192 symbols; first difference at index 4"
+    )
 
 
 def test_recorded_teacher_accepted_on_its_dictionaries_when_data_is_gone(moved_teacher, toy_bin):
@@ -100,12 +145,14 @@ def test_recorded_teacher_accepted_on_its_dictionaries_when_data_is_gone(moved_t
     assert task.teacher is not None
 
 
-def test_unrecorded_teacher_without_data_is_refused_naming_the_override(unrecorded_teacher, permuted_bin, toy_bin,
-                                                                        tmp_path):
+def test_unrecorded_teacher_without_data_is_refused_naming_the_override(
+    unrecorded_teacher, permuted_bin, toy_bin, tmp_path
+):
     save_dir, result = student(permuted_bin, tmp_path, "--teacher-path", unrecorded_teacher)
     refused(result, save_dir, "cannot be checked", "--teacher-dict-dir")
-    save_dir, result = student(permuted_bin, tmp_path, "--teacher-path", unrecorded_teacher,
-                               "--teacher-dict-dir", toy_bin)
+    save_dir, result = student(
+        permuted_bin, tmp_path, "--teacher-path", unrecorded_teacher, "--teacher-dict-dir", toy_bin
+    )
     refused(result, save_dir, "first difference at index 4")
     task, _, _ = build_training(toy_bin, *KD, "--teacher-path", unrecorded_teacher, "--teacher-dict-dir", toy_bin)
     assert task.teacher is not None
@@ -113,14 +160,18 @@ def test_unrecorded_teacher_without_data_is_refused_naming_the_override(unrecord
 
 # 2. Temperatures whose T²-scaled loss leaves float32 are refused at start.
 
-@pytest.mark.parametrize("temperature, message", [("1e20", "must be <= 1e+12"), ("inf", "finite number, got inf"),
-                                                  ("nan", "finite number, got nan")])
+
+@pytest.mark.parametrize(
+    "temperature, message",
+    [("1e20", "must be <= 1e+12"), ("inf", "finite number, got inf"), ("nan", "finite number, got nan")],
+)
 def test_unbounded_temperature_refused(toy_bin, teacher_checkpoint, tmp_path, temperature, message):
     save_dir, result = student(toy_bin, tmp_path, "--teacher-path", teacher_checkpoint, "--kd-temperature", temperature)
     refused(result, save_dir, message)
 
 
 # 3. and 5. Teacher caches: subsets from one teacher, damaged files refused by name.
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory, toy_bin, teacher_checkpoint):
@@ -187,6 +238,7 @@ def test_damaged_cache_file_refused_by_name(cache, toy_bin, tmp_path, file, dama
 
 # 4. and 8. Settings that used to fail only at the first step, or were silently ignored.
 
+
 def test_topk_larger_than_vocabulary_names_flag_and_size(toy_bin, teacher_checkpoint, tmp_path):
     save_dir, result = student(toy_bin, tmp_path, "--teacher-path", teacher_checkpoint, "--kd-topk", "500")
     refused(result, save_dir, "--kd-topk must be in [1, 192] (the target vocabulary has 192 symbols), got 500")
@@ -210,13 +262,21 @@ def test_kd_topk_with_a_cache_is_refused_not_ignored(cache, toy_bin, tmp_path):
 
 def test_rank_of_a_torchrun_launch_that_fairseq_runs_alone_is_refused(toy_bin, teacher_checkpoint, tmp_path):
     """What torchrun gives each of its 2 processes; on CPU fairseq keeps --distributed-world-size 1."""
-    launched = {**os.environ, "PYTHONWARNINGS": "ignore", "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0",
-                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29400"}
+    launched = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "WORLD_SIZE": "2",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29400",
+    }
     save_dir, result = student(toy_bin, tmp_path, "--teacher-path", teacher_checkpoint, "--cpu", env=launched)
     refused(result, save_dir, "WORLD_SIZE=2", "--distributed-backend gloo", "--distributed-no-spawn")
 
 
 # 7. Messages that say what happened.
+
 
 @pytest.fixture(scope="module")
 def bad_teachers(tmp_path_factory, teacher_checkpoint):

@@ -1,4 +1,5 @@
 """fairseq-train used to abort (SIGABRT) at exit when its prefetch thread was still running."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The dataclass-to-flags helper every command's parser is built with (in-process, no torch)."""
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -29,12 +30,15 @@ def test_flags_become_the_dataclass_with_its_types_and_defaults():
     assert config == Example(Path("in"), ("a", "b"), (3, 9, 6), None, 0.5, True, "de")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["in"], "the following arguments are required: --names"),
-    (["in", "--names", "a", "--rate", "fast"], "argument --rate: invalid float value: 'fast'"),
-    (["in", "--names", "a", "--lang", "fr"], "argument -l/--lang: invalid choice: 'fr'"),
-    (["in", "--names", "a", "--triple", "1", "2"], "argument --triple: expected 3 arguments"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["in"], "the following arguments are required: --names"),
+        (["in", "--names", "a", "--rate", "fast"], "argument --rate: invalid float value: 'fast'"),
+        (["in", "--names", "a", "--lang", "fr"], "argument -l/--lang: invalid choice: 'fr'"),
+        (["in", "--names", "a", "--triple", "1", "2"], "argument --triple: expected 3 arguments"),
+    ],
+)
 def test_bad_flags_raise_one_message(argv, message):
     with pytest.raises(InvalidConfig) as error:
         parse(*argv)

@@ -1,5 +1,6 @@
 """Every lskd command, run as users run it: a bad flag is one ``PROG: error:`` line with exit status 2, and
 ``--help`` shows the default of every optional flag."""
+
 import functools
 import os
 import re
@@ -10,17 +11,28 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-CONSOLE_SCRIPTS = ("lskd-toy-corpus", "lskd-prepare-iwslt", "lskd-evaluate", "lskd-results", "lskd-dump-teacher",
-                   "lskd-fairseq-diffusion", "lskd-vision")
+CONSOLE_SCRIPTS = (
+    "lskd-toy-corpus",
+    "lskd-prepare-iwslt",
+    "lskd-evaluate",
+    "lskd-results",
+    "lskd-dump-teacher",
+    "lskd-fairseq-diffusion",
+    "lskd-vision",
+)
 MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_report.runs", "lskd_nmt.ted_multi")
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
-    ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES]
-SUBCOMMANDS = {"lskd-vision": ("train-teacher", "train-student", "visualize"),
-               "python -m lskd_report.runs": ("record",)}
+    ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES
+]
+SUBCOMMANDS = {
+    "lskd-vision": ("train-teacher", "train-student", "visualize"),
+    "python -m lskd_report.runs": ("record",),
+}
 BAD_FLAG_RUNS = COMMANDS + [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())]
 HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())] + [
-    (command, prog) for command, prog in COMMANDS if prog not in SUBCOMMANDS]
+    (command, prog) for command, prog in COMMANDS if prog not in SUBCOMMANDS
+]
 
 
 def run(command, *args):
@@ -76,15 +88,18 @@ def test_help_shows_every_default(command, prog):
     assert not missing, result.stdout
 
 
-@pytest.mark.parametrize("command, flag, default", [
-    (["lskd-toy-corpus"], "--train", "4000"),
-    (["lskd-dump-teacher"], "--topk", "4"),
-    (["lskd-dump-teacher"], "--device", "auto"),
-    (["lskd-fairseq-diffusion"], "--device", "auto"),
-    (["lskd-evaluate"], "--beam", "5"),
-    (["lskd-vision", "visualize"], "--device", "auto"),
-    (["lskd-vision", "visualize"], "--max-train-per-class", "150"),
-])
+@pytest.mark.parametrize(
+    "command, flag, default",
+    [
+        (["lskd-toy-corpus"], "--train", "4000"),
+        (["lskd-dump-teacher"], "--topk", "4"),
+        (["lskd-dump-teacher"], "--device", "auto"),
+        (["lskd-fairseq-diffusion"], "--device", "auto"),
+        (["lskd-evaluate"], "--beam", "5"),
+        (["lskd-vision", "visualize"], "--device", "auto"),
+        (["lskd-vision", "visualize"], "--max-train-per-class", "150"),
+    ],
+)
 def test_help_prints_the_value_the_command_uses(command, flag, default):
     result = help_page(str(BIN / command[0]), *command[1:])
     assert f"(default: {default})" in option_entries(result.stdout.partition("\n\n")[2])[flag]

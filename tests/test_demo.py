@@ -1,5 +1,6 @@
 """`make demo` in its smallest setting: both grids' manifests and tables, the figure and the measures, the seq-KD
 students when lskd-distill-corpus is installed, and a second run that reuses every stage."""
+
 import json
 import os
 import stat
@@ -19,8 +20,15 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def run_demo(demo_dir, python=sys.executable):
-    env = {**os.environ, "DEMO_DIR": str(demo_dir), "DEMO_SIZE": "smallest", "DEMO_TEMPERATURES": "1 3", "DEMO_DIGITS_SEEDS": "1 2",
-           "PYTHON": str(python), "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "DEMO_DIR": str(demo_dir),
+        "DEMO_SIZE": "smallest",
+        "DEMO_TEMPERATURES": "1 3",
+        "DEMO_DIGITS_SEEDS": "1 2",
+        "PYTHON": str(python),
+        "PYTHONWARNINGS": "ignore",
+    }
     result = subprocess.run(["bash", str(REPO / "recipes" / "demo.sh")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
@@ -56,5 +64,8 @@ def test_demo_smallest_setting(tmp_path):
     second = run_demo(demo, spy)
     assert "start " not in second
     assert (tmp_path / "starts").read_text().splitlines() == [
-        "-m lskd_report.recipe_settings demo", "-m lskd_report.recipe_settings toy_translation",
-        "-m lskd_report.recipe_settings digits", f"-m lskd_report.diffusion_report {diffusion}/diffusion.json"]
+        "-m lskd_report.recipe_settings demo",
+        "-m lskd_report.recipe_settings toy_translation",
+        "-m lskd_report.recipe_settings digits",
+        f"-m lskd_report.diffusion_report {diffusion}/diffusion.json",
+    ]

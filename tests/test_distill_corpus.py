@@ -1,5 +1,6 @@
 """lskd-distill-corpus: distilled targets against fairseq-generate's own output, the folder it writes, seq-KD
 and seq+word students on it, the teacher cache fingerprint, fallback counts, interrupted runs, bad inputs."""
+
 import filecmp
 import hashlib
 import json
@@ -26,9 +27,12 @@ STUDENT_UPDATES = ["--max-update", "8", "--validate-interval-updates", "8"]
 
 
 def distill_cli(data, teacher, out, *extra, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN_DIR / PROG), str(data), "--teacher-path", str(teacher), "--out", str(out),
-                             *map(str, extra)], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    result = subprocess.run(
+        [str(BIN_DIR / PROG), str(data), "--teacher-path", str(teacher), "--out", str(out), *map(str, extra)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -42,8 +46,17 @@ def distill_here(data, teacher, out, *extra) -> dict:
 
 def generated(data, teacher, *extra) -> dict[int, str]:
     """fairseq-generate's best hypothesis text (H- lines) per sentence id of the train subset."""
-    output = fairseq_cli("fairseq-generate", data, "--path", teacher, "--gen-subset", "train",
-                         "--required-batch-size-multiple", "1", *extra).stdout
+    output = fairseq_cli(
+        "fairseq-generate",
+        data,
+        "--path",
+        teacher,
+        "--gen-subset",
+        "train",
+        "--required-batch-size-multiple",
+        "1",
+        *extra,
+    ).stdout
     hypotheses = {}
     for line in output.splitlines():
         if line.startswith("H-"):
@@ -71,8 +84,18 @@ def sha256(path) -> str:
 def seq_teacher(tmp_path_factory, toy_bin):
     """A teacher trained long enough that its beam output is mostly sensible but not the references."""
     save_dir = tmp_path_factory.mktemp("seq-teacher")
-    train(toy_bin, save_dir, "--criterion", "label_smoothed_teacher", "--label-smoothing", "0.1", "--lr", "0.01",
-          "--max-epoch", "30")
+    train(
+        toy_bin,
+        save_dir,
+        "--criterion",
+        "label_smoothed_teacher",
+        "--label-smoothing",
+        "0.1",
+        "--lr",
+        "0.01",
+        "--max-epoch",
+        "30",
+    )
     return save_dir / "checkpoint_best.pt"
 
 
@@ -110,8 +133,14 @@ def test_distilled_targets_equal_fairseq_generate_hypotheses(distilled, toy_bin,
 
 def test_folder_holds_original_sources_dictionaries_and_other_subsets(distilled, toy_bin, seq_teacher):
     out, _ = distilled
-    for name in ["dict.src.txt", "dict.tgt.txt", *subset_files("valid"), *subset_files("test"),
-                 "train.src-tgt.src.bin", "train.src-tgt.src.idx"]:
+    for name in [
+        "dict.src.txt",
+        "dict.tgt.txt",
+        *subset_files("valid"),
+        *subset_files("test"),
+        "train.src-tgt.src.bin",
+        "train.src-tgt.src.idx",
+    ]:
         assert filecmp.cmp(out / name, toy_bin / name, shallow=False), name
     original = indexed_dataset.MMapIndexedDataset(str(toy_bin / "train.src-tgt.tgt"))
     written = indexed_dataset.MMapIndexedDataset(str(out / "train.src-tgt.tgt"))
@@ -131,14 +160,48 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
     seq = tmp_path / "seq"
     train(out, seq, "--criterion", "label_smoothed_teacher", "--label-smoothing", "0.1", *STUDENT_UPDATES)
     seq_word = tmp_path / "seq-word"
-    result = train(out, seq_word, "--task", "translation_kd", "--teacher-path", seq_teacher, "--criterion", "word_kd",
-                   "--kd-temperature", "1", "--kd-weight", "0.5", "--label-smoothing", "0.1", *STUDENT_UPDATES)
+    result = train(
+        out,
+        seq_word,
+        "--task",
+        "translation_kd",
+        "--teacher-path",
+        seq_teacher,
+        "--criterion",
+        "word_kd",
+        "--kd-temperature",
+        "1",
+        "--kd-weight",
+        "0.5",
+        "--label-smoothing",
+        "0.1",
+        *STUDENT_UPDATES,
+    )
     assert '"kd_loss"' in result.stdout
     for save_dir in (seq, seq_word):
         bleu = save_dir / "bleu.json"
-        evaluated = subprocess.run([str(BIN_DIR / "lskd-evaluate"), str(out), "--path", str(save_dir / "checkpoint_best.pt"),
-                                    "--source-lang", "src", "--target-lang", "tgt", "--beam", "2", "--profile", "modern",
-                                    "--subword", "none", "--out", str(bleu)], capture_output=True, text=True)
+        evaluated = subprocess.run(
+            [
+                str(BIN_DIR / "lskd-evaluate"),
+                str(out),
+                "--path",
+                str(save_dir / "checkpoint_best.pt"),
+                "--source-lang",
+                "src",
+                "--target-lang",
+                "tgt",
+                "--beam",
+                "2",
+                "--profile",
+                "modern",
+                "--subword",
+                "none",
+                "--out",
+                str(bleu),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert evaluated.returncode == 0, evaluated.stderr[-2000:]
         scores = json.loads(bleu.read_text())
         assert scores["n_sentences"] == 80 and scores["data_bin"] == str(out)
@@ -146,13 +209,29 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
 
 
 def dump(data, teacher, out, subset):
-    result = subprocess.run([str(BIN_DIR / "lskd-dump-teacher"), str(data), "--teacher-path", str(teacher), "--out",
-                             str(out), "--subset", subset, "--topk", "4", *BATCH], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            str(BIN_DIR / "lskd-dump-teacher"),
+            str(data),
+            "--teacher-path",
+            str(teacher),
+            "--out",
+            str(out),
+            "--subset",
+            subset,
+            "--topk",
+            "4",
+            *BATCH,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is_refused(
-        distilled, toy_bin, seq_teacher, tmp_path):
+    distilled, toy_bin, seq_teacher, tmp_path
+):
     out, _ = distilled
     caches = {"distilled": (out, tmp_path / "cache-distilled"), "original": (toy_bin, tmp_path / "cache-original")}
     for data, cache in caches.values():
@@ -160,8 +239,9 @@ def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is
             dump(data, seq_teacher, cache, subset)
     word_kd = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "1", "--kd-weight", "0.5"]
     train(out, tmp_path / "student", *word_kd, "--teacher-cache", caches["distilled"][1], *STUDENT_UPDATES)
-    refused = train(out, tmp_path / "refused", *word_kd, "--teacher-cache", caches["original"][1], *STUDENT_UPDATES,
-                    check=False)
+    refused = train(
+        out, tmp_path / "refused", *word_kd, "--teacher-cache", caches["original"][1], *STUDENT_UPDATES, check=False
+    )
     assert refused.returncode != 0
     assert "does not match the 'train' data" in refused.stderr and "target_tokens_sha256" in refused.stderr
     assert not (tmp_path / "refused" / "checkpoint_last.pt").exists()
@@ -195,8 +275,9 @@ def test_length_limit_hypotheses_keep_their_reference(toy_bin, seq_teacher, tmp_
     plain = distill_here(toy_bin, seq_teacher, tmp_path / "plain", *limit, "--no-fallback-to-reference")["counts"]
     assert kept["length_limit_hypotheses"] == plain["length_limit_hypotheses"] == len(at_limit)
     assert (kept["fell_back"], plain["fell_back"], kept["empty_hypotheses"]) == (len(at_limit), 0, 0)
-    assert target_strings(tmp_path / "fallback") == [references[i] if i in at_limit else hypotheses[i]
-                                                     for i in range(len(hypotheses))]
+    assert target_strings(tmp_path / "fallback") == [
+        references[i] if i in at_limit else hypotheses[i] for i in range(len(hypotheses))
+    ]
     assert target_strings(tmp_path / "plain") == [hypotheses[i] for i in range(len(hypotheses))]
 
 
@@ -206,7 +287,10 @@ def test_empty_hypotheses_are_counted_and_keep_their_reference(toy_bin, eos_teac
     empty = {i for i, text in hypotheses.items() if not text}
     assert empty, "the EOS teacher should end some hypotheses at once"
     counts = distill_here(toy_bin, eos_teacher, tmp_path / "fallback", *decoding)["counts"]
-    assert (counts["empty_hypotheses"], counts["fell_back"]) == (len(empty), len(empty) + counts["length_limit_hypotheses"])
+    assert (counts["empty_hypotheses"], counts["fell_back"]) == (
+        len(empty),
+        len(empty) + counts["length_limit_hypotheses"],
+    )
     references = target_strings(toy_bin)
     assert [references[i] for i in sorted(empty)] == [target_strings(tmp_path / "fallback")[i] for i in sorted(empty)]
     plain = distill_here(toy_bin, eos_teacher, tmp_path / "plain", *decoding, "--no-fallback-to-reference")
@@ -234,8 +318,21 @@ distill_corpus.main(sys.argv[1:])
 
 def test_killed_run_leaves_no_folder_and_a_rerun_completes(distilled, toy_bin, seq_teacher, tmp_path):
     out = tmp_path / "bin"
-    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_100_TARGETS, str(toy_bin), "--teacher-path",
-                             str(seq_teacher), "--out", str(out), *DECODING], capture_output=True, text=True)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_AFTER_100_TARGETS,
+            str(toy_bin),
+            "--teacher-path",
+            str(seq_teacher),
+            "--out",
+            str(out),
+            *DECODING,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9
     assert not out.exists() and (staging_folder(out) / "train.src-tgt.tgt.spill.bin").is_file()
     distill_here(toy_bin, seq_teacher, out, *DECODING)
@@ -285,25 +382,33 @@ def other_dictionary_data(tmp_path_factory, toy_bin):
     return folder
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--beam", "0"], "--beam must be >= 1, got 0"),
-    (["--lenpen", "nan"], "--lenpen must be a finite number, got nan"),
-    (["--lenpen", "inf"], "--lenpen must be a finite number, got inf"),
-    (["--max-len-b", "0"], "--max-len-b must be >= 1"),
-    (["--fp16", "--cpu"], "--fp16 needs a GPU"),
-    (["--subset", "nosuch"], "nosuch"),
-    (["--teacher-path", "{missing}"], "no such file"),
-    (["{other_data}"], "dictionary"),
-    (["--out", "{unrelated}"], "holds files that no lskd-distill-corpus run wrote (notes.txt)"),
-    (["--out", "{data}"], "is the input data folder"),
-])
-def test_bad_input_is_one_line_error_before_writing(arguments, message, toy_bin, seq_teacher, other_dictionary_data,
-                                                   tmp_path, capsys):
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--beam", "0"], "--beam must be >= 1, got 0"),
+        (["--lenpen", "nan"], "--lenpen must be a finite number, got nan"),
+        (["--lenpen", "inf"], "--lenpen must be a finite number, got inf"),
+        (["--max-len-b", "0"], "--max-len-b must be >= 1"),
+        (["--fp16", "--cpu"], "--fp16 needs a GPU"),
+        (["--subset", "nosuch"], "nosuch"),
+        (["--teacher-path", "{missing}"], "no such file"),
+        (["{other_data}"], "dictionary"),
+        (["--out", "{unrelated}"], "holds files that no lskd-distill-corpus run wrote (notes.txt)"),
+        (["--out", "{data}"], "is the input data folder"),
+    ],
+)
+def test_bad_input_is_one_line_error_before_writing(
+    arguments, message, toy_bin, seq_teacher, other_dictionary_data, tmp_path, capsys
+):
     unrelated = tmp_path / "unrelated"
     unrelated.mkdir()
     (unrelated / "notes.txt").write_text("mine\n")
-    paths = {"missing": tmp_path / "nope.pt", "other_data": other_dictionary_data, "unrelated": unrelated,
-             "data": toy_bin}
+    paths = {
+        "missing": tmp_path / "nope.pt",
+        "other_data": other_dictionary_data,
+        "unrelated": unrelated,
+        "data": toy_bin,
+    }
     data = str(other_dictionary_data) if arguments == ["{other_data}"] else str(toy_bin)
     arguments = [] if arguments == ["{other_data}"] else [a.format(**paths) for a in arguments]
     out = tmp_path / "out"

@@ -1,20 +1,37 @@
 """lskd-evaluate on a real checkpoint: a tiny transformer trained for a few updates on the prepared
 modern-profile De->En data (sentencepiece pieces), evaluated with the defaults read from lskd-prep.json."""
+
 import json
 import subprocess
 
 import pytest
-from conftest import PYTHON, REPO
-from test_evaluate_scoring import cli_bleu
 
+from conftest import PYTHON, REPO
 from lskd_nmt.nmt_profiles import moses_tokenize
+from test_evaluate_scoring import cli_bleu
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 TINY_TRANSFORMER = [
-    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "64",
-    "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings",
+    "--arch",
+    "transformer",
+    "--encoder-layers",
+    "1",
+    "--decoder-layers",
+    "1",
+    "--encoder-embed-dim",
+    "64",
+    "--decoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
+    "--share-all-embeddings",
 ]
 
 
@@ -28,14 +45,57 @@ def run(*command):
 def evaluated(prepared, tmp_path_factory):
     data = prepared["modern_de_en"]
     root = tmp_path_factory.mktemp("e2e")
-    run(PYTHON.parent / "fairseq-train", data / "bin", "--source-lang", "de", "--target-lang", "en",
-        "--user-dir", REPO / "lskd_fairseq", *TINY_TRANSFORMER, "--optimizer", "adam", "--lr", "0.003",
-        "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10", "--criterion", "label_smoothed_teacher",
-        "--label-smoothing", "0.1", "--max-tokens", "2000", "--max-update", "20", "--disable-validation",
-        "--save-dir", root / "ckpt", "--no-epoch-checkpoints", "--data-buffer-size", "0", "--num-workers", "0")
-    evaluation = run(PYTHON.parent / "lskd-evaluate", data / "bin", "--path", root / "ckpt/checkpoint_last.pt",
-        "--source-lang", "de", "--target-lang", "en", "--subset", "valid", "--beam", "2",
-        "--out", root / "run/bleu.json")
+    run(
+        PYTHON.parent / "fairseq-train",
+        data / "bin",
+        "--source-lang",
+        "de",
+        "--target-lang",
+        "en",
+        "--user-dir",
+        REPO / "lskd_fairseq",
+        *TINY_TRANSFORMER,
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.003",
+        "--lr-scheduler",
+        "inverse_sqrt",
+        "--warmup-updates",
+        "10",
+        "--criterion",
+        "label_smoothed_teacher",
+        "--label-smoothing",
+        "0.1",
+        "--max-tokens",
+        "2000",
+        "--max-update",
+        "20",
+        "--disable-validation",
+        "--save-dir",
+        root / "ckpt",
+        "--no-epoch-checkpoints",
+        "--data-buffer-size",
+        "0",
+        "--num-workers",
+        "0",
+    )
+    evaluation = run(
+        PYTHON.parent / "lskd-evaluate",
+        data / "bin",
+        "--path",
+        root / "ckpt/checkpoint_last.pt",
+        "--source-lang",
+        "de",
+        "--target-lang",
+        "en",
+        "--subset",
+        "valid",
+        "--beam",
+        "2",
+        "--out",
+        root / "run/bleu.json",
+    )
     return data, root / "run", evaluation
 
 
@@ -54,8 +114,9 @@ def test_bleu_json_scores_equal_sacrebleu_cli(evaluated, tmp_path):
     references = (data / "valid.en").read_text().splitlines()
     assert not any("\u2581" in line for line in hypotheses), "sentencepiece marks left in the hypotheses"
     assert scores["sacrebleu"]["score"] == pytest.approx(cli_bleu(tmp_path, hypotheses, references), abs=1e-4)
-    expected = cli_bleu(tmp_path, moses_tokenize(hypotheses, "en"), moses_tokenize(references, "en"),
-                        "-tok", "none", "-lc")
+    expected = cli_bleu(
+        tmp_path, moses_tokenize(hypotheses, "en"), moses_tokenize(references, "en"), "-tok", "none", "-lc"
+    )
     assert scores["tokenized_bleu"]["score"] == pytest.approx(expected, abs=1e-4)
 
 

@@ -2,23 +2,28 @@
 
 Expected numbers and signatures come from sacreBLEU's command line, run as a subprocess on the files.
 """
+
 import json
 import random
 import subprocess
 
 import pytest
-from conftest import MAX_LINES
-from test_evaluate_scoring import SACREBLEU_CLI, config, degrade, english_segments, generate_output, pieces
 
 import lskd_nmt.evaluate as evaluate
+from conftest import MAX_LINES
 from lskd_nmt.evaluate import main, score_generation
 from lskd_nmt.nmt_profiles import TextNormaliser, profile_named
+from test_evaluate_scoring import SACREBLEU_CLI, config, degrade, english_segments, generate_output, pieces
 
 
 def cli_result(reference, hypotheses, *options) -> dict:
     """sacreBLEU's JSON output, as ``sacrebleu REF -i HYP`` prints it."""
-    result = subprocess.run([str(SACREBLEU_CLI), str(reference), "-i", str(hypotheses), "-w", "6", *options],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [str(SACREBLEU_CLI), str(reference), "-i", str(hypotheses), "-w", "6", *options],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout)
 
 
@@ -36,8 +41,7 @@ def test_paper_detok_flavour_is_sacrebleu_cli_on_raw_references(tmp_path):
     raw_file = write(tmp_path / "raw.en", raw)
     settings = config(tmp_path, "paper")
     settings.raw_references = raw_file
-    scores = score_generation(settings, generate_output([pieces(h) for h in hypotheses],
-                                                        [pieces(r) for r in prepared]))
+    scores = score_generation(settings, generate_output([pieces(h) for h in hypotheses], [pieces(r) for r in prepared]))
     assert (tmp_path / "test.ref.detok").read_text(encoding="utf-8").splitlines() == raw
     expected = cli_result(raw_file, tmp_path / "test.hyp.detok")
     assert scores["sacrebleu"]["score"] == pytest.approx(expected["score"], abs=1e-4)
@@ -51,8 +55,9 @@ def test_paper_detok_flavour_without_raw_references_says_case_lc(tmp_path):
     raw = english_segments(200)
     normalise = TextNormaliser(profile_named("paper"), "en")
     rng = random.Random(4)
-    text = generate_output([pieces(normalise(degrade(line, rng))) for line in raw],
-                           [pieces(normalise(line)) for line in raw])
+    text = generate_output(
+        [pieces(normalise(degrade(line, rng))) for line in raw], [pieces(normalise(line)) for line in raw]
+    )
     scores = score_generation(config(tmp_path, "paper"), text)
     expected = cli_result(tmp_path / "test.ref.detok", tmp_path / "test.hyp.detok", "-lc")
     assert scores["sacrebleu"]["signature"] == expected["signature"] and "case:lc" in expected["signature"]
@@ -76,14 +81,24 @@ def rescore(paper_de_en, tmp_path, hypotheses_file, monkeypatch, capsys):
     monkeypatch.setattr(evaluate.subprocess, "Popen", no_decoding)
     monkeypatch.setattr(evaluate.subprocess, "run", no_decoding)
     out = tmp_path / "run" / "bleu.json"
-    main(["--hypotheses", str(hypotheses_file), str(paper_de_en / "bin"), "--source-lang", "en",
-          "--target-lang", "de", "--out", str(out)])
+    main(
+        [
+            "--hypotheses",
+            str(hypotheses_file),
+            str(paper_de_en / "bin"),
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "de",
+            "--out",
+            str(out),
+        ]
+    )
     monkeypatch.undo()  # the checks below run sacreBLEU's command line
     return json.loads(out.read_text()), out.parent, capsys.readouterr().out
 
 
-def test_rescoring_a_kept_log_needs_no_checkpoint_and_no_decoding(paper_de_en, kept_log, tmp_path, monkeypatch,
-                                                                   capsys):
+def test_rescoring_a_kept_log_needs_no_checkpoint_and_no_decoding(paper_de_en, kept_log, tmp_path, monkeypatch, capsys):
     log, _ = kept_log
     scores, run_dir, printed = rescore(paper_de_en, tmp_path, log, monkeypatch, capsys)
     raw = paper_de_en / "raw" / "test.de"
@@ -98,8 +113,7 @@ def test_rescoring_a_kept_log_needs_no_checkpoint_and_no_decoding(paper_de_en, k
     assert f"sacrebleu      {expected['score']:6.2f}" in printed and "BLEU4" in printed
 
 
-def test_rescoring_plain_hypothesis_lines_gives_the_same_scores(paper_de_en, kept_log, tmp_path, monkeypatch,
-                                                                capsys):
+def test_rescoring_plain_hypothesis_lines_gives_the_same_scores(paper_de_en, kept_log, tmp_path, monkeypatch, capsys):
     log, hypotheses = kept_log
     from_log, _, _ = rescore(paper_de_en, tmp_path / "a", log, monkeypatch, capsys)
     plain, _, _ = rescore(paper_de_en, tmp_path / "b", write(tmp_path / "hyp.txt", hypotheses), monkeypatch, capsys)
@@ -109,6 +123,8 @@ def test_rescoring_plain_hypothesis_lines_gives_the_same_scores(paper_de_en, kep
 
 def test_no_checkpoint_and_no_hypotheses_is_one_line(paper_de_en, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main([str(paper_de_en / "bin"), "--source-lang", "en", "--target-lang", "de", "--out", str(tmp_path / "b.json")])
+        main(
+            [str(paper_de_en / "bin"), "--source-lang", "en", "--target-lang", "de", "--out", str(tmp_path / "b.json")]
+        )
     assert exit_.value.code == 2
     assert "--hypotheses" in capsys.readouterr().err and not (tmp_path / "b.json").exists()

@@ -2,19 +2,20 @@
 
 Expected scores come from sacreBLEU's command line run on text files the test writes itself.
 """
+
 import html
 import random
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON
-from release_fixtures import release_folder, sentence_pairs
 from sacremoses import MosesTokenizer
 
+from conftest import PYTHON
 from lskd.errors import ToolError
 from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
+from release_fixtures import release_folder, sentence_pairs
 
 SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
 
@@ -22,8 +23,12 @@ SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
 def cli_bleu(tmp_path: Path, hypotheses, references, *options) -> float:
     (tmp_path / "cli.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     (tmp_path / "cli.ref").write_text("\n".join(references) + "\n", encoding="utf-8")
-    result = subprocess.run([str(SACREBLEU_CLI), str(tmp_path / "cli.ref"), "-i", str(tmp_path / "cli.hyp"),
-                             "-b", "-w", "6", *options], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [str(SACREBLEU_CLI), str(tmp_path / "cli.ref"), "-i", str(tmp_path / "cli.hyp"), "-b", "-w", "6", *options],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(result.stdout.strip())
 
 
@@ -36,8 +41,11 @@ def real_english_segments():
     """The English <seg> texts of the real tst2011 (opt-in: LSKD_RELEASE_DATA)."""
     folder = release_folder("iwslt14-de-en", "the IWSLT14.TED*.de-en.*.xml files of the 2014-01 release")
     text = (folder / "IWSLT14.TED.tst2011.de-en.en.xml").read_text(encoding="utf-8")
-    return [" ".join(html.unescape(line.split(">", 1)[1].rsplit("</seg>", 1)[0]).split())
-            for line in text.splitlines() if "<seg id=" in line]
+    return [
+        " ".join(html.unescape(line.split(">", 1)[1].rsplit("</seg>", 1)[0]).split())
+        for line in text.splitlines()
+        if "<seg id=" in line
+    ]
 
 
 def degrade(sentence: str, rng: random.Random) -> str:
@@ -55,7 +63,7 @@ def pieces(text: str) -> str:
     out = []
     for word in text.split():
         word = "\u2581" + word
-        out += [word[i:i + 3] for i in range(0, len(word), 3)]
+        out += [word[i : i + 3] for i in range(0, len(word), 3)]
     return " ".join(out)
 
 
@@ -65,15 +73,28 @@ def generate_output(hypotheses, references, seed=0) -> str:
     random.Random(seed).shuffle(ids)
     lines = ["2026-01-01 | INFO | fairseq_cli.generate | loading model(s)"]
     for i in ids:
-        lines += [f"S-{i}\tsource {i}", f"T-{i}\t{references[i]}", f"H-{i}\t-0.4521\t{hypotheses[i]}",
-                  f"D-{i}\t-0.4521\tdetok {i}", f"P-{i}\t-0.1 -0.2"]
+        lines += [
+            f"S-{i}\tsource {i}",
+            f"T-{i}\t{references[i]}",
+            f"H-{i}\t-0.4521\t{hypotheses[i]}",
+            f"D-{i}\t-0.4521\tdetok {i}",
+            f"P-{i}\t-0.1 -0.2",
+        ]
     lines.append("Generate test with beam=5: BLEU4 = 12.34, 1/2/3/4 (BP=1.000)")
     return "\n".join(lines) + "\n"
 
 
 def config(tmp_path, profile, subword="sentencepiece", lang="en", references=None):
-    return EvalConfig(data_bin=tmp_path, checkpoint=tmp_path / "checkpoint.pt", source_lang="de", target_lang=lang,
-                      out=tmp_path / "bleu.json", profile=profile, subword=subword, references=references)
+    return EvalConfig(
+        data_bin=tmp_path,
+        checkpoint=tmp_path / "checkpoint.pt",
+        source_lang="de",
+        target_lang=lang,
+        out=tmp_path / "bleu.json",
+        profile=profile,
+        subword=subword,
+        references=references,
+    )
 
 
 def test_modern_profile_scores_equal_sacrebleu_cli(tmp_path):
@@ -98,8 +119,13 @@ def test_modern_profile_scores_equal_sacrebleu_cli(tmp_path):
 
 
 def test_paper_profile_detokenises_for_sacrebleu_and_scores_tokens_as_is(tmp_path):
-    raw = ["it's a test, isn't it?", "we don't know (yet) what 2.5 means.", "she said: yes; he said: no!",
-           "costs rose by 5% in 2020 & 2021.", "one, two, three -- four."] * 8
+    raw = [
+        "it's a test, isn't it?",
+        "we don't know (yet) what 2.5 means.",
+        "she said: yes; he said: no!",
+        "costs rose by 5% in 2020 & 2021.",
+        "one, two, three -- four.",
+    ] * 8
     rng = random.Random(2)
     raw_hypotheses = [degrade(line, rng) for line in raw]
     tokenizer = MosesTokenizer(lang="en")
@@ -120,13 +146,16 @@ def test_references_file_replaces_generate_targets(tmp_path):
     scores = score_generation(config(tmp_path, "modern", references=tmp_path / "test.en"), text)
     assert scores["sacrebleu"]["score"] == pytest.approx(100.0)
     with pytest.raises(ValueError, match="expected 39"):
-        score_generation(config(tmp_path, "modern", references=tmp_path / "test.en"),
-                         generate_output([pieces(r) for r in references[:39]], references[:39]))
+        score_generation(
+            config(tmp_path, "modern", references=tmp_path / "test.en"),
+            generate_output([pieces(r) for r in references[:39]], references[:39]),
+        )
 
 
 def test_hypotheses_and_references_are_ordered_by_sentence_id():
     text = "H-2\t-1\tc\nT-0\tA\nH-10\t-1\tk\nT-2\tC\nH-0\t-1\ta\nT-10\tK\n" + "".join(
-        f"H-{i}\t-1\th{i}\nT-{i}\tt{i}\n" for i in (1, 3, 4, 5, 6, 7, 8, 9))
+        f"H-{i}\t-1\th{i}\nT-{i}\tt{i}\n" for i in (1, 3, 4, 5, 6, 7, 8, 9)
+    )
     hypotheses, references = parse_generate_output(text)
     assert hypotheses[:3] == ["a", "h1", "c"] and hypotheses[10] == "k"
     assert references[:3] == ["A", "t1", "C"] and references[10] == "K"

@@ -1,4 +1,5 @@
 """The user path through the real CLIs: preprocess -> teacher -> KD student -> generate -> sacrebleu."""
+
 import json
 import re
 import subprocess
@@ -12,8 +13,18 @@ from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
 
-STUDENT = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
-           "--label-smoothing", "0.1"]
+STUDENT = [
+    "--task",
+    "translation_kd",
+    "--criterion",
+    "word_kd",
+    "--kd-temperature",
+    "2",
+    "--kd-weight",
+    "0.9",
+    "--label-smoothing",
+    "0.1",
+]
 
 
 def logged_updates(stdout: str) -> list[dict]:
@@ -56,8 +67,18 @@ def test_student_checkpoint_holds_no_teacher(student_run, teacher_checkpoint, to
 
 def test_generate_and_sacrebleu_score_the_student(student_run, toy_bin, toy_text, tmp_path):
     save_dir, _ = student_run
-    generated = fairseq_cli("fairseq-generate", toy_bin, "--path", save_dir / "checkpoint_best.pt",
-                            "--gen-subset", "test", "--beam", "2", "--batch-size", "32")
+    generated = fairseq_cli(
+        "fairseq-generate",
+        toy_bin,
+        "--path",
+        save_dir / "checkpoint_best.pt",
+        "--gen-subset",
+        "test",
+        "--beam",
+        "2",
+        "--batch-size",
+        "32",
+    )
     hypotheses = {}
     for line in generated.stdout.splitlines():
         if line.startswith("H-"):
@@ -66,15 +87,28 @@ def test_generate_and_sacrebleu_score_the_student(student_run, toy_bin, toy_text
     references = (toy_text / "test.tgt").read_text().splitlines()
     assert sorted(hypotheses) == list(range(len(references)))
     (tmp_path / "hyp.txt").write_text("".join(hypotheses[i] + "\n" for i in sorted(hypotheses)))
-    scored = subprocess.run([str(BIN_DIR / "sacrebleu"), str(toy_text / "test.tgt"), "-i", str(tmp_path / "hyp.txt"),
-                             "-m", "bleu", "-b"], capture_output=True, text=True, check=True)
+    scored = subprocess.run(
+        [str(BIN_DIR / "sacrebleu"), str(toy_text / "test.tgt"), "-i", str(tmp_path / "hyp.txt"), "-m", "bleu", "-b"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert 0.0 <= float(scored.stdout.strip()) <= 100.0
 
 
 def test_teacher_logits_under_kd_equal_generate_scoring_path(toy_bin, teacher_checkpoint):
     """The teacher the KD task runs must score the gold targets exactly as fairseq-generate does."""
-    scored = fairseq_cli("fairseq-generate", toy_bin, "--path", teacher_checkpoint, "--score-reference",
-                         "--gen-subset", "valid", "--batch-size", "16")
+    scored = fairseq_cli(
+        "fairseq-generate",
+        toy_bin,
+        "--path",
+        teacher_checkpoint,
+        "--score-reference",
+        "--gen-subset",
+        "valid",
+        "--batch-size",
+        "16",
+    )
     generate_scores = {}
     for line in scored.stdout.splitlines():
         if line.startswith("P-"):
@@ -93,18 +127,45 @@ def test_teacher_logits_under_kd_equal_generate_scoring_path(toy_bin, teacher_ch
 
 @pytest.mark.slow
 def test_two_process_gloo_run_matches_update_freq_two(toy_bin, teacher_checkpoint, tmp_path):
-    common = [*STUDENT, "--teacher-path", teacher_checkpoint, "--max-update", "3", "--dropout", "0",
-              "--ddp-backend", "legacy_ddp", "--no-save", "--disable-validation"]
+    common = [
+        *STUDENT,
+        "--teacher-path",
+        teacher_checkpoint,
+        "--max-update",
+        "3",
+        "--dropout",
+        "0",
+        "--ddp-backend",
+        "legacy_ddp",
+        "--no-save",
+        "--disable-validation",
+    ]
     single = train(toy_bin, tmp_path / "single", *common, "--update-freq", "2")
     port = 29500 + (hash(str(tmp_path)) % 1000)
     ranks = [
         subprocess.Popen(
-            [str(BIN_DIR / "fairseq-train"), str(toy_bin), "--user-dir", str(lskd_fairseq.__path__[0]),
-             *map(str, build_args(common, tmp_path / "ddp")),
-             "--distributed-backend", "gloo", "--distributed-no-spawn", "--device-id", "0",
-             "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-world-size", "2",
-             "--distributed-rank", str(rank)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                str(BIN_DIR / "fairseq-train"),
+                str(toy_bin),
+                "--user-dir",
+                str(lskd_fairseq.__path__[0]),
+                *map(str, build_args(common, tmp_path / "ddp")),
+                "--distributed-backend",
+                "gloo",
+                "--distributed-no-spawn",
+                "--device-id",
+                "0",
+                "--distributed-init-method",
+                f"tcp://127.0.0.1:{port}",
+                "--distributed-world-size",
+                "2",
+                "--distributed-rank",
+                str(rank),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for rank in range(2)
     ]
     outputs = [rank.communicate(timeout=300) for rank in ranks]
@@ -144,13 +205,24 @@ def other_dictionary_teacher(tmp_path_factory):
         (["--teacher-path", "{teacher}", "--label-smoothing", "1.0"], "label smoothing must be in [0, 1), got 1.0"),
     ],
 )
-def test_bad_input_is_one_line_error_before_writing(arguments, message, toy_bin, teacher_checkpoint,
-                                                    other_dictionary_teacher, tmp_path):
+def test_bad_input_is_one_line_error_before_writing(
+    arguments, message, toy_bin, teacher_checkpoint, other_dictionary_teacher, tmp_path
+):
     paths = {"missing": tmp_path / "nope.pt", "other": other_dictionary_teacher, "teacher": teacher_checkpoint}
     arguments = [a.format(**paths) for a in arguments]
     save_dir = tmp_path / "save"
-    result = train(toy_bin, save_dir, "--task", "translation_kd", "--criterion", "word_kd", *arguments,
-                   "--max-epoch", "1", check=False)
+    result = train(
+        toy_bin,
+        save_dir,
+        "--task",
+        "translation_kd",
+        "--criterion",
+        "word_kd",
+        *arguments,
+        "--max-epoch",
+        "1",
+        check=False,
+    )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("lskd error:"), result.stderr[-2000:]

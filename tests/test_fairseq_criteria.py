@@ -1,4 +1,5 @@
 """The fairseq criteria against fairseq's own criterion and a float64 formula, on real toy batches."""
+
 import copy
 
 import pytest
@@ -93,8 +94,15 @@ def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature
     with torch.no_grad():
         loss, _, _ = kd(model, batch)
         student_logits, _ = model(**sample["net_input"])
-    expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
-                               task.target_dictionary.pad(), temperature, 0.9, 0.1)
+    expected = float64_word_kd(
+        student_logits,
+        batch["teacher"]["logits"],
+        sample["target"],
+        task.target_dictionary.pad(),
+        temperature,
+        0.9,
+        0.1,
+    )
     assert loss.item() == pytest.approx(sum(expected), rel=1e-5)
 
 
@@ -136,8 +144,9 @@ def test_unreduced_word_kd_is_the_per_token_formula(student, teacher_checkpoint)
         reduced, _, _ = kd(model, batch)
         student_logits, _ = model(**sample["net_input"])
     model.train()
-    expected = float64_word_kd(student_logits, batch["teacher"]["logits"], sample["target"],
-                               task.target_dictionary.pad(), 3.0, 0.9, 0.1)
+    expected = float64_word_kd(
+        student_logits, batch["teacher"]["logits"], sample["target"], task.target_dictionary.pad(), 3.0, 0.9, 0.1
+    )
     assert loss.shape == log["kd_loss"].shape == (len(expected), 1)
     expected = torch.tensor(expected, dtype=torch.float64)
     torch.testing.assert_close(loss.view(-1).double(), expected, rtol=1e-5, atol=1e-5)

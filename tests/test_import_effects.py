@@ -1,12 +1,17 @@
 """Importing lskd modules changes nothing process-wide, except the plugin's one documented hook installer."""
+
 import os
 import subprocess
 import sys
 
 
 def python(code: str, **env) -> str:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip()
 

@@ -1,9 +1,9 @@
 """Parsing the IWSLT 2014 release formats: generated release folders, and (opt-in) the real de-en XML files."""
+
 import pytest
-from release_fixtures import (DROPPED_MARKER, TEST_SETS, count_seg_lines, make_archive, release_folder,
-                              write_train_tags)
 
 from lskd_nmt.iwslt_release import ReleaseError, parse_segments, parse_train_tags, read_release
+from release_fixtures import DROPPED_MARKER, TEST_SETS, count_seg_lines, make_archive, release_folder, write_train_tags
 
 REAL_XML = [f"IWSLT14.{name}.de-en.{lang}.xml" for name in TEST_SETS for lang in ("de", "en")]
 REAL_DE_EN = ("iwslt14-de-en", "the IWSLT14.TED*.de-en.*.xml files of the 2014-01 release")
@@ -43,7 +43,8 @@ def test_archive_and_folder_give_the_same_corpus(de_en_release, tmp_path):
 def test_unequal_train_tags_sides_are_refused(tmp_path):
     write_train_tags(tmp_path, "de-en", [[("eins", "one"), ("zwei", "two")]])
     (tmp_path / "train.tags.de-en.en").write_text(
-        (tmp_path / "train.tags.de-en.en").read_text() + "an extra line\n", encoding="utf-8")
+        (tmp_path / "train.tags.de-en.en").read_text() + "an extra line\n", encoding="utf-8"
+    )
     with pytest.raises(ReleaseError, match="lines"):
         read_release(tmp_path, "de", "en")
 
@@ -62,15 +63,18 @@ def test_pair_order_of_the_file_names_is_found_either_way(en_ru_release):
 
 # --- the real release files (LSKD_RELEASE_DATA) -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", REAL_XML)
 def test_real_xml_every_seg_line_is_extracted_once_and_only_its_text(name):
     path = release_folder(*REAL_DE_EN) / name
     segments = parse_segments(path.read_text(encoding="utf-8"))
     assert len(segments) == count_seg_lines(path)
     assert all("<seg" not in s.text and "</seg>" not in s.text for s in segments)
-    metadata = {line.split(">", 1)[1].split("<", 1)[0].strip()
-                for line in path.read_text(encoding="utf-8").splitlines()
-                if line.startswith(("<url>", "<keywords>", "<talkid>"))}
+    metadata = {
+        line.split(">", 1)[1].split("<", 1)[0].strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("<url>", "<keywords>", "<talkid>"))
+    }
     assert not metadata & {s.text for s in segments}
 
 

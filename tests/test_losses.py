@@ -1,4 +1,5 @@
 """The KD-loss core against hand-written float64 formulas and torch's own label smoothing."""
+
 import math
 
 import pytest
@@ -109,8 +110,7 @@ def test_pure_kd_is_the_vision_papers_batchmean_kl(logits):
 def test_half_precision_inputs_give_finite_fp32_gradients_at_t64(logits, dtype):
     student, teacher, target = logits
     student = (student * 10).to(dtype).requires_grad_()
-    objective = kd_objective(student, target, 64.0, 0.9, 0.1, teacher_logits=(teacher * 10).to(dtype),
-                             ignore_index=PAD)
+    objective = kd_objective(student, target, 64.0, 0.9, 0.1, teacher_logits=(teacher * 10).to(dtype), ignore_index=PAD)
     objective.loss.backward()
     assert objective.loss.dtype == torch.float32
     assert torch.isfinite(objective.loss) and torch.isfinite(student.grad).all()
@@ -151,8 +151,11 @@ def reference_objective(student, target, teacher, temperature, weight, smoothing
     keep = target.ne(pad)
     vocab = student.size(-1)
     lprobs = torch.log_softmax(student, -1)
-    gold, other = (1 - smoothing + smoothing / vocab, smoothing / vocab) if convention == "uniform" else (
-        1 - smoothing, smoothing / (vocab - 1))
+    gold, other = (
+        (1 - smoothing + smoothing / vocab, smoothing / vocab)
+        if convention == "uniform"
+        else (1 - smoothing, smoothing / (vocab - 1))
+    )
     smoothed = torch.full_like(lprobs, other).scatter(-1, target[:, None], gold)
     hard = -(smoothed * lprobs).sum(-1)
     log_p_t = torch.log_softmax(student / temperature, -1)
@@ -170,8 +173,11 @@ def reference_objective(student, target, teacher, temperature, weight, smoothing
 def test_fused_gradient_equals_autograd_of_the_plain_formula(logits, convention, topk, temperature):
     student, teacher, target = (t.double() if t.is_floating_point() else t for t in logits)
     student = student.requires_grad_()
-    kwargs = {"teacher_logits": teacher} if topk is None else dict(
-        zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    kwargs = (
+        {"teacher_logits": teacher}
+        if topk is None
+        else dict(zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    )
     fused = kd_objective(student, target, temperature, 0.7, 0.2, ignore_index=PAD, convention=convention, **kwargs)
     (fused_grad,) = torch.autograd.grad(fused.loss, student)
     reference = reference_objective(student, target, teacher, temperature, 0.7, 0.2, convention, PAD, topk)
@@ -211,8 +217,11 @@ def test_second_backward_gives_the_same_gradient(logits, topk, temperature):
     """The backward turns the forward's buffers into the gradient; a retained graph recomputes them."""
     student, teacher, target = logits
     student = student.requires_grad_()
-    kwargs = {"teacher_logits": teacher} if topk is None else dict(
-        zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    kwargs = (
+        {"teacher_logits": teacher}
+        if topk is None
+        else dict(zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
+    )
     loss = kd_objective(student, target, temperature, 0.9, 0.1, ignore_index=PAD, **kwargs).loss
     (first,) = torch.autograd.grad(loss, student, retain_graph=True)
     (second,) = torch.autograd.grad(loss, student)

@@ -1,6 +1,7 @@
 """The core's KD values are exact to float32: checked against the formulas evaluated in float64, written
 out here with exp, log and sums (not through the core or torch's softmax), for the vocabulary sizes of
 real translation models, temperatures from 0.5 to 64 and float32 / float16 / bfloat16 logits."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -72,9 +73,10 @@ def test_objective_and_topk_values_are_exact_to_float32(dtype):
 
 
 def official_rows(student, teacher, temperature):
-    return F.kl_div(
-        F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1), reduction="none"
-    ).sum(1) * temperature**2
+    return (
+        F.kl_div(F.log_softmax(student / temperature, 1), F.softmax(teacher / temperature, 1), reduction="none").sum(1)
+        * temperature**2
+    )
 
 
 def test_kl_at_temperature_64_is_more_accurate_than_the_official_formula():

@@ -2,6 +2,7 @@
 fixture (data-prep, teachers and students per seed, caches, evaluation, manifests, results call), re-runs that
 start no process, a resumed training, the toy recipe's sequence-level KD stages (when lskd-distill-corpus is
 installed) and one-line errors (recipes/toy_translation.sh's word-level grid runs in tests/test_demo.py)."""
+
 import hashlib
 import json
 import os
@@ -10,8 +11,8 @@ import stat
 import subprocess
 
 import pytest
-from conftest import PYTHON, REPO
 
+from conftest import PYTHON, REPO
 from lskd_report.recipe_table import distill_command
 from lskd_report.runs import RunManifest, find_runs
 
@@ -22,20 +23,33 @@ TEMPERATURES = ["1"]
 SEEDS = ["1", "2"]
 # A grid small enough for CI: a teacher per seed, one student each, a few updates each.
 # Two lanes (one per seed) at once, as on a 2-core CPU.
-TINY_GRID = {"ALPHAS": " ".join(ALPHAS), "TEMPERATURES": " ".join(TEMPERATURES), "SEEDS": " ".join(SEEDS),
-             "MAX_UPDATE": "8", "MAX_LINES": "300", "JOBS": "2"}
+TINY_GRID = {
+    "ALPHAS": " ".join(ALPHAS),
+    "TEMPERATURES": " ".join(TEMPERATURES),
+    "SEEDS": " ".join(SEEDS),
+    "MAX_UPDATE": "8",
+    "MAX_LINES": "300",
+    "JOBS": "2",
+}
 TEACHERS = [f"teacher-a{a}-s{s}" for s in SEEDS for a in ALPHAS]
 STUDENTS = [f"student-a{a}-T{t}-word-s{s}" for s in SEEDS for a in ALPHAS for t in TEMPERATURES]
-LANES = {f"a{a}-s{s}": [f"teacher-a{a}-s{s}", f"eval-teacher-a{a}-s{s}", f"cache-a{a}-s{s}"]
-         + [f"{kind}-a{a}-T{t}-word-s{s}" for t in TEMPERATURES for kind in ("student", "eval-student")]
-         for s in SEEDS for a in ALPHAS}
+LANES = {
+    f"a{a}-s{s}": [f"teacher-a{a}-s{s}", f"eval-teacher-a{a}-s{s}", f"cache-a{a}-s{s}"]
+    + [f"{kind}-a{a}-T{t}-word-s{s}" for t in TEMPERATURES for kind in ("student", "eval-student")]
+    for s in SEEDS
+    for a in ALPHAS
+}
 STAGES = ["data"] + [stage for lane in LANES.values() for stage in lane] + ["results"]
 PROGRESS = re.compile(r"^(start|skip|done) +(\S+?):?(?: |$)")
 
 
 def run_recipe(script, env, *args):
-    return subprocess.run(["bash", str(REPO / "recipes" / script), *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHON": str(PYTHON), "PYTHONWARNINGS": "ignore", **env})
+    return subprocess.run(
+        ["bash", str(REPO / "recipes" / script), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": str(PYTHON), "PYTHONWARNINGS": "ignore", **env},
+    )
 
 
 def progress(stdout):
@@ -70,7 +84,6 @@ def rerun(grid, tmp_path_factory):
     return result, mtimes, (spy_dir / "starts").read_text().splitlines()
 
 
-
 def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     _, _, result = grid
     lines = progress(result.stdout)
@@ -83,7 +96,6 @@ def test_first_run_starts_and_finishes_every_stage_in_order(grid):
     assert all(re.search(rf"^done  {re.escape(stage)} in \d+s$", result.stdout, re.M) for stage in STAGES)
     for stage in STAGES:
         assert (grid[0] / "logs" / f"{stage}.log").stat().st_size > 0
-
 
 
 def test_the_two_teachers_lanes_run_at_once(grid):
@@ -102,8 +114,14 @@ def test_every_run_records_its_manifest(grid):
             assert found[f"teacher-a{a}-s{s}"] == RunManifest("teacher", float(a), seed=int(s), metrics="bleu.json")
             for t in TEMPERATURES:
                 assert found[f"student-a{a}-T{t}-word-s{s}"] == RunManifest(
-                    "student", float(a), seed=int(s), temperature=float(t), kd_mode="word",
-                    teacher=f"teacher-a{a}-s{s}", metrics="bleu.json")
+                    "student",
+                    float(a),
+                    seed=int(s),
+                    temperature=float(t),
+                    kd_mode="word",
+                    teacher=f"teacher-a{a}-s{s}",
+                    metrics="bleu.json",
+                )
 
 
 def test_each_model_trains_with_its_seed(grid):
@@ -125,7 +143,6 @@ def test_teachers_are_label_smoothed_at_their_alpha(grid):
         assert "'criterion': {'_name': 'label_smoothed_teacher', 'label_smoothing': " + str(float(alpha)) in log
 
 
-
 def test_caches_hold_top4_of_the_teacher_on_train_and_valid(grid):
     run_dir = grid[0]
     for teacher in TEACHERS:
@@ -145,7 +162,6 @@ def test_students_distil_from_the_cache_of_their_seeds_teacher_at_their_temperat
         assert f"'kd_temperature': {float(temperature)}, 'kd_weight': 0.9" in log
         assert "'_name': 'word_kd', 'label_smoothing': 0.1" in log
         assert (run_dir / student / "checkpoints" / "checkpoint_best.pt").is_file()
-
 
 
 def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
@@ -189,25 +205,36 @@ def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(gri
     assert (run_dir / "results.csv").stat().st_mtime_ns >= (run_dir / student / "bleu.json").stat().st_mtime_ns
 
 
-SEQ_KD = pytest.mark.skipif(not distill_command(), reason="lskd-distill-corpus is not installed in this environment "
-                            "(the seq and seq+word stages call it)")
+SEQ_KD = pytest.mark.skipif(
+    not distill_command(),
+    reason="lskd-distill-corpus is not installed in this environment (the seq and seq+word stages call it)",
+)
 
 
 @SEQ_KD
 def test_toy_seq_and_seq_word_students_train_on_their_teachers_distilled_corpus(tmp_path):
     run_dir = tmp_path / "toy"
-    env = {"RUN_DIR": str(run_dir), "ALPHAS": "0.1", "TEMPERATURES": "2", "KD_MODES": "seq seq+word",
-           "MAX_UPDATE": "8"}
+    env = {"RUN_DIR": str(run_dir), "ALPHAS": "0.1", "TEMPERATURES": "2", "KD_MODES": "seq seq+word", "MAX_UPDATE": "8"}
     result = run_recipe("toy_translation.sh", env, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
     teacher = run_dir / "teacher-a0.1-s1"
     started = [stage for kind, stage in progress(result.stdout) if kind == "start"]
-    assert started == ["data", "teacher-a0.1-s1", "eval-teacher-a0.1-s1", "distill-a0.1-s1",
-                       "distilled-cache-a0.1-s1", "student-a0.1-seq-s1", "eval-student-a0.1-seq-s1",
-                       "student-a0.1-T2-seq+word-s1", "eval-student-a0.1-T2-seq+word-s1", "results"]
+    assert started == [
+        "data",
+        "teacher-a0.1-s1",
+        "eval-teacher-a0.1-s1",
+        "distill-a0.1-s1",
+        "distilled-cache-a0.1-s1",
+        "student-a0.1-seq-s1",
+        "eval-student-a0.1-seq-s1",
+        "student-a0.1-T2-seq+word-s1",
+        "eval-student-a0.1-T2-seq+word-s1",
+        "results",
+    ]
     found = {path.name: manifest for path, manifest in find_runs(run_dir)}
-    assert found["student-a0.1-seq-s1"] == RunManifest("student", 0.1, kd_mode="seq", teacher=teacher.name,
-                                                       metrics="bleu.json")
+    assert found["student-a0.1-seq-s1"] == RunManifest(
+        "student", 0.1, kd_mode="seq", teacher=teacher.name, metrics="bleu.json"
+    )
     assert found["student-a0.1-T2-seq+word-s1"].temperature == 2.0
     seq_log = (run_dir / "logs" / "student-a0.1-seq-s1.log").read_text()
     assert f"'data': '{teacher / 'distilled'}'" in seq_log and "'_name': 'label_smoothed_teacher'" in seq_log

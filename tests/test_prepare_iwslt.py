@@ -1,21 +1,26 @@
 """data-prep/prepare-iwslt*.sh end to end on release-format files, plus the split and clean rules."""
+
 import json
 import re
 import subprocess
 
 import pytest
-from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
-from release_fixtures import count_seg_lines
 
+from conftest import BAD_PAIRS, MAX_LINES, PYTHON, REPO
 from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, VALID_EVERY, CleanRule
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
+from release_fixtures import count_seg_lines
 
 SPLITS = ("train", "valid", "test")
 
 
 def run_script(script, *args):
-    return subprocess.run(["bash", str(REPO / "data-prep" / script), *map(str, args)],
-                          capture_output=True, text=True, env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        ["bash", str(REPO / "data-prep" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"LSKD_PYTHON": str(PYTHON), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def read(path):
@@ -31,16 +36,28 @@ def load_both_directions(data_bin, lang_a, lang_b, split):
     for src, tgt in ((lang_a, lang_b), (lang_b, lang_a)):
         dictionaries = {lang: Dictionary.load(str(data_bin / f"dict.{lang}.txt")) for lang in (src, tgt)}
         assert dictionaries[src].symbols == dictionaries[tgt].symbols, "expected one joined dictionary"
-        dataset = load_langpair_dataset(str(data_bin), split, src, dictionaries[src], tgt, dictionaries[tgt],
-                                        combine=False, dataset_impl=None, upsample_primary=1,
-                                        left_pad_source=True, left_pad_target=False,
-                                        max_source_positions=1024, max_target_positions=1024)
+        dataset = load_langpair_dataset(
+            str(data_bin),
+            split,
+            src,
+            dictionaries[src],
+            tgt,
+            dictionaries[tgt],
+            combine=False,
+            dataset_impl=None,
+            upsample_primary=1,
+            left_pad_source=True,
+            left_pad_target=False,
+            max_source_positions=1024,
+            max_target_positions=1024,
+        )
         sizes.append(len(dataset))
     return sizes
 
 
-@pytest.mark.parametrize("name, langs", [("paper_de_en", ("en", "de")), ("modern_de_en", ("de", "en")),
-                                             ("paper_en_ru", ("en", "ru"))])
+@pytest.mark.parametrize(
+    "name, langs", [("paper_de_en", ("en", "de")), ("modern_de_en", ("de", "en")), ("paper_en_ru", ("en", "ru"))]
+)
 @pytest.mark.slow
 def test_bin_loads_in_both_directions_with_the_prepared_line_counts(name, langs, prepared):
     out = prepared[name]
@@ -114,16 +131,15 @@ def test_en_ru_uses_en_and_ru_files_and_lowercases_cyrillic(paper_en_ru, en_ru_r
 
 def test_clean_rule_matches_clean_corpus_limits():
     rule = CleanRule()
-    assert rule.keeps("a b c", "x y")                       # ratio 1.5 is allowed
-    assert not rule.keeps("a b c d", "x y")                 # ratio 2
-    assert not rule.keeps("", "x")                          # empty side
+    assert rule.keeps("a b c", "x y")  # ratio 1.5 is allowed
+    assert not rule.keeps("a b c d", "x y")  # ratio 2
+    assert not rule.keeps("", "x")  # empty side
     assert rule.keeps(" ".join("a" * 175), " ".join("b" * 175))
     assert not rule.keeps(" ".join("a" * 176), " ".join("b" * 176))
 
 
 def test_split_takes_every_23rd_kept_pair(tmp_path):
-    config = PrepConfig(release=tmp_path, out=tmp_path, source_lang="de", target_lang="en",
-                        profile="paper")
+    config = PrepConfig(release=tmp_path, out=tmp_path, source_lang="de", target_lang="en", profile="paper")
     source = [f"s{i}" if i % 10 else "" for i in range(1, 101)]  # every 10th source line empty -> dropped
     train, valid, dropped = clean_and_split(config, {"de": source, "en": [f"t{i}" for i in range(1, 101)]})
     kept = [i for i in range(1, 101) if i % 10]
@@ -139,8 +155,9 @@ def one_line_error(result, code, *needles):
 
 
 def test_missing_en_ru_archive_is_one_line_naming_the_file(tmp_path):
-    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", tmp_path / "out",
-                        "--archive", tmp_path / "en-ru.tgz")
+    result = run_script(
+        "prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", tmp_path / "out", "--archive", tmp_path / "en-ru.tgz"
+    )
     one_line_error(result, 1, f"missing {tmp_path / 'en-ru.tgz'}", "en-ru.tgz", "--archive")
     assert not (tmp_path / "out").exists()
 
@@ -153,13 +170,16 @@ def test_missing_default_en_ru_archive_names_where_to_put_it(tmp_path):
     one_line_error(result, 1, str(default))
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--profile", "fancy"], "--profile 'fancy'"),
-    (["--profile", "paper", "--vocab-size", "ten"], "--vocab-size 'ten'"),
-    (["--profile", "paper", "--direction", "fr-en"], "--direction 'fr-en'"),
-    (["--profile", "paper", "--orig", "/nonexistent/release"], "--orig /nonexistent/release"),
-    (["--profile", "paper", "--archive", "x.tgz", "--sha256", "0" * 64], "sha256"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--profile", "fancy"], "--profile 'fancy'"),
+        (["--profile", "paper", "--vocab-size", "ten"], "--vocab-size 'ten'"),
+        (["--profile", "paper", "--direction", "fr-en"], "--direction 'fr-en'"),
+        (["--profile", "paper", "--orig", "/nonexistent/release"], "--orig /nonexistent/release"),
+        (["--profile", "paper", "--archive", "x.tgz", "--sha256", "0" * 64], "sha256"),
+    ],
+)
 def test_bad_arguments_fail_with_one_line_before_writing(args, needle, tmp_path):
     if "x.tgz" in args:
         (tmp_path / "x.tgz").write_bytes(b"not the archive")
@@ -169,12 +189,23 @@ def test_bad_arguments_fail_with_one_line_before_writing(args, needle, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("flag, value, minimum", [("--vocab-size", MIN_VOCAB_SIZE - 1, MIN_VOCAB_SIZE),
-                                                 ("--max-lines", VALID_EVERY - 1, VALID_EVERY)])
+@pytest.mark.parametrize(
+    "flag, value, minimum",
+    [("--vocab-size", MIN_VOCAB_SIZE - 1, MIN_VOCAB_SIZE), ("--max-lines", VALID_EVERY - 1, VALID_EVERY)],
+)
 def test_limits_below_the_python_minimum_are_refused_through_the_script(tmp_path, de_en_release, flag, value, minimum):
     """The limits live in lskd_nmt.nmt_profiles only; the script passes the value on and Python refuses it."""
-    result = run_script("prepare-iwslt14.sh", "--profile", "paper", "--orig", de_en_release.folder, flag, value,
-                        "--out", tmp_path / "out")
+    result = run_script(
+        "prepare-iwslt14.sh",
+        "--profile",
+        "paper",
+        "--orig",
+        de_en_release.folder,
+        flag,
+        value,
+        "--out",
+        tmp_path / "out",
+    )
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and f"{flag} {value}: expected" in last and f">= {minimum}" in last, result.stderr
     assert not (tmp_path / "out").exists()
@@ -190,8 +221,17 @@ def test_non_empty_out_is_refused(tmp_path, de_en_release):
 def test_help_documents_every_flag():
     result = run_script("prepare-iwslt14.sh", "--help")
     assert result.returncode == 0
-    for flag in ("--profile", "--out", "--orig", "--archive", "--vocab-size", "--direction", "--max-lines", "--sha256",
-                 "--test-sets"):
+    for flag in (
+        "--profile",
+        "--out",
+        "--orig",
+        "--archive",
+        "--vocab-size",
+        "--direction",
+        "--max-lines",
+        "--sha256",
+        "--test-sets",
+    ):
         assert flag in result.stdout
 
 
@@ -213,7 +253,7 @@ def test_every_sentencepiece_piece_has_its_own_dictionary_entry(name, prepared):
         ids = [dictionary.index(piece) for piece in pieces]
         assert dictionary.unk() not in ids, [p for p, i in zip(pieces, ids) if i == dictionary.unk()][:10]
         assert len(set(ids)) == len(pieces)
-        assert set(dictionary.symbols[dictionary.nspecial:]) == set(pieces), "entries that are not spm pieces"
+        assert set(dictionary.symbols[dictionary.nspecial :]) == set(pieces), "entries that are not spm pieces"
 
 
 def test_raw_test_references_are_the_release_segments_cased(paper_de_en, de_en_release):
@@ -241,12 +281,25 @@ def test_manifest_reports_test_train_overlap(name, langs, prepared):
 
 def test_test_sets_choose_the_test_split_and_overlap_is_warned(de_en_release, tmp_path):
     out = tmp_path / "out"
-    result = run_script("prepare-iwslt14.sh", "--profile", "modern", "--out", out, "--orig", de_en_release.folder,
-                        "--vocab-size", 300, "--max-lines", MAX_LINES, "--test-sets", "TED.tst2012")
+    result = run_script(
+        "prepare-iwslt14.sh",
+        "--profile",
+        "modern",
+        "--out",
+        out,
+        "--orig",
+        de_en_release.folder,
+        "--vocab-size",
+        300,
+        "--max-lines",
+        MAX_LINES,
+        "--test-sets",
+        "TED.tst2012",
+    )
     assert result.returncode == 0, result.stderr
     sizes = de_en_release.test_sets
-    start = sum(sizes[name] for name in list(sizes)[:list(sizes).index("TED.tst2012")])
-    tst2012 = de_en_release.test["en"][start:start + sizes["TED.tst2012"]]
+    start = sum(sizes[name] for name in list(sizes)[: list(sizes).index("TED.tst2012")])
+    tst2012 = de_en_release.test["en"][start : start + sizes["TED.tst2012"]]
     assert read(out / "raw" / "test.en") == tst2012[:MAX_LINES]
     manifest = json.loads((out / "bin" / "lskd-prep.json").read_text())
     assert manifest["counts"]["test_sets"] == {"TED.tst2012": len(tst2012)}
@@ -256,11 +309,25 @@ def test_test_sets_choose_the_test_split_and_overlap_is_warned(de_en_release, tm
     assert "warning" in result.stderr and f"{pairs} of" in result.stderr
 
 
-@pytest.mark.parametrize("test_sets, needle", [("TEDX.dev2012", "TEDX.dev2012: not in this release"),
-                                               ("TED.tst2010,TED.tst2010", "named twice"),
-                                               ("TED.tst2099", "'TED.tst2099'")])
+@pytest.mark.parametrize(
+    "test_sets, needle",
+    [
+        ("TEDX.dev2012", "TEDX.dev2012: not in this release"),
+        ("TED.tst2010,TED.tst2010", "named twice"),
+        ("TED.tst2099", "'TED.tst2099'"),
+    ],
+)
 def test_bad_test_sets_are_refused_before_writing(test_sets, needle, en_ru_release, tmp_path):
-    result = run_script("prepare-iwslt-en-ru.sh", "--profile", "paper", "--out", tmp_path / "out",
-                        "--orig", en_ru_release, "--test-sets", test_sets)
+    result = run_script(
+        "prepare-iwslt-en-ru.sh",
+        "--profile",
+        "paper",
+        "--out",
+        tmp_path / "out",
+        "--orig",
+        en_ru_release,
+        "--test-sets",
+        test_sets,
+    )
     one_line_error(result, 2, needle)
     assert not (tmp_path / "out").exists()

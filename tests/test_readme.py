@@ -1,4 +1,5 @@
 """The README's teacher -> student -> generate -> sacreBLEU example runs as written (fewer updates)."""
+
 import json
 import re
 import subprocess
@@ -14,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def readme_example() -> str:
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## Teacher → student → BLEU"):]
+    section = text[text.index("## Teacher → student → BLEU") :]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
 
@@ -27,7 +28,7 @@ def test_readme_example_runs(tmp_path):
     activate.write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    score = json.loads(result.stdout[result.stdout.rindex('{\n "name"'):])
+    score = json.loads(result.stdout[result.stdout.rindex('{\n "name"') :])
     assert score["name"] == "BLEU" and 0.0 <= score["score"] <= 100.0
     assert (tmp_path / "runs/readme/student/checkpoint_best.pt").exists()
     hypotheses = (tmp_path / "runs/readme/student.hyp").read_text().splitlines()

@@ -1,6 +1,7 @@
 """The recipes' settings and grid plan (lskd_report.grid, recipe_settings, recipe_table): the runs a grid plans and
 the manifests they will record, flags and environment, and one-line errors, exit status 2, before anything is
 written, for every recipe. Nothing here trains."""
+
 import os
 import re
 import subprocess
@@ -14,13 +15,26 @@ from lskd_report.recipe_settings import settle, usage
 from lskd_report.recipe_table import RECIPES
 from lskd_report.runs import RunManifest
 
-RECIPE_SCRIPTS = ["toy_translation", "iwslt14_en_de", "iwslt14_de_en", "iwslt_en_ru", "digits", "cub", "imagenet",
-                  "demo"]
+RECIPE_SCRIPTS = [
+    "toy_translation",
+    "iwslt14_en_de",
+    "iwslt14_de_en",
+    "iwslt_en_ru",
+    "digits",
+    "cub",
+    "imagenet",
+    "demo",
+]
 
 
 def run_script(name, env, *args, cwd=None):
-    return subprocess.run(["bash", str(REPO / "recipes" / f"{name}.sh"), *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "PYTHON": str(PYTHON), **env})
+    return subprocess.run(
+        ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHON": str(PYTHON), **env},
+    )
 
 
 def one_line_error(result):
@@ -36,9 +50,11 @@ def test_plan_names_every_run_and_links_each_student_to_the_teacher_of_its_seed(
     assert [name for name, m in runs.items() if m.kind == "teacher"] == teachers
     assert runs["teacher-a0.05-s3"] == RunManifest("teacher", 0.05, seed=3, metrics="bleu.json")
     assert runs["student-a0.05-T2.5-word-s3"] == RunManifest(
-        "student", 0.05, seed=3, temperature=2.5, kd_mode="word", teacher="teacher-a0.05-s3", metrics="bleu.json")
+        "student", 0.05, seed=3, temperature=2.5, kd_mode="word", teacher="teacher-a0.05-s3", metrics="bleu.json"
+    )
     assert runs["student-a0.0-seq-s1"] == RunManifest(
-        "student", 0.0, seed=1, kd_mode="seq", teacher="teacher-a0.0-s1", metrics="bleu.json")
+        "student", 0.0, seed=1, kd_mode="seq", teacher="teacher-a0.0-s1", metrics="bleu.json"
+    )
     assert runs["student-a0.0-T1-seq+word-s3"].teacher == "teacher-a0.0-s3"
     # per teacher: 2 word + 1 seq + 2 seq+word students
     assert len(runs) == 4 * (1 + 2 + 1 + 2)
@@ -53,16 +69,19 @@ def test_plan_order_is_each_teacher_then_its_students():
     assert kinds == ["teacher", "student", "student"] * 2
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--alphas", "0.0 1.0"], "ALPHAS value '1.0': label smoothing must be in [0, 1)"),
-    (["--alphas", "0.1 0.10"], "ALPHAS '0.1 0.10': two values are the same number"),
-    (["--alphas", "x"], "ALPHAS value 'x': expected a label smoothing"),
-    (["--temperatures", "2 0"], "TEMPERATURES value '0': KD temperature must be > 0"),
-    (["--temperatures", "nan"], "TEMPERATURES value 'nan'"),
-    (["--seeds", "1 -2"], "SEEDS value '-2': expected an integer >= 0"),
-    (["--seeds", ""], "SEEDS is empty"),
-    (["--kd-modes", "word sentence"], "KD_MODES value 'sentence': expected one of word, seq, seq+word"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--alphas", "0.0 1.0"], "ALPHAS value '1.0': label smoothing must be in [0, 1)"),
+        (["--alphas", "0.1 0.10"], "ALPHAS '0.1 0.10': two values are the same number"),
+        (["--alphas", "x"], "ALPHAS value 'x': expected a label smoothing"),
+        (["--temperatures", "2 0"], "TEMPERATURES value '0': KD temperature must be > 0"),
+        (["--temperatures", "nan"], "TEMPERATURES value 'nan'"),
+        (["--seeds", "1 -2"], "SEEDS value '-2': expected an integer >= 0"),
+        (["--seeds", ""], "SEEDS is empty"),
+        (["--kd-modes", "word sentence"], "KD_MODES value 'sentence': expected one of word, seq, seq+word"),
+    ],
+)
 def test_grid_plan_command_refuses_a_bad_grid_in_one_line(args, needle, tmp_path):
     command = [str(PYTHON), "-m", "lskd_report.grid", "plan", "--alphas", "0.1", "--temperatures", "1", *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
@@ -71,12 +90,26 @@ def test_grid_plan_command_refuses_a_bad_grid_in_one_line(args, needle, tmp_path
 
 
 def test_grid_plan_command_prints_one_row_per_run():
-    command = [str(PYTHON), "-m", "lskd_report.grid", "plan", "--alphas", "0.25", "--temperatures", "64",
-               "--seeds", "7", "--kd-modes", "seq word"]
+    command = [
+        str(PYTHON),
+        "-m",
+        "lskd_report.grid",
+        "plan",
+        "--alphas",
+        "0.25",
+        "--temperatures",
+        "64",
+        "--seeds",
+        "7",
+        "--kd-modes",
+        "seq word",
+    ]
     rows = subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()
-    assert rows == ["teacher-a0.25-s7 teacher 0.25 - 7 - -",
-                    "student-a0.25-seq-s7 student 0.25 - 7 seq teacher-a0.25-s7",
-                    "student-a0.25-T64-word-s7 student 0.25 64 7 word teacher-a0.25-s7"]
+    assert rows == [
+        "teacher-a0.25-s7 teacher 0.25 - 7 - -",
+        "student-a0.25-seq-s7 student 0.25 - 7 seq teacher-a0.25-s7",
+        "student-a0.25-T64-word-s7 student 0.25 64 7 word teacher-a0.25-s7",
+    ]
 
 
 def test_a_flag_wins_over_the_environment_and_the_profile_sets_defaults():
@@ -84,13 +117,24 @@ def test_a_flag_wins_over_the_environment_and_the_profile_sets_defaults():
     values = settle(toy, ["--alphas", "0.2", "--tiny"], {"ALPHAS": "0.1", "MAX_UPDATE": "9"})
     assert values["ALPHAS"] == "0.2" and values["PROFILE"] == "tiny" and values["MAX_UPDATE"] == "9"
     assert values["RUN_DIR"] == "runs/toy_translation-tiny" and values["DATA_DIR"] == "runs/toy_translation-tiny/data"
-    assert values["TOY_TRAIN"] == "400" and values["EVAL_SUBSET"] == "valid" and values["BLEU_METRIC"] == "sacrebleu.score"
+    assert (
+        values["TOY_TRAIN"] == "400" and values["EVAL_SUBSET"] == "valid" and values["BLEU_METRIC"] == "sacrebleu.score"
+    )
     default = settle(toy, [], {})
-    assert (default["PROFILE"], default["MAX_UPDATE"], default["GPUS"], default["SEEDS"], default["KD_MODES"]) == \
-        ("toy", "200", "0", "1", "word")
+    assert (default["PROFILE"], default["MAX_UPDATE"], default["GPUS"], default["SEEDS"], default["KD_MODES"]) == (
+        "toy",
+        "200",
+        "0",
+        "1",
+        "word",
+    )
     iwslt = settle(RECIPES["iwslt14_en_de"], ["--run-dir=/x"], {})
-    assert (iwslt["RUN_DIR"], iwslt["DATA_DIR"], iwslt["BLEU_METRIC"], iwslt["JOBS"]) == \
-        ("/x", "/x/data", "tokenized_bleu.score", "1")
+    assert (iwslt["RUN_DIR"], iwslt["DATA_DIR"], iwslt["BLEU_METRIC"], iwslt["JOBS"]) == (
+        "/x",
+        "/x/data",
+        "tokenized_bleu.score",
+        "1",
+    )
 
 
 def test_student_label_smoothing_takes_the_cores_range():

@@ -1,6 +1,7 @@
 """recipes/lib.sh run_lanes: lanes run JOBS at a time, a failing lane names its stage at once while the
 lane beside it finishes, and the grid then fails. Concurrency is shown by marker files the lanes write, not by
 timing: with JOBS=2 each lane waits (bounded) for the other's start marker, which one-at-a-time lanes never see."""
+
 import subprocess
 
 from conftest import REPO
@@ -33,9 +34,12 @@ echo "after lanes"
 
 def run_lanes(run_dir, lanes, jobs, wait_for_others):
     run_dir.mkdir()
-    return subprocess.run(["bash", "-c", LANE_SCRIPT, "lanes", str(REPO), str(run_dir)], capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "LANES": lanes, "JOBS": jobs,
-                                          "WAIT_FOR_OTHERS": str(int(wait_for_others))})
+    return subprocess.run(
+        ["bash", "-c", LANE_SCRIPT, "lanes", str(REPO), str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LANES": lanes, "JOBS": jobs, "WAIT_FOR_OTHERS": str(int(wait_for_others))},
+    )
 
 
 def markers(run_dir):

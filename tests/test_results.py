@@ -1,5 +1,6 @@
 """lskd-results on hand-made grids of run folders (run.json + metrics file), checked against numbers computed
 here with ``statistics``; the stored paper numbers against the reference digest."""
+
 import contextlib
 import csv
 import io
@@ -41,8 +42,17 @@ def results(*args) -> Outcome:
     return Outcome(code, stdout.getvalue(), stderr.getvalue())
 
 
-def add_run(grid: Path, alpha, temperature=None, seed=1, value=None, kd_mode="word", metrics="metrics.json",
-            metric_path=("best", "top1"), text=None) -> Path:
+def add_run(
+    grid: Path,
+    alpha,
+    temperature=None,
+    seed=1,
+    value=None,
+    kd_mode="word",
+    metrics="metrics.json",
+    metric_path=("best", "top1"),
+    text=None,
+) -> Path:
     """A run folder with its manifest; ``value`` None writes no metrics file, ``text`` writes that text."""
     kind = "teacher" if temperature is None and kd_mode != "seq" else "student"
     if kind == "teacher":
@@ -88,8 +98,12 @@ def run_ok(grid, out, *extra, paper="none", metric="best.top1") -> dict:
 # ---- aggregation ----------------------------------------------------------------------------------
 
 SEEDED = {
-    (0.0, 1): [96.1, 95.3, 96.8], (0.0, 2): [95.0, 95.9, 94.2], (0.0, 64): [90.5, 91.25, 89.0],
-    (0.1, 1): [98.0, 97.4, 98.9], (0.1, 2): [97.7, 96.0, 97.1], (0.1, 64): [85.5, 86.0, 84.9],
+    (0.0, 1): [96.1, 95.3, 96.8],
+    (0.0, 2): [95.0, 95.9, 94.2],
+    (0.0, 64): [90.5, 91.25, 89.0],
+    (0.1, 1): [98.0, 97.4, 98.9],
+    (0.1, 2): [97.7, 96.0, 97.1],
+    (0.1, 64): [85.5, 86.0, 84.9],
 }
 
 
@@ -119,9 +133,16 @@ def test_mean_sd_and_n_per_cell_are_the_seeds_statistics(tmp_path):
 
 
 def test_missing_and_unreadable_runs_are_listed_not_averaged(tmp_path):
-    grid = make_grid(tmp_path / "grid", {(0.0, 1): [96.0, 95.0, 97.0], (0.1, 1): [98.0, 99.0, None],
-                                         (0.0, 3): [94.0, 93.0, 95.0], (0.1, 3): [None, None, None]},
-                     teachers={0.0: [99.0, 98.0, 97.0], 0.1: [99.0, 98.0, 97.0]})
+    grid = make_grid(
+        tmp_path / "grid",
+        {
+            (0.0, 1): [96.0, 95.0, 97.0],
+            (0.1, 1): [98.0, 99.0, None],
+            (0.0, 3): [94.0, 93.0, 95.0],
+            (0.1, 3): [None, None, None],
+        },
+        teachers={0.0: [99.0, 98.0, 97.0], 0.1: [99.0, 98.0, 97.0]},
+    )
     broken = add_run(grid, 0.0, 3, seed=4, text="{not json")
     run_ok(grid, tmp_path / "r")
     rows = read_csv(tmp_path / "r.csv")
@@ -132,8 +153,11 @@ def test_missing_and_unreadable_runs_are_listed_not_averaged(tmp_path):
     assert (rows[("Student", "3")]["α = 0.0 n"], rows[("Student", "3")]["α = 0.0 missing"]) == ("3", "1")
     assert (rows[("Student", "3")]["α = 0.1"], rows[("Student", "3")]["α = 0.1 n"]) == ("", "0")
     markdown = (tmp_path / "r.md").read_text(encoding="utf-8")
-    table = {tuple(c.strip() for c in line.split("|")[1:3]): line.split("|") for line in markdown.splitlines()
-             if line.startswith("| Student")}
+    table = {
+        tuple(c.strip() for c in line.split("|")[1:3]): line.split("|")
+        for line in markdown.splitlines()
+        if line.startswith("| Student")
+    }
     assert table[("Student", "1")][4].strip() == f"{statistics.mean([98.0, 99.0]):.3f} ± 0.707 (2)†"
     assert table[("Student", "3")][4].strip() == "—"
     assert "Missing runs (5" in markdown
@@ -182,8 +206,11 @@ def test_kd_modes_side_by_side(tmp_path):
 
 
 def test_paper_numbers_sit_beside_ours_and_their_rows_are_added(tmp_path):
-    grid = make_grid(tmp_path / "grid", {(0.0, 1): [80.0, 81.0], (0.1, 1): [82.0, 83.0]},
-                     teachers={0.0: [85.0, 85.5], 0.1: [86.0, 86.5]})
+    grid = make_grid(
+        tmp_path / "grid",
+        {(0.0, 1): [80.0, 81.0], (0.1, 1): [82.0, 83.0]},
+        teachers={0.0: [85.0, 85.5], 0.1: [86.0, 86.5]},
+    )
     run_ok(grid, tmp_path / "r", paper="cub-r18")
     rows = read_csv(tmp_path / "r.csv")
     paper = paper_tables()["cub-r18"]
@@ -211,13 +238,17 @@ def test_top5_paper_column_is_chosen_from_the_metric_key(tmp_path):
 def test_console_script_prints_the_markdown(tmp_path):
     grid = make_grid(tmp_path / "grid", {(0.1, 1): [70.0]}, teachers={0.1: [75.0]})
     console = Path(sys.executable).parent / "lskd-results"
-    result = subprocess.run([str(console), str(grid), "--paper", "none", "--metric", "best.top1",
-                             "--out", str(tmp_path / "t")], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(console), str(grid), "--paper", "none", "--metric", "best.top1", "--out", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == (tmp_path / "t.md").read_text(encoding="utf-8")
 
 
 # ---- bad inputs: one line, exit 2, nothing written ----------------------------------------------------
+
 
 def one_line_error(outcome: Outcome, out: Path) -> str:
     lines = outcome.stderr.strip().splitlines()
@@ -226,8 +257,19 @@ def one_line_error(outcome: Outcome, out: Path) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", ["no-folder", "no-manifests", "unknown-metric", "unknown-paper",
-                                  "ambiguous-paper-metric", "duplicate-seed", "bad-manifest", "bad-noise-factor"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no-folder",
+        "no-manifests",
+        "unknown-metric",
+        "unknown-paper",
+        "ambiguous-paper-metric",
+        "duplicate-seed",
+        "bad-manifest",
+        "bad-noise-factor",
+    ],
+)
 def test_bad_inputs_stop_with_one_line(tmp_path, case):
     grid = make_grid(tmp_path / "grid", {(0.1, 1): [70.0, 71.0]}, teachers={0.1: [75.0]})
     args = {"paper": "none", "metric": "best.top1", "extra": []}
@@ -255,20 +297,33 @@ def test_bad_inputs_stop_with_one_line(tmp_path, case):
     else:
         args["extra"], expect = ["--noise-factor", "0"], ["--noise-factor", "> 0"]
     out = tmp_path / "out" / "r"
-    line = one_line_error(results(grid, "--paper", args["paper"], "--metric", args["metric"], "--out", out,
-                                  *args["extra"]), out)
+    line = one_line_error(
+        results(grid, "--paper", args["paper"], "--metric", args["metric"], "--out", out, *args["extra"]), out
+    )
     assert all(word in line for word in expect), line
 
 
 # ---- verdicts -------------------------------------------------------------------------------------
 
 PAPER_LIKE = {  # the paper's five claims all hold, far beyond the seeds' spread
-    (0.0, 1): 97.0, (0.0, 2): 96.5, (0.0, 3): 96.0, (0.0, 64): 90.0,
-    (0.1, 1): 98.0, (0.1, 2): 96.0, (0.1, 3): 94.0, (0.1, 64): 80.0,
+    (0.0, 1): 97.0,
+    (0.0, 2): 96.5,
+    (0.0, 3): 96.0,
+    (0.0, 64): 90.0,
+    (0.1, 1): 98.0,
+    (0.1, 2): 96.0,
+    (0.1, 3): 94.0,
+    (0.1, 64): 80.0,
 }
 REVERSED = {  # every claim fails, far beyond the seeds' spread
-    (0.0, 1): 98.0, (0.0, 2): 96.0, (0.0, 3): 94.0, (0.0, 64): 80.0,
-    (0.1, 1): 97.0, (0.1, 2): 97.5, (0.1, 3): 98.0, (0.1, 64): 99.0,
+    (0.0, 1): 98.0,
+    (0.0, 2): 96.0,
+    (0.0, 3): 94.0,
+    (0.0, 64): 80.0,
+    (0.1, 1): 97.0,
+    (0.1, 2): 97.5,
+    (0.1, 3): 98.0,
+    (0.1, 64): 99.0,
 }
 SPREAD = (-0.05, 0.0, 0.05)
 
@@ -316,16 +371,21 @@ def test_equal_scores_are_no_difference_even_with_one_seed(tmp_path):
     assert claim["verdict"] == "not distinguishable from seed noise"
 
 
-@pytest.mark.parametrize("gap, factor, verdict", [
-    (2.9, 2.0, "holds"), (2.7, 2.0, "not distinguishable from seed noise"), (2.7, 1.0, "holds"),
-    (-2.9, 2.0, "does not hold")])
+@pytest.mark.parametrize(
+    "gap, factor, verdict",
+    [
+        (2.9, 2.0, "holds"),
+        (2.7, 2.0, "not distinguishable from seed noise"),
+        (2.7, 1.0, "holds"),
+        (-2.9, 2.0, "does not hold"),
+    ],
+)
 def test_the_band_is_factor_times_the_combined_standard_error(tmp_path, gap, factor, verdict):
     """Claim 2 on two cells of two seeds each: the band is computed here with statistics.stdev."""
     low, ls = [95.0, 97.0], [96.0 + gap - 1.0, 96.0 + gap + 1.0]
     se = math.sqrt(statistics.stdev(low) ** 2 / 2 + statistics.stdev(ls) ** 2 / 2)
     assert (abs(gap) > factor * se) == (verdict != "not distinguishable from seed noise")
-    claims = verdicts_of(tmp_path, {(0.0, 1): low, (0.1, 1): ls, (0.0, 2): low, (0.1, 2): ls},
-                         "--noise-factor", factor)
+    claims = verdicts_of(tmp_path, {(0.0, 1): low, (0.1, 1): ls, (0.0, 2): low, (0.1, 2): ls}, "--noise-factor", factor)
     claim = next(v for v in claims if v["paper_item"] == 2)
     (comparison,) = claim["comparisons"]
     assert comparison["difference"] == pytest.approx(statistics.mean(ls) - statistics.mean(low))
@@ -340,7 +400,10 @@ def test_claim_of_mixed_steps_fails_on_one_step_against_it(tmp_path):
     means[(0.1, 3)] = 99.0  # the LS teacher's student improves from T 2 to T 3
     claim = next(v for v in verdicts_of(tmp_path, seeded(means)) if v["paper_item"] == 3)
     assert [c["outcome"] for c in claim["comparisons"]] == [
-        "not distinguishable from seed noise", "does not hold", "holds"]
+        "not distinguishable from seed noise",
+        "does not hold",
+        "holds",
+    ]
     assert claim["verdict"] == "does not hold"
 
 
@@ -361,23 +424,29 @@ def test_each_ls_teacher_is_checked_against_the_non_ls_one(tmp_path):
     cells.update({(0.2, t): [value - 5.0 for value in cells[(0.1, t)]] for t in (1, 2, 3, 64)})
     verdicts = verdicts_of(tmp_path, cells, teachers={0.0: [90.0], 0.1: [91.0], 0.2: [92.0]})
     assert [(v["paper_item"], "α 0.1" in v["claim"], "α 0.2" in v["claim"]) for v in verdicts] == [
-        (item, True, False) for item in range(1, 6)] + [(item, False, True) for item in range(1, 6)]
+        (item, True, False) for item in range(1, 6)
+    ] + [(item, False, True) for item in range(1, 6)]
     assert [v["verdict"] for v in verdicts[5:7]] == ["does not hold", "does not hold"]  # 0.2 is 5 points worse
 
 
-@pytest.mark.parametrize("table, expected", [
-    ("cub-r18", ["holds", "holds", "holds", "holds", "holds"]),
-    ("cub-mnv2", ["does not hold", "holds", "holds", "holds", "holds"]),  # §5.1: α 0.0 T 2 is the best student
-    ("imagenet-r50", ["holds", "holds", "holds", "holds", "does not hold"]),  # §5.5: no deficit at T 64
-    ("iwslt-en-de", ["holds", "holds", "holds", "does not hold", "holds"]),  # §5.4 absent for NMT; §5.5 at T 64
-])
+@pytest.mark.parametrize(
+    "table, expected",
+    [
+        ("cub-r18", ["holds", "holds", "holds", "holds", "holds"]),
+        ("cub-mnv2", ["does not hold", "holds", "holds", "holds", "holds"]),  # §5.1: α 0.0 T 2 is the best student
+        ("imagenet-r50", ["holds", "holds", "holds", "holds", "does not hold"]),  # §5.5: no deficit at T 64
+        ("iwslt-en-de", ["holds", "holds", "holds", "does not hold", "holds"]),  # §5.4 absent for NMT; §5.5 at T 64
+    ],
+)
 def test_the_papers_own_numbers_give_the_digests_verdicts(tmp_path, table, expected):
-    verdicts = verdicts_of(tmp_path, seeded(PAPER_LIKE), "--paper", table,
-                           "--paper-metric", paper_tables()[table]["metrics"][0])
+    verdicts = verdicts_of(
+        tmp_path, seeded(PAPER_LIKE), "--paper", table, "--paper-metric", paper_tables()[table]["metrics"][0]
+    )
     assert [v["paper_verdict"] for v in verdicts] == expected
 
 
 # ---- plots ----------------------------------------------------------------------------------------
+
 
 def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
     from lskd_report.aggregate import collect
@@ -389,6 +458,7 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
     image = tmp_path / "r-score.png"
     assert image.read_bytes()[:8] == PNG_SIGNATURE
     import matplotlib.image
+
     height, width, _ = matplotlib.image.imread(image).shape
     assert width >= 600 and height >= 400
     assert f"- {image}" in (tmp_path / "r.md").read_text(encoding="utf-8")
@@ -400,19 +470,25 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
     bars = axes.containers
     assert len(bars) == 2 and all(len(bar.lines[0].get_xdata()) == 4 for bar in bars)
     assert [list(bar.lines[0].get_ydata()) for bar in bars] == [
-        [pytest.approx(statistics.mean(seeded(PAPER_LIKE)[(a, t)])) for t in (1, 2, 3, 64)] for a in (0.0, 0.1)]
+        [pytest.approx(statistics.mean(seeded(PAPER_LIKE)[(a, t)])) for t in (1, 2, 3, 64)] for a in (0.0, 0.1)
+    ]
     dashed = [line for line in axes.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 2
-    assert list(dashed[1].get_ydata()) == [paper_tables()["cub-r18"]["student"][t]["0.1"]["top1"]
-                                          for t in ("1", "2", "3", "64")]
+    assert list(dashed[1].get_ydata()) == [
+        paper_tables()["cub-r18"]["student"][t]["0.1"]["top1"] for t in ("1", "2", "3", "64")
+    ]
 
 
 def diffusion_report(path: Path, models: dict) -> None:
     """A diffusion.json as lskd_vision's visualize writes it: models by name, checkpoints under inputs."""
     document = {"models": {}, "inputs": {"checkpoints": {}}}
     for name, (run, eta) in models.items():
-        split = {"penultimate": {"similar": {"anisotropy": eta, "separation": eta / 2},
-                                 "control": {"anisotropy": 1.0, "separation": None}}}
+        split = {
+            "penultimate": {
+                "similar": {"anisotropy": eta, "separation": eta / 2},
+                "control": {"anisotropy": 1.0, "separation": None},
+            }
+        }
         document["models"][name] = {"train": split, "valid": split}
         document["inputs"]["checkpoints"][name] = {"path": str(run / "best.pth")}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -423,11 +499,14 @@ def test_diffusion_measures_against_t_per_alpha(tmp_path):
     grid = make_grid(tmp_path / "grid", seeded(PAPER_LIKE, spread=(0.0, 0.1)), teachers={0.0: [90, 91], 0.1: [92, 93]})
     etas = {(0.0, 1, 1): 2.0, (0.0, 1, 2): 2.5, (0.1, 1, 1): 1.5, (0.1, 1, 2): 1.7, (0.1, 3, 1): 2.9}
     for seed in (1, 2):  # one report per seed, as the recipes write them
-        models = {f"student {a} {t}": (grid / f"s-{a}-word-{t}-s{s}", eta)
-                  for (a, t, s), eta in etas.items() if s == seed}
+        models = {
+            f"student {a} {t}": (grid / f"s-{a}-word-{t}-s{s}", eta) for (a, t, s), eta in etas.items() if s == seed
+        }
         diffusion_report(grid / f"diffusion-s{seed}" / "diffusion.json", models)
-    models = {"teacher 0.1": (Path("elsewhere") / "t-0.1-s1", 3.0),  # a path recorded from another folder
-              "stranger": (tmp_path / "other-run", 9.0)}
+    models = {
+        "teacher 0.1": (Path("elsewhere") / "t-0.1-s1", 3.0),  # a path recorded from another folder
+        "stranger": (tmp_path / "other-run", 9.0),
+    }
     diffusion_report(grid / "diffusion.json", models)
     run_ok(grid, tmp_path / "r")
     image = tmp_path / "r-diffusion.png"
@@ -449,6 +528,7 @@ def test_no_diffusion_report_no_diffusion_plot(tmp_path):
 
 
 # ---- the stored paper numbers -------------------------------------------------------------------------
+
 
 def digest_tables() -> list:
     """Every teacher/student row of paper.md §2.1-2.6, parsed from the Markdown independently of the JSON."""

@@ -1,4 +1,5 @@
 """Offline top-k teacher cache: parity with the live teacher, fingerprint refusals, atomic dumps."""
+
 import json
 
 import numpy as np
@@ -7,21 +8,43 @@ import torch
 
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, train
 from lskd.errors import DataError
-from lskd_nmt.toy_corpus import write_corpus
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
+from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # trains a teacher and dumps caches through the CLIs: deselect with -m "not slow"
 
-KD = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9",
-      "--label-smoothing", "0.1"]
+KD = [
+    "--task",
+    "translation_kd",
+    "--criterion",
+    "word_kd",
+    "--kd-temperature",
+    "2",
+    "--kd-weight",
+    "0.9",
+    "--label-smoothing",
+    "0.1",
+]
 
 
 def dump(data, teacher, out, *extra, check=True):
     import subprocess
 
-    result = subprocess.run([str(BIN_DIR / "lskd-dump-teacher"), str(data), "--teacher-path", str(teacher),
-                             "--out", str(out), "--max-tokens", "700", *map(str, extra)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            str(BIN_DIR / "lskd-dump-teacher"),
+            str(data),
+            "--teacher-path",
+            str(teacher),
+            "--out",
+            str(out),
+            "--max-tokens",
+            "700",
+            *map(str, extra),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if check:
         assert result.returncode == 0, result.stderr[-2000:]
     return result
@@ -68,8 +91,17 @@ def test_cache_with_k_equal_vocabulary_equals_full_online(toy_bin, teacher_check
 
 
 def test_dumped_logits_equal_generate_scoring_path(toy_bin, teacher_checkpoint, caches):
-    scored = fairseq_cli("fairseq-generate", toy_bin, "--path", teacher_checkpoint, "--score-reference",
-                         "--gen-subset", "valid", "--batch-size", "16")
+    scored = fairseq_cli(
+        "fairseq-generate",
+        toy_bin,
+        "--path",
+        teacher_checkpoint,
+        "--score-reference",
+        "--gen-subset",
+        "valid",
+        "--batch-size",
+        "16",
+    )
     cache_dir = caches["full"]
     indices = np.load(cache_dir / "valid.indices.npy")
     logits = np.load(cache_dir / "valid.logits.npy").astype(np.float64)
@@ -112,9 +144,25 @@ def test_stale_cache_after_rebinarising_is_refused(tmp_path, toy_text, toy_bin, 
         lines = (changed / f"train.{side}").read_text().splitlines(keepends=True)
         (changed / f"train.{side}").write_text("".join(lines[1:]))
     rebinarised = tmp_path / "bin"
-    fairseq_cli("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt", "--srcdict",
-                toy_bin / "dict.src.txt", "--tgtdict", toy_bin / "dict.tgt.txt", "--trainpref", changed / "train",
-                "--validpref", changed / "valid", "--destdir", rebinarised, "--workers", "1")
+    fairseq_cli(
+        "fairseq-preprocess",
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
+        "--srcdict",
+        toy_bin / "dict.src.txt",
+        "--tgtdict",
+        toy_bin / "dict.tgt.txt",
+        "--trainpref",
+        changed / "train",
+        "--validpref",
+        changed / "valid",
+        "--destdir",
+        rebinarised,
+        "--workers",
+        "1",
+    )
     save_dir = tmp_path / "save"
     result = train(rebinarised, save_dir, *KD, "--teacher-cache", caches["top4"], "--max-epoch", "1", check=False)
     assert result.returncode != 0
@@ -132,8 +180,9 @@ def test_interrupted_dump_never_loads_and_keeps_the_previous_cache(tmp_path, toy
     lengths = np.asarray(dataset.tgt_sizes)
     fresh = tmp_path / "fresh"
     writer = CacheWriter(fresh, data, lengths)
-    writer.write_batch(np.array([0]), lengths[:1], np.zeros((lengths[0], 4), np.int32),
-                       np.zeros((lengths[0], 4), np.float32))
+    writer.write_batch(
+        np.array([0]), lengths[:1], np.zeros((lengths[0], 4), np.int32), np.zeros((lengths[0], 4), np.float32)
+    )
     with pytest.raises(DataError, match="no complete cache for subset 'valid'"):
         TeacherCache(fresh, "valid", data, len(task.target_dictionary))
     with pytest.raises(RuntimeError, match="never scored"):

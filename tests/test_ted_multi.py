@@ -1,5 +1,6 @@
 """The Qi et al. (NAACL 2018) multi-way TED corpus: its tsv format, the archive checks, and --source qi2018 end to
 end through data-prep/prepare-iwslt-en-ru.sh, on generated files in the corpus's format (nothing downloaded)."""
+
 import gzip
 import hashlib
 import io
@@ -111,12 +112,15 @@ def test_an_extracted_folder_and_a_nested_archive_read_the_same(corpus, tmp_path
         assert (release.train, release.valid, release.test) == (reference.train, reference.valid, reference.test)
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda whole: whole[: len(whole) // 2], "truncated"),
-    (lambda whole: whole[:-4], "truncated"),  # only the gzip trailer (its length) is missing
-    (lambda whole: b"talk_name\ten\tru\n", "not gzip-compressed"),
-    (lambda whole: gzip.compress("talk_name\ten\tru\nTalk\thello\tпривет\n".encode()), "not a readable gzip"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda whole: whole[: len(whole) // 2], "truncated"),
+        (lambda whole: whole[:-4], "truncated"),  # only the gzip trailer (its length) is missing
+        (lambda whole: b"talk_name\ten\tru\n", "not gzip-compressed"),
+        (lambda whole: gzip.compress("talk_name\ten\tru\nTalk\thello\tпривет\n".encode()), "not a readable gzip"),
+    ],
+)
 def test_a_damaged_or_foreign_archive_is_refused_naming_the_problem(corpus, tmp_path, make, needle):
     archive, _ = corpus
     bad = tmp_path / "ted_talks.tar.gz"
@@ -162,11 +166,16 @@ def test_a_missing_language_column_or_file_is_named(tmp_path):
         read_ted_multi(tmp_path / "no-test.tar.gz", "en", "ru")
 
 
-@pytest.mark.parametrize("manifest, needles", [
-    ({"profile": "paper", "source": "qi2018", "source_note": "not comparable with the paper's numbers"},
-     ["Data: qi2018, not comparable with the paper's numbers", "profile paper"]),
-    ({"profile": "modern"}, ["source is not recorded", "profile modern"]),
-])
+@pytest.mark.parametrize(
+    "manifest, needles",
+    [
+        (
+            {"profile": "paper", "source": "qi2018", "source_note": "not comparable with the paper's numbers"},
+            ["Data: qi2018, not comparable with the paper's numbers", "profile paper"],
+        ),
+        ({"profile": "modern"}, ["source is not recorded", "profile modern"]),
+    ],
+)
 def test_results_caption_names_the_data_source(tmp_path, manifest, needles):
     (tmp_path / "lskd-prep.json").write_text(json.dumps(manifest))
     sentence = data_sentence(tmp_path / "lskd-prep.json")
@@ -177,10 +186,16 @@ def test_recipe_passes_the_source_to_data_prep(corpus, tmp_path):
     archive, _ = corpus
     bad = tmp_path / "ted_talks.tar.gz"
     bad.write_bytes(archive.read_bytes()[:-100])
-    env = {**os.environ, "PYTHON": str(PYTHON), "RUN_DIR": str(tmp_path / "run"), "SOURCE": "qi2018",
-           "ARCHIVE": str(bad)}
-    result = subprocess.run(["bash", str(REPO / "recipes" / "iwslt_en_ru.sh"), "--tiny"], capture_output=True,
-                            text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHON": str(PYTHON),
+        "RUN_DIR": str(tmp_path / "run"),
+        "SOURCE": "qi2018",
+        "ARCHIVE": str(bad),
+    }
+    result = subprocess.run(
+        ["bash", str(REPO / "recipes" / "iwslt_en_ru.sh"), "--tiny"], capture_output=True, text=True, env=env
+    )
     assert result.returncode != 0 and "failed data" in result.stderr and "truncated" in result.stderr, result.stderr
     assert not (tmp_path / "run" / "data").exists()
 
@@ -199,8 +214,12 @@ def test_recipe_refuses_a_data_dir_prepared_from_the_other_source(tmp_path):
 
 
 def run_script(*args, path="/usr/bin:/bin"):
-    return subprocess.run(["bash", str(REPO / "data-prep" / "prepare-iwslt-en-ru.sh"), *map(str, args)],
-                          capture_output=True, text=True, env={"LSKD_PYTHON": str(PYTHON), "PATH": path})
+    return subprocess.run(
+        ["bash", str(REPO / "data-prep" / "prepare-iwslt-en-ru.sh"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={"LSKD_PYTHON": str(PYTHON), "PATH": path},
+    )
 
 
 def test_help_names_both_sources():
@@ -231,8 +250,9 @@ def test_a_damaged_download_is_not_published(corpus, tmp_path):
     bad.write_bytes(archive.read_bytes()[:-100])
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "curl").write_text('#!/bin/bash\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && cp "' + str(bad)
-                               + '" "$2"; shift; done\n')
+    (fake / "curl").write_text(
+        '#!/bin/bash\nwhile [ $# -gt 0 ]; do [ "$1" = -o ] && cp "' + str(bad) + '" "$2"; shift; done\n'
+    )
     os.chmod(fake / "curl", 0o755)
     result = run_script("--profile", "modern", "--out", tmp_path / "out", path=f"{fake}:/usr/bin:/bin")
     assert result.returncode == 2 and "truncated" in result.stderr and "downloading" in result.stderr, result.stderr
@@ -245,8 +265,20 @@ def test_a_damaged_download_is_not_published(corpus, tmp_path):
 def test_qi2018_prepares_the_corpus_split_and_records_source_and_sha256(corpus, tmp_path, profile):
     archive, expected = corpus
     out = tmp_path / "out"
-    result = run_script("--source", "qi2018", "--archive", archive, "--profile", profile, "--vocab-size", "60",
-                        "--workers", "1", "--out", out)
+    result = run_script(
+        "--source",
+        "qi2018",
+        "--archive",
+        archive,
+        "--profile",
+        profile,
+        "--vocab-size",
+        "60",
+        "--workers",
+        "1",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     lines = {name: (out / name).read_text(encoding="utf-8").splitlines() for name in ("valid.ru", "test.en")}
     assert len(lines["valid.ru"]) == len(expected["valid"]) and len(lines["test.en"]) == len(expected["test"])

@@ -1,5 +1,6 @@
 """Bad settings end in one line naming the value and what was expected, exit non-zero, and leave
 --out untouched."""
+
 import contextlib
 import io
 import shutil
@@ -45,8 +46,9 @@ def seven_class_teacher(tmp_path):
 
 def test_teacher_with_other_class_count_from_the_command_line(tmp_path, seven_class_teacher):
     out = tmp_path / "run"
-    result = cli("train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), "-T", "2",
-                 "--out", str(out))
+    result = cli(
+        "train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), "-T", "2", "--out", str(out)
+    )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -57,8 +59,16 @@ def test_teacher_with_other_class_count_from_the_command_line(tmp_path, seven_cl
 @pytest.mark.parametrize("temperature", ["0", "-1"])
 def test_non_positive_temperature(tmp_path, temperature, seven_class_teacher):
     out = tmp_path / "run"
-    argv = ["train-student", "--dataset", "digits", "--teacher", str(seven_class_teacher), f"-T={temperature}",
-            "--out", str(out)]
+    argv = [
+        "train-student",
+        "--dataset",
+        "digits",
+        "--teacher",
+        str(seven_class_teacher),
+        f"-T={temperature}",
+        "--out",
+        str(out),
+    ]
     expect_one_line_error(argv, out, "temperature must be > 0", temperature)
 
 
@@ -82,8 +92,10 @@ def test_bad_alpha_and_unknown_arch(tmp_path):
     out = tmp_path / "run"
     expect_one_line_error(["train-teacher", "--dataset", "digits", "--alpha", "1.5", "--out", str(out)], out, "1.5")
     expect_one_line_error(
-        ["train-teacher", "--dataset", "digits", "--arch", "resnet1000", "--out", str(out)], out,
-        "resnet1000", "resnet18"
+        ["train-teacher", "--dataset", "digits", "--arch", "resnet1000", "--out", str(out)],
+        out,
+        "resnet1000",
+        "resnet18",
     )
 
 
@@ -103,8 +115,10 @@ def test_out_holding_files_the_run_did_not_write_is_refused(tmp_path):
     (out / "metrics.csv").write_text("my,own\n1,2\n")
     before = snapshot(out)
     for extra in ([], ["--resume"]):
-        one_line_error(["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out), *extra],
-                       f"--out {out} holds files this run did not write (metrics.csv)")
+        one_line_error(
+            ["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out), *extra],
+            f"--out {out} holds files this run did not write (metrics.csv)",
+        )
     assert snapshot(out) == before
 
 
@@ -150,6 +164,7 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, nested):
     folder.mkdir()
     out = folder / "run" if nested else folder
     with read_only(folder):
-        one_line_error(["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out)],
-                       f"--out {out} is not writable")
+        one_line_error(
+            ["train-teacher", "--dataset", "digits", "--epochs", "1", "--out", str(out)], f"--out {out} is not writable"
+        )
         assert not any(folder.iterdir())

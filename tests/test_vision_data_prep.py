@@ -1,21 +1,24 @@
 """data-prep scripts on CUB and ImageNet metadata generated in the release formats, with tiny generated images;
 (opt-in, LSKD_RELEASE_DATA) the same checks on the real release metadata."""
+
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from lskd_vision.cub import read_cub_split
 from lskd_tools.files import file_digest
+from lskd_vision.cub import read_cub_split
 from lskd_vision_testdata import REPO, cub_subset, run, tiny_jpeg
 from release_fixtures import CUB_FILES, release_folder, write_cub_metadata, write_imagenet_val_labels
 
 PREPARE_CUB = str(REPO / "data-prep" / "prepare-cub.sh")
 PREPARE_VAL = str(REPO / "data-prep" / "prepare-imagenet-val.sh")
 REAL_CUB = ("cub-200-2011", "CUB_200_2011's images.txt, train_test_split.txt and image_class_labels.txt")
-REAL_IMAGENET = ("imagenet", "LOC_val_solution.csv, LOC_synset_mapping.txt, "
-                             "ILSVRC2012_validation_ground_truth.txt and map_clsloc.txt")
+REAL_IMAGENET = (
+    "imagenet",
+    "LOC_val_solution.csv, LOC_synset_mapping.txt, ILSVRC2012_validation_ground_truth.txt and map_clsloc.txt",
+)
 
 
 def link_blank_images(root: Path, images_txt: Path) -> None:
@@ -79,7 +82,8 @@ def test_cub_archive_is_md5_checked_then_extracted(tmp_path):
     accepted = run(["bash", PREPARE_CUB, str(dest), str(archive), "--md5", file_digest(archive, "md5")])
     assert accepted.returncode == 0, accepted.stderr
     expected_train = sum(
-        1 for line in (tmp_path / "build" / "CUB_200_2011" / "train_test_split.txt").read_text().splitlines()
+        1
+        for line in (tmp_path / "build" / "CUB_200_2011" / "train_test_split.txt").read_text().splitlines()
         if line.split()[1] == "1"
     )
     assert f"{expected_train} train" in accepted.stdout and "2 classes" in accepted.stdout
@@ -118,8 +122,16 @@ def refolder_both_ways(tmp_path: Path, meta: Path) -> tuple[Path, list[str]]:
     flat_val_images(devkit, meta / "LOC_val_solution.csv")
     by_csv = run(["bash", PREPARE_VAL, str(kaggle), str(meta / "LOC_val_solution.csv"), "--allow-partial"])
     assert by_csv.returncode == 0, by_csv.stderr
-    by_devkit = run(["bash", PREPARE_VAL, str(devkit), str(meta / "ILSVRC2012_validation_ground_truth.txt"),
-                     str(meta / "map_clsloc.txt"), "--allow-partial"])
+    by_devkit = run(
+        [
+            "bash",
+            PREPARE_VAL,
+            str(devkit),
+            str(meta / "ILSVRC2012_validation_ground_truth.txt"),
+            str(meta / "map_clsloc.txt"),
+            "--allow-partial",
+        ]
+    )
     assert by_devkit.returncode == 0, by_devkit.stderr
     assert layout(kaggle) == layout(devkit)
     assert len(layout(kaggle)) == len(set(stems)) and not list(kaggle.glob("*.JPEG"))

@@ -1,4 +1,5 @@
 """The vision objectives against torch's own formulas, computed independently of the core."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,9 +10,12 @@ from lskd_vision.engine import Precision, StudentObjective, TeacherObjective, tr
 
 def official_kd(student, teacher, temperature):
     """The paper's KL_div_Loss: F.kl_div(log_softmax(s/T), softmax(t/T), 'batchmean') · T²."""
-    return F.kl_div(
-        F.log_softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1), reduction="batchmean"
-    ) * temperature**2
+    return (
+        F.kl_div(
+            F.log_softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1), reduction="batchmean"
+        )
+        * temperature**2
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Architectures, the penultimate hook point and checkpoint formats."""
+
 from fractions import Fraction
 
 import pytest
@@ -30,8 +31,12 @@ def test_official_pth_tar_with_module_prefixes_loads(tmp_path):
     source = build_model("resnet18", num_classes=1000)
     path = tmp_path / "resnet18-0.1-best.pth.tar"
     torch.save(
-        {"epoch": 90, "arch": "resnet18", "best_acc1": torch.tensor(70.0),
-         "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}},
+        {
+            "epoch": 90,
+            "arch": "resnet18",
+            "best_acc1": torch.tensor(70.0),
+            "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()},
+        },
         path,
     )
     state = read_state_dict(path)

@@ -1,5 +1,6 @@
 """Training behaviour on the embedded digits: two gloo processes equal one process with the same
 global batch, and an interrupted run resumes to exactly the uninterrupted result."""
+
 import csv
 import json
 import signal
@@ -30,12 +31,36 @@ def step_losses(run_dir):
 
 @pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tmp_path, teacher):
-    common = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "3", "--epochs", "1", "--device", "cpu"]
+    common = [
+        "train-student",
+        "--dataset",
+        "digits",
+        "--teacher",
+        str(teacher),
+        "-T",
+        "3",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ]
     single = cli(*common, "--batch-size", "64", "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
     double = run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lskd_vision.cli",
-         *common, "--batch-size", "32", "--out", str(tmp_path / "two")],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "lskd_vision.cli",
+            *common,
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path / "two"),
+        ],
         env={"OMP_NUM_THREADS": "1"},
     )
     assert double.returncode == 0, double.stderr
@@ -54,8 +79,21 @@ def without_timing(history):
 
 
 def resume_args(teacher):
-    return ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "2", "--epochs", "4",
-            "--lr-step", "2", "--device", "cpu"]
+    return [
+        "train-student",
+        "--dataset",
+        "digits",
+        "--teacher",
+        str(teacher),
+        "-T",
+        "2",
+        "--epochs",
+        "4",
+        "--lr-step",
+        "2",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +128,12 @@ def test_stop_and_resume_continues_identically(tmp_path, teacher, straight):
 @pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, teacher, straight):
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "lskd_vision.cli", *resume_args(teacher), "--out", str(out)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lskd_vision.cli", *resume_args(teacher), "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.pth").exists() and time.monotonic() < deadline:
         time.sleep(0.02)

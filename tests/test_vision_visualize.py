@@ -1,6 +1,7 @@
 """``lskd-vision visualize`` on tiny digits checkpoints trained here: the figure and JSON it writes, that
 the analysed features are the penultimate layer's (they reproduce the model's logits through its final
 linear layer) labelled with classifier indices, and one-line refusals that leave --out untouched."""
+
 import contextlib
 import io
 import json
@@ -27,8 +28,18 @@ def checkpoints(tmp_path_factory):
     """A label-smoothed teacher and a T = 3 student of it, two epochs each, as the CLI writes them."""
     root = tmp_path_factory.mktemp("digits-runs")
     main(["train-teacher", *TRAINING, "--alpha", "0.1", "--out", str(root / "teacher")])
-    main(["train-student", *TRAINING, "--teacher", str(root / "teacher" / "best.pth"), "-T", "3",
-          "--out", str(root / "student")])
+    main(
+        [
+            "train-student",
+            *TRAINING,
+            "--teacher",
+            str(root / "teacher" / "best.pth"),
+            "-T",
+            "3",
+            "--out",
+            str(root / "student"),
+        ]
+    )
     return {"teacher": root / "teacher" / "best.pth", "student": root / "student" / "best.pth"}
 
 
@@ -39,9 +50,26 @@ def first_rows_per_class(labels: np.ndarray, classes, cap: int) -> np.ndarray:
 @pytest.mark.slow
 def test_cli_writes_figure_and_one_json_entry_per_model(tmp_path, checkpoints):
     out = tmp_path / "analysis"
-    result = cli("visualize", "--dataset", "digits", "--classes", "8", "1", "4", "--out", str(out),
-                 "--max-train-per-class", "20", "--max-valid-per-class", "10", "--device", "cpu",
-                 "--checkpoints", f"teacher α 0.1={checkpoints['teacher']}", f"student T 3={checkpoints['student']}")
+    result = cli(
+        "visualize",
+        "--dataset",
+        "digits",
+        "--classes",
+        "8",
+        "1",
+        "4",
+        "--out",
+        str(out),
+        "--max-train-per-class",
+        "20",
+        "--max-valid-per-class",
+        "10",
+        "--device",
+        "cpu",
+        "--checkpoints",
+        f"teacher α 0.1={checkpoints['teacher']}",
+        f"student T 3={checkpoints['student']}",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "diffusion.json").read_text())
     assert list(report["models"]) == ["teacher α 0.1", "student T 3"]
@@ -58,7 +86,7 @@ def test_cli_writes_figure_and_one_json_entry_per_model(tmp_path, checkpoints):
         assert image.format == "PNG"
         colours = {pixel[:3] for _, pixel in image.convert("RGBA").getcolors(maxcolors=1 << 20)}
     for colour in CLASS_COLOURS:  # the centroid stars are drawn opaque in each class's colour
-        assert tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)) in colours
+        assert tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5)) in colours
 
 
 def test_features_are_the_penultimate_layer_with_classifier_labels(tmp_path, checkpoints, monkeypatch):
@@ -70,8 +98,23 @@ def test_features_are_the_penultimate_layer_with_classifier_labels(tmp_path, che
 
     monkeypatch.setattr(visualize_module, "analyse_models", keep_inputs)
     classes, cap = (9, 3, 0), 12
-    main(["visualize", "--dataset", "digits", "--classes", *map(str, classes), "--out", str(tmp_path / "out"),
-          "--max-valid-per-class", str(cap), "--batch-size", "7", "--checkpoints", f"s={checkpoints['student']}"])
+    main(
+        [
+            "visualize",
+            "--dataset",
+            "digits",
+            "--classes",
+            *map(str, classes),
+            "--out",
+            str(tmp_path / "out"),
+            "--max-valid-per-class",
+            str(cap),
+            "--batch-size",
+            "7",
+            "--checkpoints",
+            f"s={checkpoints['student']}",
+        ]
+    )
     features = captured["models"]["s"]
     assert captured["classes"] == classes
 
@@ -102,10 +145,24 @@ def test_official_checkpoint_without_architecture_needs_arch(tmp_path, checkpoin
     state = torch.load(checkpoints["teacher"], weights_only=True)["state_dict"]
     official = tmp_path / "model_best.pth.tar"
     torch.save({"state_dict": {f"module.{key}": value for key, value in state.items()}, "epoch": 2}, official)
-    argv = ["visualize", "--dataset", "digits", "--checkpoints", f"official={official}",
-            "--max-train-per-class", "5", "--max-valid-per-class", "5"]
-    expect_one_line_error([*argv, "--out", str(tmp_path / "refused")], tmp_path / "refused",
-                          str(official), "does not record its architecture", "--arch")
+    argv = [
+        "visualize",
+        "--dataset",
+        "digits",
+        "--checkpoints",
+        f"official={official}",
+        "--max-train-per-class",
+        "5",
+        "--max-valid-per-class",
+        "5",
+    ]
+    expect_one_line_error(
+        [*argv, "--out", str(tmp_path / "refused")],
+        tmp_path / "refused",
+        str(official),
+        "does not record its architecture",
+        "--arch",
+    )
     main([*argv, "--arch", ARCH, "--out", str(tmp_path / "out")])
     assert list(json.loads((tmp_path / "out" / "diffusion.json").read_text())["models"]) == ["official"]
 
@@ -122,22 +179,42 @@ def expect_one_line_error(argv, out, *fragments):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("classes, fragments", [
-    (("3", "9", "10"), ("class index 10", "10 classes")),
-    (("3", "3", "6"), ("3 distinct", "[3, 3, 6]")),
-    (("3", "-1", "6"), ("class index -1",)),
-])
+@pytest.mark.parametrize(
+    "classes, fragments",
+    [
+        (("3", "9", "10"), ("class index 10", "10 classes")),
+        (("3", "3", "6"), ("3 distinct", "[3, 3, 6]")),
+        (("3", "-1", "6"), ("class index -1",)),
+    ],
+)
 def test_bad_classes_are_refused(tmp_path, checkpoints, classes, fragments):
     out = tmp_path / "out"
-    argv = ["visualize", "--dataset", "digits", "--classes", *classes, "--out", str(out),
-            "--checkpoints", f"t={checkpoints['teacher']}"]
+    argv = [
+        "visualize",
+        "--dataset",
+        "digits",
+        "--classes",
+        *classes,
+        "--out",
+        str(out),
+        "--checkpoints",
+        f"t={checkpoints['teacher']}",
+    ]
     expect_one_line_error(argv, out, *fragments)
 
 
 def test_missing_checkpoint_is_refused(tmp_path, checkpoints):
     out, absent = tmp_path / "out", tmp_path / "absent.pth"
-    argv = ["visualize", "--dataset", "digits", "--out", str(out),
-            "--checkpoints", f"t={checkpoints['teacher']}", f"gone={absent}"]
+    argv = [
+        "visualize",
+        "--dataset",
+        "digits",
+        "--out",
+        str(out),
+        "--checkpoints",
+        f"t={checkpoints['teacher']}",
+        f"gone={absent}",
+    ]
     expect_one_line_error(argv, out, str(absent), "does not exist")
 
 
@@ -146,8 +223,16 @@ def test_checkpoint_with_other_class_count_is_refused_from_the_command_line(tmp_
     seven = tmp_path / "seven.pth"
     torch.save({"arch": ARCH, "state_dict": build_model(ARCH, 7).state_dict()}, seven)
     out = tmp_path / "out"
-    result = cli("visualize", "--dataset", "digits", "--out", str(out),
-                 "--checkpoints", f"t={checkpoints['teacher']}", f"seven={seven}")
+    result = cli(
+        "visualize",
+        "--dataset",
+        "digits",
+        "--out",
+        str(out),
+        "--checkpoints",
+        f"t={checkpoints['teacher']}",
+        f"seven={seven}",
+    )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -155,10 +240,13 @@ def test_checkpoint_with_other_class_count_is_refused_from_the_command_line(tmp_
     assert not out.exists()
 
 
-@pytest.mark.parametrize("extra, fragments", [
-    (["--arch", ARCH, ARCH, ARCH], ("3 architectures for 1 checkpoints",)),
-    (["--max-valid-per-class", "1"], ("--max-valid-per-class", "at least 2", "1")),
-])
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["--arch", ARCH, ARCH, ARCH], ("3 architectures for 1 checkpoints",)),
+        (["--max-valid-per-class", "1"], ("--max-valid-per-class", "at least 2", "1")),
+    ],
+)
 def test_bad_flags_are_refused(tmp_path, checkpoints, extra, fragments):
     out = tmp_path / "out"
     argv = ["visualize", "--dataset", "digits", "--out", str(out), "--checkpoints", f"t={checkpoints['teacher']}"]
@@ -167,5 +255,8 @@ def test_bad_flags_are_refused(tmp_path, checkpoints, extra, fragments):
 
 def test_malformed_checkpoint_entry_is_refused(tmp_path, checkpoints):
     out = tmp_path / "out"
-    expect_one_line_error(["visualize", "--dataset", "digits", "--out", str(out), "--checkpoints",
-                           str(checkpoints["teacher"])], out, "is not NAME=CKPT")
+    expect_one_line_error(
+        ["visualize", "--dataset", "digits", "--out", str(out), "--checkpoints", str(checkpoints["teacher"])],
+        out,
+        "is not NAME=CKPT",
+    )

@@ -5,6 +5,7 @@ references. The hypotheses come from fairseq's own ``SequenceGenerator`` through
 ``build_generator``/``inference_step``, with the batches, length limits and output symbols of
 ``fairseq-generate``, so the distilled targets are exactly what ``fairseq-generate`` prints for the subset.
 """
+
 import argparse
 import logging
 import math
@@ -50,15 +51,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--subset", default="train", help="subset whose targets are replaced (default: train)")
     parser.add_argument("--beam", type=int, default=5, help="beam size (default: 5)")
     parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty, as fairseq-generate's (default: 1)")
-    parser.add_argument("--max-tokens", type=int, default=12000,
-                        help="tokens per batch, as fairseq-generate's --max-tokens (default: 12000, its default)")
-    parser.add_argument("--max-len-a", type=float, default=0.0,
-                        help="hypotheses stop at max-len-a * source length + max-len-b tokens (default: 0)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=12000,
+        help="tokens per batch, as fairseq-generate's --max-tokens (default: 12000, its default)",
+    )
+    parser.add_argument(
+        "--max-len-a",
+        type=float,
+        default=0.0,
+        help="hypotheses stop at max-len-a * source length + max-len-b tokens (default: 0)",
+    )
     parser.add_argument("--max-len-b", type=int, default=200, help="see --max-len-a (default: 200)")
     parser.add_argument("--min-len", type=int, default=1, help="shortest hypothesis, in tokens (default: 1)")
-    parser.add_argument("--fallback-to-reference", action=argparse.BooleanOptionalAction, default=True,
-                        help="keep the reference target where the hypothesis is empty or stopped at the length "
-                             "limit (default: on)")
+    parser.add_argument(
+        "--fallback-to-reference",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the reference target where the hypothesis is empty or stopped at the length limit (default: on)",
+    )
     parser.add_argument("--fp16", action="store_true", help="run the teacher in half precision (GPU)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
     parser.add_argument("-s", "--source-lang", default=None)
@@ -91,8 +103,9 @@ def length_limit(generator, sample) -> int:
 
 
 @torch.no_grad()
-def translate_batches(task, generator, teacher, batches, dataset, writer: TargetWriter, fallback: bool,
-                      device: torch.device, progress) -> Counts:
+def translate_batches(
+    task, generator, teacher, batches, dataset, writer: TargetWriter, fallback: bool, device: torch.device, progress
+) -> Counts:
     """Best beam hypothesis of every sentence, written as its new target (or its reference, on fallback)."""
     eos = task.target_dictionary.eos()
     strip = torch.tensor(sorted(generator.symbols_to_strip_from_output), dtype=torch.long)
@@ -124,8 +137,9 @@ def translate_batches(task, generator, teacher, batches, dataset, writer: Target
 
 def build_generator(task, teacher, args):
     """fairseq-generate's generator for these settings, after the same inference preparation of the model."""
-    generation = GenerationConfig(beam=args.beam, lenpen=args.lenpen, max_len_a=args.max_len_a,
-                                  max_len_b=args.max_len_b, min_len=args.min_len)
+    generation = GenerationConfig(
+        beam=args.beam, lenpen=args.lenpen, max_len_a=args.max_len_a, max_len_b=args.max_len_b, min_len=args.min_len
+    )
     teacher.prepare_for_inference_(SimpleNamespace(generation=generation))
     return task.build_generator([teacher], generation)
 
@@ -140,11 +154,19 @@ def distill(args) -> dict:
     prefix = subset_prefix(data, args.subset, source, target)
     teacher = load_frozen_model(args.teacher_path, task)
     settings = Settings(
-        subset=args.subset, source_lang=source, target_lang=target,
+        subset=args.subset,
+        source_lang=source,
+        target_lang=target,
         input_files_sha256=input_fingerprint(data, prefix, source, target),
-        teacher_checkpoint_sha256=file_digest(args.teacher_path), beam=args.beam, lenpen=args.lenpen,
-        max_tokens=args.max_tokens, max_len_a=args.max_len_a, max_len_b=args.max_len_b, min_len=args.min_len,
-        fp16=args.fp16, fallback_to_reference=args.fallback_to_reference,
+        teacher_checkpoint_sha256=file_digest(args.teacher_path),
+        beam=args.beam,
+        lenpen=args.lenpen,
+        max_tokens=args.max_tokens,
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+        min_len=args.min_len,
+        fp16=args.fp16,
+        fallback_to_reference=args.fallback_to_reference,
     )
     if check_output(out, data, settings):
         logger.info("%s already holds this distillation; nothing to do", out)
@@ -154,21 +176,33 @@ def distill(args) -> dict:
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
     generator = build_generator(task, teacher, args)
     batches = task.get_batch_iterator(
-        dataset, max_tokens=args.max_tokens,
+        dataset,
+        max_tokens=args.max_tokens,
         max_positions=utils.resolve_max_positions(task.max_positions(), teacher.max_positions()),
-        ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=GENERATE_SEED,
+        ignore_invalid_inputs=False,
+        required_batch_size_multiple=1,
+        seed=GENERATE_SEED,
     ).next_epoch_itr(shuffle=False)
 
     stage = start_staging(out, settings)
     try:
-        copy_files(metadata_files(data, source, target) + other_subset_files(data, args.subset, source, target)
-                   + [data / f"{prefix}.{source}.{ext}" for ext in ("bin", "idx")], stage)
+        copy_files(
+            metadata_files(data, source, target)
+            + other_subset_files(data, args.subset, source, target)
+            + [data / f"{prefix}.{source}.{ext}" for ext in ("bin", "idx")],
+            stage,
+        )
         writer = TargetWriter(stage / f"{prefix}.{target}", len(dataset), len(task.target_dictionary))
         with tqdm(total=len(dataset), desc=f"beam {args.beam} on {args.subset}", unit="sentence") as progress:
-            counts = translate_batches(task, generator, teacher, batches, dataset, writer,
-                                       args.fallback_to_reference, device, progress)
+            counts = translate_batches(
+                task, generator, teacher, batches, dataset, writer, args.fallback_to_reference, device, progress
+            )
         writer.close()
-        details = {"teacher_path": str(Path(args.teacher_path).resolve()), "data": str(data.resolve()), "device": str(device)}
+        details = {
+            "teacher_path": str(Path(args.teacher_path).resolve()),
+            "data": str(data.resolve()),
+            "device": str(device),
+        }
         return publish(stage, out, settings, counts, details)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -177,13 +211,20 @@ def distill(args) -> dict:
 
 @console_script("lskd-distill-corpus")
 def main(argv=None) -> None:
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout
+    )
     args = parse_args(argv)
     counts = distill(args)["counts"]
-    logger.info("%s: %d %s sentences, %d empty hypotheses, %d at the length limit, %d kept their reference",
-                args.out, counts["sentences"], args.subset, counts["empty_hypotheses"],
-                counts["length_limit_hypotheses"], counts["fell_back"])
+    logger.info(
+        "%s: %d %s sentences, %d empty hypotheses, %d at the length limit, %d kept their reference",
+        args.out,
+        counts["sentences"],
+        args.subset,
+        counts["empty_hypotheses"],
+        counts["length_limit_hypotheses"],
+        counts["fell_back"],
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 The teacher sees the gold targets (teacher forcing) in eval mode, exactly as it does during online KD,
 so a student trained from the cache gets the same targets as one trained next to the live teacher.
 """
+
 import logging
 import sys
 from dataclasses import dataclass
@@ -29,16 +30,21 @@ class DumpConfig:
     data: str = option(positional=True, help="fairseq-preprocess output folder")
     teacher_path: str = option(help="teacher checkpoint (same dictionaries as DATA)")
     out: str = option(help="cache folder (one cache per subset inside)")
-    teacher_dict_dir: Optional[str] = option(None, default_text="none",
-                                             help="folder with the dict.*.txt the teacher was trained with, for a "
-                                                  "teacher that does not record its dictionaries and whose data "
-                                                  "folder is gone")
+    teacher_dict_dir: Optional[str] = option(
+        None,
+        default_text="none",
+        help="folder with the dict.*.txt the teacher was trained with, for a "
+        "teacher that does not record its dictionaries and whose data "
+        "folder is gone",
+    )
     subset: str = option("train", help="split to score")
     topk: int = option(4, help="teacher entries kept per token")
-    source_lang: Optional[str] = option(None, flags=("-s", "--source-lang"), default_text="inferred from DATA",
-                                        help="source language")
-    target_lang: Optional[str] = option(None, flags=("-t", "--target-lang"), default_text="inferred from DATA",
-                                        help="target language")
+    source_lang: Optional[str] = option(
+        None, flags=("-s", "--source-lang"), default_text="inferred from DATA", help="source language"
+    )
+    target_lang: Optional[str] = option(
+        None, flags=("-t", "--target-lang"), default_text="inferred from DATA", help="target language"
+    )
     max_tokens: int = option(4096, help="tokens per teacher batch")
     dtype: str = option("fp16", choices=tuple(sorted(DTYPES)), help="storage type of the logits")
     fp16: bool = option(False, help="run the teacher in half precision (GPU)")
@@ -70,9 +76,12 @@ def score_batches(teacher, batches, writer: CacheWriter, topk: int, pad: int, de
         logits, _ = teacher(**net_input)
         values, indices = logits.float().topk(topk, dim=-1)
         keep = sample["target"].ne(pad).to(device)
-        writer.write_batch(sample["id"].numpy(), keep.sum(-1).cpu().numpy(),
-                           indices[keep].cpu().numpy().astype(np.int32),
-                           values[keep].cpu().numpy().astype(storage))
+        writer.write_batch(
+            sample["id"].numpy(),
+            keep.sum(-1).cpu().numpy(),
+            indices[keep].cpu().numpy().astype(np.int32),
+            values[keep].cpu().numpy().astype(storage),
+        )
 
 
 @torch.no_grad()
@@ -86,11 +95,13 @@ def dump(args: DumpConfig) -> Fingerprint:
     teacher = load_frozen_model(args.teacher_path, task, args.teacher_dict_dir)
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
 
-    fingerprint = Fingerprint.of_data(args.subset, dataset, task.target_dictionary,
-                                      file_digest(args.teacher_path), args.topk, args.dtype)
+    fingerprint = Fingerprint.of_data(
+        args.subset, dataset, task.target_dictionary, file_digest(args.teacher_path), args.topk, args.dtype
+    )
     writer = CacheWriter(args.out, fingerprint, target_lengths(dataset))
-    batches = task.get_batch_iterator(dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(),
-                                      ignore_invalid_inputs=False).next_epoch_itr(shuffle=False)
+    batches = task.get_batch_iterator(
+        dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(), ignore_invalid_inputs=False
+    ).next_epoch_itr(shuffle=False)
     progress = tqdm(batches, desc=f"teacher top-{args.topk} on {args.subset}", unit="batch")
     score_batches(teacher, progress, writer, args.topk, task.target_dictionary.pad(), device)
     writer.close()
@@ -100,13 +111,20 @@ def dump(args: DumpConfig) -> Fingerprint:
 @console_script(PROG)
 def main(argv=None) -> None:
     args = parse_config(DumpConfig, argv, prog=PROG, description=__doc__.splitlines()[0])
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout
+    )
     fingerprint = dump(args)
     paths = cache_paths(args.out, args.subset)
     size = sum(path.stat().st_size for part, path in paths.items() if part != "fingerprint")
-    logger.info("cached top-%d of %d target tokens (%d sentences) in %s: %.1f bytes per token",
-                fingerprint.topk, fingerprint.tokens, fingerprint.sentences, Path(args.out), size / fingerprint.tokens)
+    logger.info(
+        "cached top-%d of %d target tokens (%d sentences) in %s: %.1f bytes per token",
+        fingerprint.topk,
+        fingerprint.tokens,
+        fingerprint.sentences,
+        Path(args.out),
+        size / fingerprint.tokens,
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 teachers were trained. fairseq's ``label_smoothed_cross_entropy`` spreads ``eps/(V-1)`` over the wrong
 tokens instead, so it gives the same targets with ``eps = a·(V-1)/V`` (``lskd.fairseq_epsilon``).
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -87,9 +88,11 @@ class SmoothedTargetCriterion(FairseqCriterion):
             metrics.log_scalar("n_correct", utils.item(total("n_correct")))
             metrics.log_derived(
                 "accuracy",
-                lambda meters: round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
-                if meters["total"].sum > 0
-                else float("nan"),
+                lambda meters: (
+                    round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
+                    if meters["total"].sum > 0
+                    else float("nan")
+                ),
             )
 
     @staticmethod

@@ -4,6 +4,7 @@
 target tokens. The teacher's outputs arrive in the batch from the ``translation_kd`` task, either as full
 logits (``--teacher-path``; optionally cut to the top ``--kd-topk`` here) or as a cached top-k.
 """
+
 import math
 from dataclasses import dataclass, field
 
@@ -31,9 +32,7 @@ class WordKDConfig(LabelSmoothedTeacherConfig):
 
 @register_criterion("word_kd", dataclass=WordKDConfig)
 class WordKDCriterion(SmoothedTargetCriterion):
-    def __init__(
-        self, task, sentence_avg, label_smoothing, kd_temperature, kd_weight, kd_topk=0, ignore_prefix_size=0
-    ):
+    def __init__(self, task, sentence_avg, label_smoothing, kd_temperature, kd_weight, kd_topk=0, ignore_prefix_size=0):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size)
         check_temperature(kd_temperature)
         check_kd_weight(kd_weight)

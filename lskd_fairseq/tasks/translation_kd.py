@@ -8,6 +8,7 @@ weights to the optimizer, wrap them in DDP and save them in every student checkp
 Everything a run's inputs can get wrong is checked while fairseq builds the task, the model and the
 criterion and loads the data, before the first step, so a bad input never leaves a ``crash.pt``.
 """
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,8 +33,10 @@ class TranslationKDConfig(TranslationConfig):
     )
     teacher_dict_dir: Optional[str] = field(
         default=None,
-        metadata={"help": "folder holding the dict.*.txt a --teacher-path checkpoint was trained with, for "
-                          "teachers that do not record their dictionaries and whose data folder is gone"},
+        metadata={
+            "help": "folder holding the dict.*.txt a --teacher-path checkpoint was trained with, for "
+            "teachers that do not record their dictionaries and whose data folder is gone"
+        },
     )
 
 
@@ -46,8 +49,9 @@ class TranslationKDTask(TranslationTask):
         if cfg.teacher_cache and cfg.left_pad_target:
             raise InvalidConfig("--teacher-cache aligns teacher rows with right-padded targets; drop --left-pad-target")
         if cfg.teacher_dict_dir and not cfg.teacher_path:
-            raise InvalidConfig("--teacher-dict-dir names a --teacher-path checkpoint's dictionaries; give "
-                                "--teacher-path too")
+            raise InvalidConfig(
+                "--teacher-dict-dir names a --teacher-path checkpoint's dictionaries; give --teacher-path too"
+            )
         self.teacher = None
         self.caches: dict[str, TeacherCache] = {}
 
@@ -58,8 +62,10 @@ class TranslationKDTask(TranslationTask):
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         if not (self.cfg.teacher_path or self.cfg.teacher_cache):  # fairseq-train loads data before any step
-            raise InvalidConfig("task translation_kd needs a teacher: give --teacher-path CHECKPOINT or "
-                                "--teacher-cache DIR (or use --task translation, which needs none)")
+            raise InvalidConfig(
+                "task translation_kd needs a teacher: give --teacher-path CHECKPOINT or "
+                "--teacher-cache DIR (or use --task translation, which needs none)"
+            )
         super().load_dataset(split, epoch, combine, **kwargs)
         if self.cfg.teacher_cache:
             dataset = self.datasets[split]
@@ -78,7 +84,8 @@ class TranslationKDTask(TranslationTask):
             if differences:
                 raise DataError(
                     f"--teacher-cache {self.cfg.teacher_cache}: the '{other.fingerprint.subset}' and "
-                    f"'{cache.fingerprint.subset}' caches differ in " + "; ".join(differences)
+                    f"'{cache.fingerprint.subset}' caches differ in "
+                    + "; ".join(differences)
                     + " — dump every subset from the same teacher with the same --topk and --dtype"
                 )
 
@@ -117,8 +124,10 @@ def check_word_kd_task(task, kd_topk: int) -> None:
     """What criterion ``word_kd`` needs of its task, checked when fairseq builds it (before any step)."""
     if not isinstance(task, TranslationKDTask):
         name = getattr(getattr(task, "cfg", None), "_name", type(task).__name__)
-        raise InvalidConfig(f"criterion word_kd needs --task translation_kd with --teacher-path or --teacher-cache; "
-                            f"this run's task is {name}")
+        raise InvalidConfig(
+            f"criterion word_kd needs --task translation_kd with --teacher-path or --teacher-cache; "
+            f"this run's task is {name}"
+        )
     if kd_topk > 0 and task.cfg.teacher_cache:
         raise InvalidConfig(
             f"--kd-topk {kd_topk} cuts a live teacher (--teacher-path) to its top k; a --teacher-cache already holds "
