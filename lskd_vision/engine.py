@@ -8,15 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lskd.errors import InvalidConfig
 from lskd.losses import kd_objective, label_smoothed_nll
+from lskd_tools.cli import torch_device
 
 
 def wants_cuda(device: str) -> bool:
-    """``--device auto|cuda|cpu`` as a yes/no for CUDA; ``cuda`` with no visible GPU is refused."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    """``--device auto|cuda|cpu`` (the one rule, ``lskd_tools.cli.torch_device``) as a yes/no for CUDA."""
+    return torch_device(device).type == "cuda"
 
 
 @dataclass
