@@ -20,6 +20,8 @@ from lskd_fairseq.loading import load_subset, translation_task
 from lskd_fairseq.teacher_cache import Fingerprint
 from lskd_tools.cli import run_command
 
+pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
+
 PROG = "lskd-distill-corpus"
 BATCH = ["--max-tokens", "700"]
 DECODING = ["--beam", "3", "--lenpen", "1.2", *BATCH]
@@ -303,8 +305,6 @@ KILL_AFTER_100_TARGETS = """
 import os, signal, sys
 from lskd_fairseq import distilled_corpus
 from lskd_fairseq.cli import distill_corpus
-
-pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
 add, calls = distilled_corpus.TargetWriter.add, []
 def add_then_die(self, sentence_id, tokens):
     calls.append(sentence_id)
@@ -391,7 +391,7 @@ def other_dictionary_data(tmp_path_factory, toy_bin):
         (["--max-len-b", "0"], "--max-len-b must be >= 1"),
         (["--fp16", "--cpu"], "--fp16 needs a GPU"),
         (["--subset", "nosuch"], "nosuch"),
-        (["--teacher-path", "{missing}"], "no such file"),
+        (["--teacher-path", "{missing}"], "does not exist"),
         (["{other_data}"], "dictionary"),
         (["--out", "{unrelated}"], "holds files that no lskd-distill-corpus run wrote (notes.txt)"),
         (["--out", "{data}"], "is the input data folder"),
