@@ -15,6 +15,8 @@ from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
 
 BIN_DIR = Path(sys.executable).parent
+# torch's own hint for a refused checkpoint; lskd must never pass it on (it disables the safety check).
+TORCH_UNSAFE_ADVICE = "weights_only" + "=False"
 PLUGIN_DIR = str(Path(lskd_fairseq.__file__).parent)
 
 TINY_TRANSFORMER = [

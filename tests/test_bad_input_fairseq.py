@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import BIN_DIR, PLUGIN_DIR, TINY_TRANSFORMER, TRAINING, build_training, train
+from conftest import BIN_DIR, PLUGIN_DIR, TINY_TRANSFORMER, TORCH_UNSAFE_ADVICE, TRAINING, build_training, train
 from lskd_fairseq.checkpoints import DICTIONARIES_KEY
 
 KD = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9"]
@@ -291,7 +291,7 @@ def bad_teachers(tmp_path_factory, teacher_checkpoint):
 @pytest.mark.parametrize(
     "name, message, not_said",
     [
-        ("unsafe.pt", "was refused as unsafe: it pickles posix.getcwd", "weights_only=False"),
+        ("unsafe.pt", "was refused as unsafe: it pickles posix.getcwd", TORCH_UNSAFE_ADVICE),
         ("vision.pt", "is not a fairseq checkpoint: it holds the keys arch, state_dict", "best_loss"),
         (".", "is a directory; expected a checkpoint file (it holds checkpoint_best.pt", "no such file"),
     ],
