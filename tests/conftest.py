@@ -13,6 +13,7 @@ import lskd_fairseq
 from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
+from script_runs import run_script
 
 BIN_DIR = Path(sys.executable).parent
 # torch's own hint for a refused checkpoint; lskd must never pass it on (it disables the safety check).
@@ -74,16 +75,21 @@ def pytest_configure(config):
     )
 
 
-def fairseq_cli(tool: str, *args, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a fairseq console script of this environment with the plugin, the way users do."""
-    command = [str(BIN_DIR / tool), *map(str, args)]
-    if tool != "fairseq-preprocess":
-        command += ["--user-dir", PLUGIN_DIR]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+def fairseq_cli(tool: str, *args, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a console script of this environment with the plugin, the way users do (``script_runs``)."""
+    if tool.startswith("fairseq-") and tool != "fairseq-preprocess":
+        args = (*args, "--user-dir", PLUGIN_DIR)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"} if env is None else env
+    result = run_script(tool, *args, env=env)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(result.args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
+
+
+def dump_teacher(data: Path, teacher: Path, out: Path, *extra, check: bool = True) -> subprocess.CompletedProcess:
+    """``lskd-dump-teacher DATA --teacher-path TEACHER --out OUT EXTRA``, in batches of 700 tokens."""
+    options = ["--teacher-path", teacher, "--out", out, "--max-tokens", 700]
+    return fairseq_cli("lskd-dump-teacher", data, *options, *extra, check=check)
 
 
 def preprocess(text_dir: Path, dest: Path) -> Path:

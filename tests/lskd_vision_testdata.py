@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from release_fixtures import write_cub_metadata
+from script_runs import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,10 +27,14 @@ def cub_subset(dest: Path, classes: int = 2, images_per_class: int = 10) -> Path
     return root
 
 
-def run(command: list, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore", **kwargs.pop("env", {})}
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, **kwargs)
+def environment(**extra: str) -> dict:
+    return {**os.environ, "PYTHON": sys.executable, "PYTHONWARNINGS": "ignore", **extra}
 
 
-def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "lskd_vision.cli", *args], **kwargs)
+def run(command: list, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment(**(env or {})))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``lskd-vision ARGS`` (``script_runs``)."""
+    return run_script("lskd-vision", *args, env=environment(), cwd=REPO)

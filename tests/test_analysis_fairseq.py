@@ -1,7 +1,7 @@
-"""lskd-fairseq-diffusion on a tiny transformer trained on the toy corpus (about 30 s, CPU)."""
+"""lskd-fairseq-diffusion on the tiny transformer teacher the suite trains on the toy corpus."""
 
+import itertools
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,7 +13,6 @@ import torch
 from lskd_fairseq.cli.diffusion import main as diffusion_main
 from lskd_fairseq.diffusion import batch_features
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
-from lskd_nmt.toy_corpus import main as toy_corpus_main
 
 pytestmark = pytest.mark.slow  # trains a model with fairseq-train: deselect with -m "not slow"
 
@@ -23,86 +22,11 @@ ERROR_PREFIX = "lskd-fairseq-diffusion: error: "
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(tmp_path_factory, toy_text, toy_bin, teacher_checkpoint):
+    """The session's toy corpus, its binarised form and label-smoothed teacher, under one folder."""
     root = tmp_path_factory.mktemp("toy_nmt")
-    toy_corpus_main(["--out", str(root / "text"), "--train", "300", "--valid", "60", "--test", "20"])
-    text = root / "text"
-    subprocess.run(
-        [
-            BIN / "fairseq-preprocess",
-            "--source-lang",
-            "src",
-            "--target-lang",
-            "tgt",
-            "--trainpref",
-            text / "train",
-            "--validpref",
-            text / "valid",
-            "--testpref",
-            text / "test",
-            "--destdir",
-            root / "bin",
-            "--joined-dictionary",
-            "--workers",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            BIN / "fairseq-train",
-            root / "bin",
-            "--user-dir",
-            Path(__file__).parents[1] / "lskd_fairseq",
-            "--arch",
-            "transformer",
-            "--encoder-layers",
-            "1",
-            "--decoder-layers",
-            "1",
-            "--encoder-embed-dim",
-            "32",
-            "--decoder-embed-dim",
-            "32",
-            "--encoder-ffn-embed-dim",
-            "64",
-            "--decoder-ffn-embed-dim",
-            "64",
-            "--encoder-attention-heads",
-            "2",
-            "--decoder-attention-heads",
-            "2",
-            "--share-all-embeddings",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.003",
-            "--lr-scheduler",
-            "inverse_sqrt",
-            "--warmup-updates",
-            "10",
-            "--criterion",
-            "label_smoothed_teacher",
-            "--label-smoothing",
-            "0.1",
-            "--max-tokens",
-            "2000",
-            "--max-epoch",
-            "2",
-            "--save-dir",
-            root / "ckpt",
-            "--no-epoch-checkpoints",
-            "--data-buffer-size",
-            "0",
-            "--num-workers",
-            "0",
-            "--seed",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    for name, target in (("text", toy_text), ("bin", toy_bin), ("ckpt", teacher_checkpoint.parent)):
+        (root / name).symlink_to(target)
     return root
 
 
@@ -124,9 +48,10 @@ def run_cli(toy, out, *extra):
     )
 
 
-def first_lines_token_counts(path, lines):
+def first_lines_token_counts(path, lines=None):
+    """Token counts over the first ``lines`` lines of a text file (all of them by default)."""
     with open(path) as text:
-        return Counter(token for _, line in zip(range(lines), text) for token in line.split())
+        return Counter(token for line in itertools.islice(text, lines) for token in line.split())
 
 
 def test_named_tokens_give_png_and_json(toy, tmp_path):
@@ -136,7 +61,7 @@ def test_named_tokens_give_png_and_json(toy, tmp_path):
     assert [content["classes"][role]["name"] for role in ("target", "similar", "control")] == list(TOKENS)
     assert list(content["models"]) == ["teacher", "last"]
     index = {content["classes"][role]["name"]: str(content["classes"][role]["index"]) for role in content["classes"]}
-    for split, text, lines in (("train", "train.tgt", 200), ("valid", "valid.tgt", 60)):
+    for split, text, lines in (("train", "train.tgt", 200), ("valid", "valid.tgt", None)):
         expected = first_lines_token_counts(toy / "text" / text, lines)
         samples = content["models"]["teacher"][split]["samples"]
         assert samples == {index[token]: expected[token] for token in TOKENS}
@@ -169,7 +94,7 @@ def test_suggest_picks_three_frequent_tokens(toy, tmp_path, capsys):
     run_cli(toy, tmp_path, "--suggest", "--min-count", "30")
     content = json.loads((tmp_path / "diffusion.json").read_text())
     names = [content["classes"][role]["name"] for role in ("target", "similar", "control")]
-    counts = first_lines_token_counts(toy / "text/train.tgt", 300)
+    counts = first_lines_token_counts(toy / "text/train.tgt")
     assert len(set(names)) == 3 and all(counts[name] >= 30 for name in names)
     assert f"suggested tokens {names}" in capsys.readouterr().out
 
@@ -201,8 +126,8 @@ def test_suggestion_uses_the_first_checkpoint(toy, tmp_path):
     task = translation_task(str(toy / "bin"), "src", "tgt")
     model = load_frozen_model(str(toy / "ckpt/checkpoint_best.pt"), task)
     dictionary = task.target_dictionary
-    counts = first_lines_token_counts(toy / "text/train.tgt", 300)
-    valid_counts = first_lines_token_counts(toy / "text/valid.tgt", 60)
+    counts = first_lines_token_counts(toy / "text/train.tgt")
+    valid_counts = first_lines_token_counts(toy / "text/valid.tgt")
     eligible = [dictionary.index(t) for t, n in counts.items() if n >= 30 and valid_counts[t] >= 2]
     weight = model.decoder.output_projection.weight.detach().double().numpy()[eligible]
     unit = weight / np.linalg.norm(weight, axis=1, keepdims=True)

@@ -14,7 +14,17 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import BIN_DIR, PLUGIN_DIR, TINY_TRANSFORMER, TORCH_UNSAFE_ADVICE, TRAINING, build_training, train
+from conftest import (
+    BIN_DIR,
+    PLUGIN_DIR,
+    TINY_TRANSFORMER,
+    TORCH_UNSAFE_ADVICE,
+    TRAINING,
+    build_training,
+    dump_teacher,
+    fairseq_cli,
+    train,
+)
 from lskd_fairseq.checkpoints import DICTIONARIES_KEY
 
 KD = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "2", "--kd-weight", "0.9"]
@@ -32,44 +42,8 @@ def refused(result: subprocess.CompletedProcess, save_dir, *fragments) -> str:
 
 def student(data, tmp_path, *extra, env=None):
     save_dir = tmp_path / "save"
-    if env is None:
-        return save_dir, train(data, save_dir, *KD, "--max-update", "2", *extra, check=False)
-    command = [
-        str(BIN_DIR / "fairseq-train"),
-        str(data),
-        *TINY_TRANSFORMER,
-        *TRAINING,
-        "--save-dir",
-        str(save_dir),
-        *KD,
-        "--max-update",
-        "2",
-        *map(str, extra),
-        "--user-dir",
-        PLUGIN_DIR,
-    ]
-    return save_dir, subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-
-
-def dump(data, teacher, out, subset, topk, dtype="fp32"):
-    command = [
-        BIN_DIR / "lskd-dump-teacher",
-        data,
-        "--teacher-path",
-        teacher,
-        "--out",
-        out,
-        "--subset",
-        subset,
-        "--topk",
-        topk,
-        "--dtype",
-        dtype,
-        "--max-tokens",
-        700,
-    ]
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    command = [data, *TINY_TRANSFORMER, *TRAINING, "--save-dir", save_dir, *KD, "--max-update", "2", *extra]
+    return save_dir, fairseq_cli("fairseq-train", *command, check=False, env=env)
 
 
 # 1. The teacher's dictionaries are checked from the checkpoint itself.
@@ -103,26 +77,13 @@ def permuted_bin(tmp_path_factory, toy_text, toy_bin):
     folder = tmp_path_factory.mktemp("permuted")
     (folder / "dict.txt").write_text("".join(lines))
     dest = folder / "bin"
-    command = [
-        BIN_DIR / "fairseq-preprocess",
-        "--source-lang",
-        "src",
-        "--target-lang",
-        "tgt",
-        "--srcdict",
-        folder / "dict.txt",
-        "--tgtdict",
-        folder / "dict.txt",
-        "--trainpref",
-        toy_text / "train",
-        "--validpref",
-        toy_text / "valid",
-        "--destdir",
-        dest,
-        "--workers",
-        "1",
-    ]
-    subprocess.run(list(map(str, command)), check=True, capture_output=True)
+    fairseq_cli(
+        "fairseq-preprocess",
+        *("--source-lang", "src", "--target-lang", "tgt"),
+        *("--srcdict", folder / "dict.txt", "--tgtdict", folder / "dict.txt"),
+        *("--trainpref", toy_text / "train", "--validpref", toy_text / "valid"),
+        *("--destdir", dest, "--workers", "1"),
+    )
     return dest
 
 
@@ -177,7 +138,7 @@ def test_unbounded_temperature_refused(toy_bin, teacher_checkpoint, tmp_path, te
 def cache(tmp_path_factory, toy_bin, teacher_checkpoint):
     out = tmp_path_factory.mktemp("cache")
     for subset in ("train", "valid"):
-        dump(toy_bin, teacher_checkpoint, out, subset, 4)
+        dump_teacher(toy_bin, teacher_checkpoint, out, "--subset", subset, "--topk", 4, "--dtype", "fp32")
     return out
 
 
@@ -185,7 +146,7 @@ def with_valid_from(cache, tmp_path, toy_bin, teacher, topk, dtype):
     mixed = shutil.copytree(cache, tmp_path / "mixed")
     for path in mixed.glob("valid.*"):
         path.unlink()
-    dump(toy_bin, teacher, mixed, "valid", topk, dtype)
+    dump_teacher(toy_bin, teacher, mixed, "--subset", "valid", "--topk", topk, "--dtype", dtype)
     return mixed
 
 
@@ -305,7 +266,9 @@ def test_bad_teacher_file_says_what_is_wrong(bad_teachers, toy_bin, tmp_path, na
 def test_error_is_not_buried_under_third_party_warnings(toy_bin, tmp_path):
     """In a normal shell (no PYTHONWARNINGS) only fairseq's own import-time notice precedes the plugin."""
     shell = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
-    _, result = student(toy_bin, tmp_path, "--teacher-path", tmp_path / "absent.pt", env=shell)
+    command = [BIN_DIR / "fairseq-train", toy_bin, *TINY_TRANSFORMER, *TRAINING, "--save-dir", tmp_path / "save", *KD]
+    command += ["--teacher-path", tmp_path / "absent.pt", "--user-dir", PLUGIN_DIR]
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=shell)  # a fresh interpreter
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     before_plugin = ["`torch.jit.script` is deprecated", "warnings.warn("]
     lines = [line for line in lines if not any(notice in line for notice in before_plugin)]

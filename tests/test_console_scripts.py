@@ -1,5 +1,5 @@
-"""Every lskd command, run as users run it: a bad flag is one ``PROG: error:`` line with exit status 2, and
-``--help`` shows the default of every optional flag."""
+"""Every lskd command, run as users run it (``script_runs``): a bad flag is one ``PROG: error:`` line with exit
+status 2, and ``--help`` shows the default of every optional flag."""
 
 import functools
 import os
@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from script_runs import run_script
 
 BIN = Path(sys.executable).parent
 CONSOLE_SCRIPTS = (
@@ -37,6 +39,8 @@ HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in S
 
 def run(command, *args):
     environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if command[0] != sys.executable:
+        return run_script(Path(command[0]).name, *command[1:], *args, env=environment)
     return subprocess.run([*command, *args], capture_output=True, text=True, env=environment)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
-from conftest import BIN_DIR, fairseq_cli, train
+from conftest import dump_teacher, fairseq_cli, train
 from lskd_fairseq.cli import distill_corpus
 from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.loading import load_subset, translation_task
@@ -29,15 +29,7 @@ STUDENT_UPDATES = ["--max-update", "8", "--validate-interval-updates", "8"]
 
 
 def distill_cli(data, teacher, out, *extra, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(BIN_DIR / PROG), str(data), "--teacher-path", str(teacher), "--out", str(out), *map(str, extra)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return fairseq_cli(PROG, data, "--teacher-path", teacher, "--out", out, *extra, check=check)
 
 
 def distill_here(data, teacher, out, *extra) -> dict:
@@ -182,53 +174,12 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
     assert '"kd_loss"' in result.stdout
     for save_dir in (seq, seq_word):
         bleu = save_dir / "bleu.json"
-        evaluated = subprocess.run(
-            [
-                str(BIN_DIR / "lskd-evaluate"),
-                str(out),
-                "--path",
-                str(save_dir / "checkpoint_best.pt"),
-                "--source-lang",
-                "src",
-                "--target-lang",
-                "tgt",
-                "--beam",
-                "2",
-                "--profile",
-                "modern",
-                "--subword",
-                "none",
-                "--out",
-                str(bleu),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+        evaluation = ["--source-lang", "src", "--target-lang", "tgt", "--beam", "2", "--profile", "modern"]
+        evaluation += ["--subword", "none", "--out", bleu]
+        fairseq_cli("lskd-evaluate", out, "--path", save_dir / "checkpoint_best.pt", *evaluation)
         scores = json.loads(bleu.read_text())
         assert scores["n_sentences"] == 80 and scores["data_bin"] == str(out)
         assert 0 <= scores["sacrebleu"]["score"] <= 100
-
-
-def dump(data, teacher, out, subset):
-    result = subprocess.run(
-        [
-            str(BIN_DIR / "lskd-dump-teacher"),
-            str(data),
-            "--teacher-path",
-            str(teacher),
-            "--out",
-            str(out),
-            "--subset",
-            subset,
-            "--topk",
-            "4",
-            *BATCH,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is_refused(
@@ -238,7 +189,7 @@ def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is
     caches = {"distilled": (out, tmp_path / "cache-distilled"), "original": (toy_bin, tmp_path / "cache-original")}
     for data, cache in caches.values():
         for subset in ("train", "valid"):
-            dump(data, seq_teacher, cache, subset)
+            dump_teacher(data, seq_teacher, cache, "--subset", subset, "--topk", 4)
     word_kd = ["--task", "translation_kd", "--criterion", "word_kd", "--kd-temperature", "1", "--kd-weight", "0.5"]
     train(out, tmp_path / "student", *word_kd, "--teacher-cache", caches["distilled"][1], *STUDENT_UPDATES)
     refused = train(

@@ -68,6 +68,10 @@ def no_decoding(*args, **kwargs):
     raise AssertionError(f"re-scoring started a process: {args}")
 
 
+# The re-scoring tests read a folder the data-prep scripts made (the session's ``prepared`` fixture).
+needs_data_prep = pytest.mark.slow
+
+
 @pytest.fixture
 def kept_log(paper_de_en, tmp_path):
     """A fairseq-generate log of the prepared test split: hypotheses are the references with words dropped."""
@@ -98,6 +102,7 @@ def rescore(paper_de_en, tmp_path, hypotheses_file, monkeypatch, capsys):
     return json.loads(out.read_text()), out.parent, capsys.readouterr().out
 
 
+@needs_data_prep
 def test_rescoring_a_kept_log_needs_no_checkpoint_and_no_decoding(paper_de_en, kept_log, tmp_path, monkeypatch, capsys):
     log, _ = kept_log
     scores, run_dir, printed = rescore(paper_de_en, tmp_path, log, monkeypatch, capsys)
@@ -113,6 +118,7 @@ def test_rescoring_a_kept_log_needs_no_checkpoint_and_no_decoding(paper_de_en, k
     assert f"sacrebleu      {expected['score']:6.2f}" in printed and "BLEU4" in printed
 
 
+@needs_data_prep
 def test_rescoring_plain_hypothesis_lines_gives_the_same_scores(paper_de_en, kept_log, tmp_path, monkeypatch, capsys):
     log, hypotheses = kept_log
     from_log, _, _ = rescore(paper_de_en, tmp_path / "a", log, monkeypatch, capsys)
@@ -121,6 +127,7 @@ def test_rescoring_plain_hypothesis_lines_gives_the_same_scores(paper_de_en, kep
         assert plain[flavour] == from_log[flavour]
 
 
+@needs_data_prep
 def test_no_checkpoint_and_no_hypotheses_is_one_line(paper_de_en, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, train
+from conftest import build_training, dump_teacher, fairseq_cli, first_batch, train
 from lskd.errors import DataError
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 from lskd_nmt.toy_corpus import write_corpus
@@ -27,29 +27,6 @@ KD = [
 ]
 
 
-def dump(data, teacher, out, *extra, check=True):
-    import subprocess
-
-    result = subprocess.run(
-        [
-            str(BIN_DIR / "lskd-dump-teacher"),
-            str(data),
-            "--teacher-path",
-            str(teacher),
-            "--out",
-            str(out),
-            "--max-tokens",
-            "700",
-            *map(str, extra),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr[-2000:]
-    return result
-
-
 @pytest.fixture(scope="module")
 def vocab_size(toy_bin):
     return sum(1 for _ in open(toy_bin / "dict.tgt.txt")) + 4
@@ -62,7 +39,7 @@ def caches(tmp_path_factory, toy_bin, teacher_checkpoint, vocab_size):
     for name, k in (("top4", 4), ("full", vocab_size)):
         out = tmp_path_factory.mktemp(f"cache-{name}")
         for subset in ("train", "valid"):
-            dump(toy_bin, teacher_checkpoint, out, "--subset", subset, "--topk", k, "--dtype", "fp32")
+            dump_teacher(toy_bin, teacher_checkpoint, out, "--subset", subset, "--topk", k, "--dtype", "fp32")
         made[name] = out
     return made
 
@@ -202,7 +179,7 @@ def test_interrupted_dump_never_loads_and_keeps_the_previous_cache(tmp_path, toy
 )
 def test_dump_bad_input_is_one_line_before_writing(tmp_path, toy_bin, teacher_checkpoint, extra, message):
     out = tmp_path / "cache"
-    result = dump(toy_bin, teacher_checkpoint, out, *extra, check=False)
+    result = dump_teacher(toy_bin, teacher_checkpoint, out, *extra, check=False)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and message in errors[0], result.stderr[-1500:]
@@ -211,7 +188,7 @@ def test_dump_bad_input_is_one_line_before_writing(tmp_path, toy_bin, teacher_ch
 
 def test_training_without_a_valid_cache_names_the_command(tmp_path, toy_bin, teacher_checkpoint):
     out = tmp_path / "train-only"
-    dump(toy_bin, teacher_checkpoint, out, "--subset", "train")
+    dump_teacher(toy_bin, teacher_checkpoint, out, "--subset", "train")
     result = train(toy_bin, tmp_path / "save", *KD, "--teacher-cache", out, "--max-epoch", "1", check=False)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(errors) == 1
