@@ -99,14 +99,16 @@ def _row_dot(a: Tensor, b: Tensor, scratch: Tensor, out: Tensor) -> None:
     torch.nansum(torch.mul(a, b, out=scratch), -1, out=out)
 
 
-def _softmax_with_stats(x: Tensor, out: Tensor, stats: Tensor) -> Tensor:
-    """softmax(x) into ``out``; ``stats`` [3, rows] receives what ``_log_sum_exp`` needs.
+def _softmax_with_stats(x: Tensor, out: Tensor, stats: Tensor, peak_known: bool = False) -> Tensor:
+    """softmax(x) into ``out``; ``stats`` [3, rows] receives what ``_log_sum_exp`` needs (``stats[0]``, the
+    row maximum of x, is already there when ``peak_known``).
 
     softmax puts exp(0)·(1/S) = 1/S on a row's largest entry, which gives its sum S without a second exp
     pass; the sum of the written probabilities (1 up to the rounding of softmax's own accumulation)
     corrects S to torch.sum's more accurate cascaded sum.
     """
-    torch.amax(x, -1, out=stats[0])
+    if not peak_known:
+        torch.amax(x, -1, out=stats[0])
     torch._softmax(x, -1, False, out=out)
     torch.amax(out, -1, out=stats[1])
     torch.sum(out, -1, out=stats[2])
@@ -150,10 +152,13 @@ def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, te
             tempered = logits
         else:
             torch.div(logits, temperature, out=tempered)
-        if hard_loss and not shared:
+        peak_known = hard_loss and not shared
+        if peak_known:
             _softmax_with_stats(logits, probs[chunk], plain_stats[:, chunk])
+            # max(s/T) = max(s)/T exactly: rounding a division by T > 0 keeps the order of the entries.
+            torch.div(plain_stats[0, chunk], temperature, out=tempered_stats[0, chunk])
         probs_t = probs[chunk] if shared else tempered_probs[chunk]
-        _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk])
+        _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk], peak_known)
         if hard_loss:
             torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
             if smoothing != 0:
