@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import torch
@@ -37,7 +36,7 @@ import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
 from bench.timing import device_name, timed
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd_fairseq.build import build_training
-from lskd_fairseq.cli.dump_teacher import dump, score_batches
+from lskd_fairseq.cli.dump_teacher import DumpConfig, dump, score_batches
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, target_lengths
 from lskd_nmt.toy_corpus import write_corpus
@@ -385,18 +384,15 @@ def cache_benchmark(args, device) -> dict:
         ratios.append(forward_seconds / timed(score, 1, device))
     start = time.perf_counter()
     dump(
-        Namespace(
+        DumpConfig(
             data=str(bin_dir),
             teacher_path=str(checkpoint),
             out=str(work / "cache"),
-            subset="train",
             topk=TOPK,
             source_lang="src",
             target_lang="tgt",
             max_tokens=max_tokens,
-            dtype="fp16",
-            fp16=False,
-            cpu=args.device == "cpu",
+            device=args.device,
             force=True,
         )
     )
