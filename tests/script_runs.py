@@ -8,6 +8,7 @@ import-time behaviour (warnings, what a module pulls in) start a fresh interpret
 """
 
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -52,7 +53,6 @@ class _Server:
             request = {"argv": argv, "env": env, "cwd": str(cwd), "stdout": str(out), "stderr": str(err)}
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
-            self._reply("pid")
             returncode = self._reply("returncode")
             stdout, stderr = self.import_stdout + out.read_text(), self.import_stderr + err.read_text()
             return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
@@ -72,12 +72,18 @@ def _close_servers() -> None:
         server.close()
 
 
+@functools.cache
+def _entry_point(name: str) -> str:
+    """``module:function`` of the installed console script ``name``."""
+    (entry,) = entry_points(group="console_scripts", name=name)
+    return entry.value
+
+
 def run_script(name: str, *args, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``name ARGS...`` as ``subprocess.run(..., capture_output=True, text=True)`` would run it."""
     env = dict(os.environ if env is None else env)
-    (entry,) = entry_points(group="console_scripts", name=name)
-    key = (entry.value, env.get("PYTHONWARNINGS"))  # warning filters are set when an interpreter starts
+    key = (_entry_point(name), env.get("PYTHONWARNINGS"))  # warning filters are set when an interpreter starts
     if key not in _servers:
-        _servers[key] = _Server(entry.value, env)
+        _servers[key] = _Server(key[0], env)
     argv = [str(Path(sys.executable).parent / name), *map(str, args)]
     return _servers[key].run(argv, env, Path.cwd() if cwd is None else cwd)

@@ -6,7 +6,7 @@ run's own output, as a fresh start would print it every time. Each line on stdin
 a JSON run request (argv, environment, working folder, stdout and stderr files). The fork sets those and
 calls the entry function the way the installed wrapper does (``sys.exit(FUNCTION())``), then leaves through
 the interpreter's normal exit: atexit hooks, thread shutdown, an uncaught exception's traceback. On the
-reply descriptor the server writes the fork's pid, then its exit status as ``subprocess`` reports it.
+reply descriptor the server writes the fork's exit status as ``subprocess`` reports it.
 """
 
 import functools
@@ -54,7 +54,6 @@ def main() -> None:
             requests.close()
             _become(json.loads(line))
             sys.exit(entry())
-        replies.write(json.dumps({"pid": pid}) + "\n")
         _, status = os.waitpid(pid, 0)
         replies.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
 
