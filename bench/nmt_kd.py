@@ -11,9 +11,11 @@ whose configurations are interleaved (so machine noise hits them alike):
 - teacher cache: throughput of the dump's scoring loop (teacher forward, top-k, writes to the memory-mapped
   cache) over a plain teacher forward on the same batches (goal >= 0.9), the whole command's time (with
   loading and hashing) and bytes per target token
-- scaling of the loss alone (forward + backward) with vocabulary size and tokens per batch, the three
-  losses interleaved in every repeat: ``loss_kd_online_over_ls_v{V}_t{tokens}`` goal <= 2 (KD needs about
-  twice the softmax passes of LS), ``loss_kd_cached_over_ls_v{V}_t{tokens}``
+- scaling of the loss alone (forward + backward) with vocabulary size and tokens per batch, the losses
+  interleaved in every repeat: ``loss_kd_online_over_ls_v{V}_t{tokens}`` goal <= 2 (KD needs about
+  twice the softmax passes of LS), ``loss_kd_cached_over_ls_v{V}_t{tokens}``, both with the loss's default
+  passes (``loss_passes``: the compiled row kernel on CPU where it builds), and the same two with the
+  eager passes (``..._eager_over_ls_...``), which the loss falls back to
 
     python -m bench.nmt_kd                          # CPU size, a few minutes
     python -m bench.nmt_kd --size iwslt --device cuda --fp16
@@ -21,6 +23,7 @@ whose configurations are interleaved (so machine noise hits them alike):
 
 import argparse
 import copy
+import ctypes
 import json
 import os
 import statistics
@@ -34,6 +37,7 @@ import torch
 
 import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
 from bench.timing import device_name, timed
+from lskd import cpu_kernel
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd_fairseq.build import build_training
 from lskd_fairseq.cli.dump_teacher import DumpConfig, dump, score_batches
@@ -73,7 +77,7 @@ SIZES = {
 }
 SCALING_VOCABS = (2000, 8000, 32000)
 SCALING_TOKENS = (1024, 4096)
-SCALING_MODES = ("ls", "kd_online", "kd_cached")
+SCALING_MODES = ("ls", "kd_online", "kd_cached", "kd_online_eager", "kd_cached_eager")
 SCALING_GOAL = 2.0
 SCALING_SECONDS = 0.1  # loss calls per timed repeat: enough for one LS measurement to take about this long
 TOPK = 4
@@ -271,11 +275,15 @@ def loss_steps(tokens: int, vocab: int, device, dtype) -> dict:
     }
 
     def step(mode):
+        teacher_mode = mode.removesuffix("_eager")
+        kernel = "eager" if mode.endswith("_eager") else "auto"
+
         def run():
             if mode == "ls":
                 loss = label_smoothed_nll(torch.log_softmax(student.float(), -1), target, 0.1, PAD)[0].sum()
             else:
-                loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, **teachers[mode]).loss
+                kwargs = teachers[teacher_mode]
+                loss = kd_objective(student, target, 2.0, 0.9, 0.1, ignore_index=PAD, kernel=kernel, **kwargs).loss
             loss.backward()
             student.grad = None
 
@@ -284,11 +292,30 @@ def loss_steps(tokens: int, vocab: int, device, dtype) -> dict:
     return {mode: step(mode) for mode in SCALING_MODES}
 
 
+def steady_cpu_allocator() -> str:
+    """Serve every CPU allocation from glibc's heap and never hand it back, for the rest of the process.
+
+    By default glibc maps large blocks afresh (page faults on first touch, the loss that allocates more
+    buffers pays more) below a threshold that moves with what the process freed before, so the same loss
+    timed early or late in a run differs by up to 10x at [1024 x 2000]. On a GPU, torch's caching allocator
+    removes that cost for both losses; this does the same on the CPU, so the loss scaling times arithmetic
+    and memory traffic only."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "the C library's default (not glibc)"
+    m_trim_threshold, m_mmap_max = -1, -4
+    if libc.mallopt(m_mmap_max, 0) != 1 or libc.mallopt(m_trim_threshold, 2**31 - 1) != 1:
+        return "glibc's default (mallopt refused)"
+    return "glibc heap, no mmap, no trimming"
+
+
 def scaling(args, device, dtype) -> list[dict]:
     rows = []
     for vocab in SCALING_VOCABS:
         for tokens in SCALING_TOKENS:
             runs = loss_steps(tokens, vocab, device, dtype)
+            runs["ls"]()  # the first call at a new size grows the heap; the calibration call then times LS itself
             calls = max(1, round(SCALING_SECONDS / timed(runs["ls"], 1, device)))
             times = interleaved(runs, args.repeats, calls, device)
             row = {"vocab": vocab, "tokens": tokens, "calls_per_repeat": calls}
@@ -468,11 +495,14 @@ def markdown(results: dict) -> str:
         lines += [
             "",
             "Scaling of the loss alone (forward + backward, ms, median of the interleaved repeats; ratios "
-            "are medians of the per-repeat ratios; memory at the larger batch):",
+            "are medians of the per-repeat ratios; memory at the larger batch). KD runs its default passes, "
+            f"here {results['loss_passes']}; the last two columns are the eager passes it falls back to where "
+            "the row kernel cannot be built. CPU allocations: "
+            f"{results.get('scaling_allocator', 'the CUDA caching allocator')} (see `steady_cpu_allocator`):",
             "",
             "| V | tokens | LS | KD online | KD cached | KD online / LS | goal <= 2 | KD cached / LS "
-            "| memory over LS, KD online / cached (MiB) |",
-            "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|",
+            "| memory over LS, KD online / cached (MiB) | eager KD online / LS | eager KD cached / LS |",
+            "|---:|---:|---:|---:|---:|---:|:---:|---:|---:|---:|---:|",
         ]
         for row in results["scaling"]:
             extra = None
@@ -484,7 +514,8 @@ def markdown(results: dict) -> str:
                 f"| {row['vocab']} | {row['tokens']} | {row['ls_ms']:.1f} | {row['kd_online_ms']:.1f} | "
                 f"{row['kd_cached_ms']:.1f} | {row['kd_online_over_ls']:.2f} | "
                 f"{'yes' if row['kd_online_over_ls'] <= SCALING_GOAL else 'no'} | "
-                f"{row['kd_cached_over_ls']:.2f} | {extra or ''} |"
+                f"{row['kd_cached_over_ls']:.2f} | {extra or ''} | {row['kd_online_eager_over_ls']:.2f} | "
+                f"{row['kd_cached_eager_over_ls']:.2f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -507,10 +538,14 @@ def main(argv=None) -> None:
         "config": f"vocab {size['vocab']}, {size['tokens']} target tokens per batch, T = {args.temperature}, "
         f"top-{TOPK} cache, median of {args.repeats} interleaved repeats x {args.batches} batches",
     }
+    kernel = cpu_kernel.row_kernel("auto", torch.empty(1, 1, device=device, dtype=dtype), None)
+    results["loss_passes"] = "the compiled row kernel" if kernel is not None else "eager"
     results["steps"] = step_timings(args, size, device, dtype)
     results["memory"] = memory(size["tokens"], size["vocab"], args.device, args.fp16)
     results["cache"] = cache_benchmark(args, device)
     if not args.skip_scaling:
+        if device.type == "cpu":
+            results["scaling_allocator"] = steady_cpu_allocator()  # last section: the others keep the default
         results["scaling"] = scaling(args, device, dtype)
         for row in results["scaling"]:
             for mode in SCALING_MODES[1:]:

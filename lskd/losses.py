@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
+from lskd.cpu_kernel import check_kernel, row_kernel
 from lskd.errors import InvalidConfig
 
 SMOOTHING_CONVENTIONS = ("uniform", "fairseq")
@@ -121,27 +122,51 @@ def _log_sum_exp(stats: Tensor) -> Tensor:
     return peak + prob_sum.log() - largest_prob.log()
 
 
-def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing):
-    """The chunked passes of ``_FusedKD``'s forward: the student's softmax p (when there is a hard target),
-    ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics."""
+def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel):
+    """The forward passes of ``_FusedKD``: the student's softmax p (when there is a hard target),
+    ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics, from the
+    compiled row kernel where ``kernel`` allows it (``lskd.cpu_kernel``), else from eager row chunks."""
     rows, vocab = student.shape
-    device = student.device
-    compute = torch.promote_types(student.dtype, torch.float32)
     sparse = topk_indices is not None
     hard_loss = target is not None
     shared = hard_loss and temperature == 1  # p_T = p
+    compiled = row_kernel(kernel, student, teacher_logits)
+    compute = torch.float64 if compiled is not None else torch.promote_types(student.dtype, torch.float32)
     # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
     # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
-    raw = torch.empty(13, rows, dtype=compute, device=device)
-    tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
-    gold, logit_sum, q_student, q_teacher = raw[9:13]
-    probs = torch.empty(rows, vocab, dtype=compute, device=device) if hard_loss else None
-    tempered_probs = None if sparse and shared else torch.empty(rows, vocab, dtype=compute, device=device)
+    raw = torch.empty(13, rows, dtype=compute, device=student.device)
+    buffers = {"dtype": torch.promote_types(student.dtype, torch.float32), "device": student.device}
+    probs = torch.empty(rows, vocab, **buffers) if hard_loss else None
+    tempered_probs = None if sparse and shared else torch.empty(rows, vocab, **buffers)
     q = log_q = picked = None
     if sparse:
-        log_q = F.log_softmax(topk_logits.to(compute) / temperature, dim=-1)
+        log_q = F.log_softmax(topk_logits.to(buffers["dtype"]) / temperature, dim=-1)
         q = log_q.exp()
-        picked = torch.empty_like(q)
+    if compiled is not None:
+        compiled.kd_rows(student, teacher_logits, temperature, probs, tempered_probs, raw)
+        if hard_loss:
+            raw[9] = student.gather(-1, target[:, None]).squeeze(-1)
+        if sparse:
+            picked = student.gather(-1, topk_indices) / temperature
+    else:
+        picked = _eager_passes(
+            student, target, teacher_logits, topk_indices, temperature, smoothing, probs, tempered_probs, raw
+        )
+    return probs, tempered_probs, raw, q, log_q, picked
+
+
+def _eager_passes(student, target, teacher_logits, topk_indices, temperature, smoothing, probs, tempered_probs, raw):
+    """``_fused_passes`` in cache-sized row chunks of torch operations; returns the top-k teacher's picked
+    tempered student logits."""
+    rows, vocab = student.shape
+    device = student.device
+    compute = raw.dtype
+    sparse = topk_indices is not None
+    hard_loss = target is not None
+    shared = hard_loss and temperature == 1
+    tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
+    gold, logit_sum, q_student, q_teacher = raw[9:13]
+    picked = torch.empty(rows, topk_indices.size(-1), dtype=compute, device=device) if sparse else None
     step = _chunk_rows(device, vocab)
     scratch = torch.empty(4, min(step, rows), vocab, dtype=compute, device=device)
     for start in range(0, rows, step):
@@ -175,16 +200,16 @@ def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, te
         _row_dot(teacher_q, teacher, product, q_teacher[chunk])
         _row_dot(teacher_q, tempered, product, q_student[chunk])
         torch.sub(probs_t, teacher_q, out=tempered_probs[chunk])  # D = p_T - q
-    return probs, tempered_probs, raw, q, log_q, picked
+    return picked
 
 
 class _FusedKD(torch.autograd.Function):
     """Per-row LS-NLL, NLL, T²·CE and T²·KL of student logits against a teacher.
 
     Autograd over the plain formulas keeps several [tokens, V] float32 intermediates alive and makes
-    several passes over each. Here the forward works in cache-sized row chunks, makes one softmax pass per
-    distribution (student, tempered student, teacher) and reduces every term to row statistics
-    (log-sum-exps and row dot products, combined in float64 after the loop). It keeps the student's
+    several passes over each. Here the forward (the compiled row kernel, or eager cache-sized row chunks)
+    makes one exponential pass per distribution (student, tempered student, teacher) and reduces every term
+    to row statistics (log-sum-exps and row dot products, combined in float64 afterwards). It keeps the student's
     softmax p and ``D = p_T - q`` (p_T for a top-k teacher, whose q is [tokens, k]); the backward turns
     them into the gradient in place, ``d/ds = c_hard·(p - y_smooth) + c_nll·(p - onehot) + c_kd·T·(p_T - q)``,
     without another exp, so the loss holds at most two [tokens, V] buffers where autograd over
@@ -193,11 +218,21 @@ class _FusedKD(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, student, target, mask, teacher_logits, topk_indices, topk_logits, temperature, smoothing, convention
+        ctx,
+        student,
+        target,
+        mask,
+        teacher_logits,
+        topk_indices,
+        topk_logits,
+        temperature,
+        smoothing,
+        convention,
+        kernel,
     ):
         vocab = student.size(-1)
         probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
-            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing
+            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel
         )
         tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
         gold, logit_sum, q_student, q_teacher = raw[9:13]
@@ -222,14 +257,14 @@ class _FusedKD(torch.autograd.Function):
         outputs = torch.stack(outputs)
         if mask is not None:
             outputs.masked_fill_(~mask, 0.0)
-        outputs = outputs.to(raw.dtype)
+        outputs = outputs.to(torch.promote_types(student.dtype, torch.float32))
         ctx.save_for_backward(student, target, mask, q)
         # Plain attributes, not saved tensors: the backward hands the buffers on as the gradient (a saved
         # tensor still referenced there would make autograd copy it), and teachers often run in inference
         # mode, whose tensors cannot be saved; the teacher is only read again for a second backward.
         ctx.buffers = (probs, tempered_probs)
         ctx.teacher = (teacher_logits, topk_indices, topk_logits)
-        ctx.settings = (temperature, smoothing, convention)
+        ctx.settings = (temperature, smoothing, convention, kernel)
         if target is None:
             return None, None, outputs[0], outputs[1]
         return tuple(outputs)
@@ -238,10 +273,10 @@ class _FusedKD(torch.autograd.Function):
     def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
         student, target, mask, q = ctx.saved_tensors
         teacher_logits, topk_indices, topk_logits = ctx.teacher
-        temperature, smoothing, convention = ctx.settings
+        temperature, smoothing, convention, kernel = ctx.settings
         if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
             ctx.buffers = _fused_passes(
-                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing
+                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel
             )[:2]
         probs, tempered_probs = ctx.buffers
         ctx.buffers = None
@@ -262,23 +297,34 @@ class _FusedKD(torch.autograd.Function):
             )
         if probs is not None and tempered_probs is None:
             coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
-        step = _chunk_rows(grad.device, vocab)
-        for start in range(0, rows, step):
-            chunk = slice(start, start + step)
-            g = grad[chunk]
+        # grad <- c_probs·p - c_other + c_kd·D per row (c_kd·D alone without a hard target), then the sparse terms
+        compiled = row_kernel(kernel, student, teacher_logits)
+        coef_kd, coef_probs, coef_other = (c.contiguous() for c in (coef_kd, coef_probs, coef_other))
+        shift = coef_other if other_weight != 0 else None
+        if compiled is not None:
             if probs is None:
-                g.mul_(coef_kd[chunk, None])
+                compiled.combine_rows(grad, coef_kd, None, None, None)
             else:
+                second = (tempered_probs, coef_kd) if tempered_probs is not None else (None, None)
+                compiled.combine_rows(grad, coef_probs, shift, *second)
+        else:
+            step = _chunk_rows(grad.device, vocab)
+            for start in range(0, rows, step):
+                chunk = slice(start, start + step)
+                g = grad[chunk]
+                if probs is None:
+                    g.mul_(coef_kd[chunk, None])
+                    continue
                 g.mul_(coef_probs[chunk, None])
-                if other_weight != 0:
-                    g.sub_(coef_other[chunk, None])
+                if shift is not None:
+                    g.sub_(shift[chunk, None])
                 if tempered_probs is not None:
                     g.addcmul_(tempered_probs[chunk], coef_kd[chunk, None])
-            if q is not None:
-                g.scatter_add_(-1, topk_indices[chunk], -coef_kd[chunk, None] * q[chunk])
-            if target is not None:
-                g.scatter_add_(-1, target[chunk, None], -coef_gold[chunk, None])
-        return grad.to(student.dtype), None, None, None, None, None, None, None, None
+        if q is not None:
+            grad.scatter_add_(-1, topk_indices, -coef_kd[:, None] * q)
+        if target is not None:
+            grad.scatter_add_(-1, target[:, None], -coef_gold[:, None])
+        return grad.to(student.dtype), None, None, None, None, None, None, None, None, None
 
 
 def _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits) -> None:
@@ -294,18 +340,20 @@ def distillation_terms(
     teacher_topk_indices: Optional[Tensor] = None,
     teacher_topk_logits: Optional[Tensor] = None,
     mask: Optional[Tensor] = None,
+    kernel: str = "auto",
 ) -> KDTerms:
     """``T² · CE(softmax(teacher/T), log_softmax(student/T))`` and ``T² · KL`` per row of ``student_logits``.
 
     Give either the teacher's full ``teacher_logits`` [N, V] or its top-k as ``teacher_topk_indices`` and
     ``teacher_topk_logits`` [N, k]; a top-k teacher is renormalised over its k entries at temperature T.
-    Rows where ``mask`` is False are zero.
+    Rows where ``mask`` is False are zero. ``kernel`` is one of ``lskd.cpu_kernel.KD_KERNELS``.
     """
     check_temperature(temperature)
     _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits)
+    check_kernel(kernel)
     indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
     _, _, cross_entropy, kl = _FusedKD.apply(
-        student_logits, None, mask, teacher_logits, indices, teacher_topk_logits, temperature, 0.0, "uniform"
+        student_logits, None, mask, teacher_logits, indices, teacher_topk_logits, temperature, 0.0, "uniform", kernel
     )
     return KDTerms(cross_entropy=cross_entropy, kl=kl)
 
@@ -339,15 +387,18 @@ def kd_objective(
     ignore_index: Optional[int] = None,
     convention: str = "uniform",
     reduce: bool = True,
+    kernel: str = "auto",
 ) -> KDObjective:
     """Word-level KD as Tan et al. train NMT students; with ``kd_weight = 1`` it is the vision paper's
     pure KD loss (summed; divide by the batch size for ``batchmean``). ``reduce=False`` keeps one value
-    per row (fairseq's ``reduce`` argument)."""
+    per row (fairseq's ``reduce`` argument). ``kernel``: ``auto`` runs float32 CPU rows through the
+    compiled row kernel where it builds, ``eager`` never, ``cpu`` always (``lskd.cpu_kernel``)."""
     check_kd_weight(kd_weight)
     check_smoothing(smoothing)
     check_temperature(temperature)
     _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits)
     check_convention(convention)
+    check_kernel(kernel)
     mask = target.ne(ignore_index) if ignore_index is not None else None
     indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
     hard, nll, cross_entropy, kl = _FusedKD.apply(
@@ -360,6 +411,7 @@ def kd_objective(
         temperature,
         smoothing,
         convention,
+        kernel,
     )
     loss = kd_weight * cross_entropy + (1.0 - kd_weight) * hard
     if not reduce:

@@ -5,6 +5,7 @@ dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the comma
 import dataclasses
 import textwrap
 
+from lskd.cpu_kernel import KD_KERNELS
 from lskd_tools.cli import DEVICES, ArgumentParser, add_options, config_from, console_script
 from lskd_vision.config import PRESETS, TrainConfig, build_config
 from lskd_vision.data import DATASETS
@@ -14,7 +15,7 @@ from lskd_vision.visualize import VisualizeConfig, visualize
 PROG = "lskd-vision"
 FROM_PRESET = "the preset's, see below"
 TEACHER_ONLY = ("alpha",)
-STUDENT_ONLY = ("teacher", "teacher_arch", "temperature", "kd_weight")
+STUDENT_ONLY = ("teacher", "teacher_arch", "temperature", "kd_weight", "kd_kernel")
 
 TRAIN_OPTIONS = {
     "dataset": dict(help="dataset to train on", choices=DATASETS),
@@ -37,6 +38,12 @@ TRAIN_OPTIONS = {
     "alpha": dict(help="label smoothing alpha (paper convention alpha/K)"),
     "temperature": dict(help="KD temperature", flags=("--temperature", "-T"), required=True),
     "kd_weight": dict(help="weight of the KD term; 1 = pure KD as the paper"),
+    "kd_kernel": dict(
+        help="KD loss passes: auto = the fused CPU row kernel for float32 CPU logits where it builds; eager; "
+        "cpu = require it",
+        choices=KD_KERNELS,
+        default_text="auto",
+    ),
     "teacher": dict(help="teacher checkpoint (ours or official .pth.tar)", required=True),
     "teacher_arch": dict(
         help="teacher architecture when the checkpoint does not record it", default_text="the recorded one"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
+from lskd.cpu_kernel import check_kernel
 from lskd.errors import InvalidConfig
 from lskd_vision.data import CROP_SIZE, DATASETS, RESIZE_SIZE, dataset_spec
 
@@ -28,6 +29,7 @@ class TrainConfig:
     alpha: float = 0.0  # teacher label smoothing, paper convention alpha/K
     temperature: float = 1.0
     kd_weight: float = 1.0  # 1 = pure KD (the paper); below 1 mixes in (1 - w) · CE with the labels
+    kd_kernel: str = "auto"  # lskd.cpu_kernel.KD_KERNELS
     teacher: Optional[Path] = None
     teacher_arch: Optional[str] = None
     init: Optional[Path] = None  # weights to start from (ImageNet teacher for CUB, torchvision file)
@@ -47,6 +49,7 @@ class TrainConfig:
         check_smoothing(self.alpha)
         check_temperature(self.temperature)
         check_kd_weight(self.kd_weight)
+        check_kernel(self.kd_kernel)
         for name in ("epochs", "batch_size", "lr_step", "crop_size", "resize_size"):
             if getattr(self, name) < 1:
                 raise InvalidConfig(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

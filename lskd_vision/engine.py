@@ -42,11 +42,13 @@ class StudentObjective:
     (+ (1 - w)·CE with labels when ``kd_weight`` < 1): same gradient as the official T²·KL, which is
     reported as ``kd_kl``."""
 
-    def __init__(self, temperature: float, kd_weight: float):
-        self.temperature, self.kd_weight = temperature, kd_weight
+    def __init__(self, temperature: float, kd_weight: float, kernel: str = "auto"):
+        self.temperature, self.kd_weight, self.kernel = temperature, kd_weight, kernel
 
     def __call__(self, logits: Tensor, target: Tensor, teacher_logits: Optional[Tensor]) -> StepLoss:
-        terms = kd_objective(logits, target, self.temperature, self.kd_weight, 0.0, teacher_logits=teacher_logits)
+        terms = kd_objective(
+            logits, target, self.temperature, self.kd_weight, 0.0, teacher_logits=teacher_logits, kernel=self.kernel
+        )
         batch = logits.size(0)
         return StepLoss(loss=terms.loss / batch, kd_kl=terms.kd_kl / batch)
 

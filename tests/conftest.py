@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import lskd.losses
 import lskd_fairseq
+from lskd import cpu_kernel
 from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
@@ -259,3 +261,28 @@ def modern_de_en(prepared):
 @pytest.fixture
 def paper_en_ru(prepared):
     return prepared["paper_en_ru"]
+
+
+def require_row_kernel() -> None:
+    """Skip, naming why, where the loss's compiled row kernel cannot be built (no C++ compiler, no ninja)."""
+    module, reason = cpu_kernel._build()
+    if module is None:
+        pytest.skip(f"the row kernel does not build here: {reason}")
+
+
+@pytest.fixture(params=["eager", "row-kernel"])
+def loss_passes(request, monkeypatch):
+    """Runs a test once with the loss's eager passes and once with the compiled row kernel for every input
+    the kernel takes (float32 CPU rows; other inputs stay eager under the default ``auto``)."""
+    if request.param == "row-kernel":
+        require_row_kernel()
+    original = lskd.losses.row_kernel
+
+    def chosen(kernel, student, teacher_logits):
+        if kernel == "auto":
+            fits = cpu_kernel.inputs_fit(student, teacher_logits)
+            kernel = "cpu" if request.param == "row-kernel" and fits else "eager"
+        return original(kernel, student, teacher_logits)
+
+    monkeypatch.setattr(lskd.losses, "row_kernel", chosen)
+    return request.param

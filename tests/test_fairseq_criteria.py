@@ -6,7 +6,7 @@ import pytest
 import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-from conftest import build_training, first_batch
+from conftest import build_training, first_batch, require_row_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import fairseq_epsilon
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherCriterion
@@ -174,6 +174,26 @@ def test_online_topk_equal_to_vocabulary_is_full_vocabulary(student):
         torch.testing.assert_close(full(model, batch)[0], top(model, batch)[0])
 
 
+@pytest.mark.parametrize("topk", [0, 4])
+def test_word_kd_row_kernel_and_eager_passes_train_alike(student, topk):
+    """The criterion's --kd-kernel: the row kernel and the eager passes give one loss and one gradient for
+    every parameter (float32 CPU logits, which the kernel takes)."""
+    require_row_kernel()
+    task, model, sample = student
+    teacher = copy.deepcopy(model).eval()
+    batch = with_teacher(task, teacher, sample)
+    runs = {}
+    for kernel in ("eager", "cpu"):
+        criterion = WordKDCriterion(task, False, 0.1, kd_temperature=2.0, kd_weight=0.9, kd_topk=topk, kd_kernel=kernel)
+        runs[kernel] = loss_and_grads(criterion, model, batch)
+    (eager_loss, eager_log, eager_grads), (loss, log, grads) = runs["eager"], runs["cpu"]
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(log["kd_loss"], eager_log["kd_loss"], rtol=1e-5, atol=1e-6)
+    assert grads.keys() == eager_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_gradients_finite_at_t64_in_fp16(student):
     task, model, sample = student
     half = copy.deepcopy(model).half()
@@ -190,6 +210,7 @@ def test_gradients_finite_at_t64_in_fp16(student):
         ({"kd_temperature": 0.0}, "got 0.0"),
         ({"kd_weight": -0.1}, "got -0.1"),
         ({"label_smoothing": 1.0}, "got 1.0"),
+        ({"kd_kernel": "fast"}, r"KD kernel must be one of \('auto', 'eager', 'cpu'\), got 'fast'"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(student, settings, message):

@@ -10,6 +10,8 @@ from lskd.errors import InvalidConfig
 from lskd.losses import distillation_terms, fairseq_epsilon, kd_objective, label_smoothed_nll, topk_teacher
 
 PAD = 1
+# Each test runs with the eager loss passes and with the compiled row kernel (conftest.loss_passes).
+pytestmark = pytest.mark.usefixtures("loss_passes")
 
 
 def reference_kd(student, teacher, temperature):
@@ -136,6 +138,7 @@ def test_minus_infinity_logits_stay_finite(logits):
         ({"temperature": -1.0}, "got -1.0"),
         ({"kd_weight": 1.5}, "KD weight must be in [0, 1], got 1.5"),
         ({"smoothing": 1.0}, "label smoothing must be in [0, 1), got 1.0"),
+        ({"kernel": "fast"}, "KD kernel must be one of ('auto', 'eager', 'cpu'), got 'fast'"),
     ],
 )
 def test_bad_settings_name_the_value(logits, kwargs, message):

@@ -9,9 +9,11 @@ import math
 from dataclasses import dataclass, field
 
 from fairseq.criterions import register_criterion
+from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from lskd.checks import check_kd_weight, check_temperature
+from lskd.cpu_kernel import KD_KERNELS, check_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import kd_objective, topk_teacher
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherConfig, SmoothedTargetCriterion
@@ -28,14 +30,33 @@ class WordKDConfig(LabelSmoothedTeacherConfig):
         default=0,
         metadata={"help": "distil from the online teacher's top-k tokens only (Tan et al. use 4); 0 = full vocabulary"},
     )
+    kd_kernel: ChoiceEnum(KD_KERNELS) = field(
+        default="auto",
+        metadata={
+            "help": "how the loss runs: auto = float32 CPU logits through the fused row kernel (compiled once per "
+            "machine) where it builds, else eager torch passes; eager; cpu = require the kernel"
+        },
+    )
 
 
 @register_criterion("word_kd", dataclass=WordKDConfig)
 class WordKDCriterion(SmoothedTargetCriterion):
-    def __init__(self, task, sentence_avg, label_smoothing, kd_temperature, kd_weight, kd_topk=0, ignore_prefix_size=0):
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        kd_temperature,
+        kd_weight,
+        kd_topk=0,
+        ignore_prefix_size=0,
+        kd_kernel="auto",
+    ):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size)
         check_temperature(kd_temperature)
         check_kd_weight(kd_weight)
+        self.kernel = str(kd_kernel)
+        check_kernel(self.kernel)
         if kd_topk < 0:
             raise InvalidConfig(f"--kd-topk must be >= 0 (0 = full vocabulary), got {kd_topk}")
         self.temperature = kd_temperature
@@ -73,6 +94,7 @@ class WordKDCriterion(SmoothedTargetCriterion):
             smoothing=self.smoothing,
             ignore_index=self.padding_idx,
             reduce=False,
+            kernel=self.kernel,
             **self.teacher_outputs(sample),
         )
         loss, nll_loss, kd_loss = (self.reduced(t, reduce) for t in (objective.loss, objective.nll, objective.kd_kl))
