@@ -98,15 +98,17 @@ def row_kernel(kernel: str, student: Tensor, teacher_logits: Optional[Tensor]):
 
     ``auto`` uses it where the inputs fit and it builds (one warning if it does not); ``cpu`` requires it.
     """
-    if kernel not in KD_KERNELS:
-        check_kernel(kernel)
+    check_kernel(kernel)
     if kernel == "eager":
         return None
     if not inputs_fit(student, teacher_logits):
         if kernel == "cpu":
-            raise InvalidConfig(
-                f"KD kernel 'cpu' needs contiguous float32 CPU logits, got {student.dtype} on {student.device}"
+            given = [("student", student)] + ([("teacher", teacher_logits)] if teacher_logits is not None else [])
+            described = ", ".join(
+                f"{name} {x.dtype} {tuple(x.shape)} on {x.device}{'' if x.is_contiguous() else ' (strided)'}"
+                for name, x in given
             )
+            raise InvalidConfig(f"KD kernel 'cpu' needs contiguous float32 CPU logits, got {described}")
         return None
     if kernel == "cpu":
         return _built()

@@ -96,7 +96,11 @@ def test_rows_split_over_threads_give_the_same_bits():
 
 def test_required_kernel_refuses_inputs_it_does_not_take():
     student = torch.randn(4, 10, dtype=torch.float16)
-    with pytest.raises(InvalidConfig, match="KD kernel 'cpu' needs contiguous float32 CPU logits, got torch.float16"):
+    with pytest.raises(
+        InvalidConfig,
+        match=r"KD kernel 'cpu' needs contiguous float32 CPU logits, got student torch.float16 \(4, 10\) on cpu, "
+        r"teacher torch.float16",
+    ):
         distillation_terms(student, 2.0, teacher_logits=student, kernel="cpu")
 
 
