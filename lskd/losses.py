@@ -122,15 +122,14 @@ def _log_sum_exp(stats: Tensor) -> Tensor:
     return peak + prob_sum.log() - largest_prob.log()
 
 
-def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel):
+def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled):
     """The forward passes of ``_FusedKD``: the student's softmax p (when there is a hard target),
     ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics, from the
-    compiled row kernel where ``kernel`` allows it (``lskd.cpu_kernel``), else from eager row chunks."""
+    ``compiled`` row kernel (``lskd.cpu_kernel.row_kernel``), or from eager row chunks when it is None."""
     rows, vocab = student.shape
     sparse = topk_indices is not None
     hard_loss = target is not None
     shared = hard_loss and temperature == 1  # p_T = p
-    compiled = row_kernel(kernel, student, teacher_logits)
     compute = torch.float64 if compiled is not None else torch.promote_types(student.dtype, torch.float32)
     # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
     # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
@@ -231,8 +230,9 @@ class _FusedKD(torch.autograd.Function):
         kernel,
     ):
         vocab = student.size(-1)
+        compiled = row_kernel(kernel, student, teacher_logits)  # decided once: the backward uses the same passes
         probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
-            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel
+            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled
         )
         tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
         gold, logit_sum, q_student, q_teacher = raw[9:13]
@@ -264,7 +264,7 @@ class _FusedKD(torch.autograd.Function):
         # mode, whose tensors cannot be saved; the teacher is only read again for a second backward.
         ctx.buffers = (probs, tempered_probs)
         ctx.teacher = (teacher_logits, topk_indices, topk_logits)
-        ctx.settings = (temperature, smoothing, convention, kernel)
+        ctx.settings = (temperature, smoothing, convention, compiled)
         if target is None:
             return None, None, outputs[0], outputs[1]
         return tuple(outputs)
@@ -273,10 +273,10 @@ class _FusedKD(torch.autograd.Function):
     def backward(ctx, grad_hard, grad_nll, grad_ce, grad_kl):
         student, target, mask, q = ctx.saved_tensors
         teacher_logits, topk_indices, topk_logits = ctx.teacher
-        temperature, smoothing, convention, kernel = ctx.settings
+        temperature, smoothing, convention, compiled = ctx.settings
         if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
             ctx.buffers = _fused_passes(
-                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, kernel
+                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled
             )[:2]
         probs, tempered_probs = ctx.buffers
         ctx.buffers = None
@@ -298,7 +298,6 @@ class _FusedKD(torch.autograd.Function):
         if probs is not None and tempered_probs is None:
             coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
         # grad <- c_probs·p - c_other + c_kd·D per row (c_kd·D alone without a hard target), then the sparse terms
-        compiled = row_kernel(kernel, student, teacher_logits)
         coef_kd, coef_probs, coef_other = (c.contiguous() for c in (coef_kd, coef_probs, coef_other))
         shift = coef_other if other_weight != 0 else None
         if compiled is not None:

@@ -101,12 +101,14 @@ void row_passes(const Row& row, int64_t vocab, float inv_temperature, bool share
         teacher_exp.store(row.teacher_exp + i);
       }
     }
-    sums.plain += lane_sum(plain_sum);
     sums.tempered += lane_sum(tempered_sum);
-    sums.teacher += lane_sum(teacher_sum);
-    sums.teacher_dot += lane_sum(teacher_dot);
-    sums.student_dot += lane_sum(student_dot);
     sums.logits += lane_sum(logit_sum);
+    if (separate_plain) sums.plain += lane_sum(plain_sum);
+    if (t) {
+      sums.teacher += lane_sum(teacher_sum);
+      sums.teacher_dot += lane_sum(teacher_dot);
+      sums.student_dot += lane_sum(student_dot);
+    }
   }
   for (int64_t i = body; i < vocab; ++i) {
     const float x = s[i], tempered = x * inv_temperature;
