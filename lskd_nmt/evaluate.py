@@ -30,7 +30,7 @@ from lskd_nmt.bleu import (
 )
 from lskd_nmt.nmt_profiles import profile_named
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import MANIFEST, atomic_write_json, write_lines
+from lskd_tools.files import MANIFEST, atomic_write_json, check_writable, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 
@@ -88,6 +88,14 @@ def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: s
     from lskd_fairseq.binarised import sentence_count
 
     return sentence_count(data_bin, subset, source, target)
+
+
+def check_fairseq_checkpoint(path: Path) -> None:
+    """Refuse, in one line and before anything is written, a checkpoint fairseq-generate cannot decode with
+    (not fairseq-train's, unsafe, truncated): its own failure would be a traceback's last line."""
+    from lskd_fairseq.checkpoints import read_fairseq_checkpoint
+
+    read_fairseq_checkpoint(path, "--path")
 
 
 def generate_command(config: EvalConfig) -> list[str]:
@@ -269,15 +277,29 @@ def decode(config: EvalConfig, expected: int) -> None:
             raise ToolError(f"fairseq-generate failed (exit {process.returncode}): {' '.join(tail)}")
 
 
+def check_sentence_count(config: EvalConfig, text: str, source: Path, expected: int) -> None:
+    """The hypotheses cover the subset, checked before the references are read, so a short hypothesis file
+    is named as such (never blamed on the references)."""
+    found = len(parse_generate_output(text)[0]) if is_generate_output(text) else len(text.splitlines())
+    if found == expected:
+        return
+    if config.hypotheses is None:
+        raise ToolError(f"{source}: {found} of {expected} {config.subset} sentences translated")
+    raise DataError(
+        f"--hypotheses {source}: {found} hypotheses, expected {expected} (one per {config.subset} sentence of "
+        f"{config.data_bin})"
+    )
+
+
 def evaluate(config: EvalConfig) -> dict:
-    config.out.parent.mkdir(parents=True, exist_ok=True)
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
     if config.hypotheses is None:
         decode(config, expected)
     source = config.hypotheses or config.generate_output
-    scores = score_generation(config, source.read_text(encoding="utf-8"))
-    if scores["n_sentences"] != expected:
-        raise ToolError(f"{source}: {scores['n_sentences']} of {expected} {config.subset} sentences translated")
+    text = source.read_text(encoding="utf-8")
+    check_sentence_count(config, text, source, expected)
+    scores = score_generation(config, text)
     atomic_write_json(config.out, scores, sort_keys=False)  # bleu.json marks a recipe stage done
     return scores
 
@@ -300,6 +322,11 @@ def resolve(config: EvalConfig) -> EvalConfig:
         raise InvalidConfig("no --path: expected a checkpoint to decode with, or --hypotheses FILE to re-score")
     elif not config.checkpoint.is_file():
         raise InvalidConfig(f"--path {config.checkpoint}: no such checkpoint file")
+    else:
+        check_fairseq_checkpoint(config.checkpoint)
+    if config.out.is_dir():
+        raise InvalidConfig(f"--out {config.out} is a folder; expected the JSON file to write, e.g. RUN_DIR/bleu.json")
+    check_writable(config.out.parent, "--out")
     manifest = manifest_of(config.data_bin)
     profile = config.profile or manifest.get("profile")
     subword = config.subword or manifest.get("subword")

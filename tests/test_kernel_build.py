@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_row_kernel
+from conftest import read_only, require_row_kernel, without_write_override
 from lskd import cpu_kernel
 from lskd.kernel_build import MANIFEST, build_name, failure_reason, library_problem
 
@@ -45,11 +45,6 @@ def cache_with(real_build: Path, tmp_path: Path) -> tuple[Path, Path]:
     return extensions, extensions / real_build.name / f"{real_build.name}.so"
 
 
-def read_only(folder: Path) -> None:
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(path.stat().st_mode & ~0o222)
-
-
 def snapshot(folder: Path) -> dict:
     return {
         str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
@@ -58,11 +53,8 @@ def snapshot(folder: Path) -> dict:
 
 def run_loss(extensions: Path, code: str = LOSS, pythonpath: Path = REPO, **env) -> subprocess.CompletedProcess:
     """A fresh process (the kernel loads once per process); without write permission even as root."""
-    drop_root = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
-    if drop_root and shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: a read-only folder cannot be made read-only here")
     return subprocess.run(
-        [*drop_root, sys.executable, "-c", code],
+        without_write_override([sys.executable, "-c", code]),
         env={**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions), "PYTHONPATH": str(pythonpath), **env},
         cwd=extensions.parent,
         capture_output=True,

@@ -19,7 +19,7 @@ from lskd.errors import InvalidConfig
 from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
 from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
 from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
-from lskd_tools.files import file_digest
+from lskd_tools.files import check_writable, file_digest
 
 PROG = "lskd-dump-teacher"
 logger = logging.getLogger(PROG)
@@ -61,6 +61,7 @@ def check_args(args: DumpConfig) -> torch.device:
     device = torch_device(args.device)
     if args.fp16 and device.type != "cuda":
         raise InvalidConfig("--fp16 needs a GPU; drop it to run the teacher in fp32 on CPU")
+    check_writable(args.out, "--out")
     existing = cache_paths(args.out, args.subset)["fingerprint"]
     if existing.exists() and not args.force:
         raise InvalidConfig(f"{existing} exists; pass --force to replace that cache")
