@@ -41,9 +41,7 @@ def per_row_terms(student, teacher, kernel, temperature, smoothing, topk, hard):
     [(1.0, 0.0, False, True), (2.0, 0.1, False, True), (1.0, 0.1, True, True), (3.0, 0.0, True, True)]
     + [(2.0, 0.0, False, False), (1.0, 0.0, True, False)],
 )
-def test_a_row_without_a_distribution_is_nan_throughout_on_both_passes(
-    kernel, bad, temperature, smoothing, topk, hard
-):
+def test_a_row_without_a_distribution_is_nan_throughout_on_both_passes(kernel, bad, temperature, smoothing, topk, hard):
     if kernel == "cpu":
         require_row_kernel()
     generator = torch.Generator().manual_seed(0)
