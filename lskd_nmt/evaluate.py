@@ -23,6 +23,7 @@ from lskd_nmt.bleu import (
     SUBWORD_SCHEMES,
     TEXT_PROFILES,
     detokenized,
+    perfect_system_score,
     remove_subwords,
     sacrebleu_score,
     tokenized,
@@ -219,6 +220,10 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
     }
     for name, score in scores.items():
         score["compare_with"] = uses[name]
+    if profile_named(profile).lowercase and config.raw_references is not None:
+        perfect = perfect_system_score(references, detok_references, profile, lang).score
+        scores["sacrebleu"]["perfect_system"] = perfect
+        scores["sacrebleu"]["compare_with"] += f"; a perfect {profile}-profile system scores {perfect:.2f} here"
     return {
         **scores,
         "generate_bleu4": uses["generate_bleu4"],
@@ -347,6 +352,16 @@ def resolve(config: EvalConfig) -> EvalConfig:
     return replace(config, profile=profile, subword=subword, references=references, raw_references=raw_references)
 
 
+def perfect_system_line(sacre: dict, profile: str) -> list[str]:
+    """Where a perfect system of a lowercasing profile tops out on this sacreBLEU, said beside the score."""
+    if "perfect_system" not in sacre:
+        return []
+    return [
+        f"               a perfect {profile}-profile system scores {sacre['perfect_system']:.2f} here (its text is "
+        "lowercased and Moses-spaced; the references are cased): compare within this profile only"
+    ]
+
+
 def summary(scores: dict, out: Path) -> str:
     """Which number is which, for the terminal; bleu.json holds the same words."""
     sacre, tok = scores["sacrebleu"], scores["tokenized_bleu"]
@@ -354,6 +369,7 @@ def summary(scores: dict, out: Path) -> str:
         [
             f"sacrebleu      {sacre['score']:6.2f}  {sacre['signature']}",
             f"               {sacre['text']}; compare with {sacre['compare_with']}",
+            *perfect_system_line(sacre, scores["profile"]),
             f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
             f"               {tok['text']}; compare with {tok['compare_with']}",
             f"note: {scores['generate_bleu4']}",
