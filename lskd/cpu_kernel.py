@@ -2,7 +2,8 @@
 
 torch's JIT extension builder compiles it once per machine and instruction set (a C++ compiler and ninja
 are needed; about a minute) into ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``); later
-runs load the built library in milliseconds. Where it cannot be built the loss runs its eager passes.
+runs load the built library in milliseconds, after checking it against its build manifest
+(``lskd.kernel_build``). Where it cannot be built the loss runs its eager passes.
 """
 
 import functools
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from lskd.errors import InvalidConfig
+from lskd.kernel_build import BuildUnavailable, failure_reason, load_extension
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +51,13 @@ def _build() -> tuple[Optional[object], str]:
         pass
     try:
         capability = torch.backends.cpu.get_cpu_capability()
-        load = _quiet_import_of_the_builder()
+        _quiet_import_of_the_builder()
         logger.info("loading the fused KD loss kernel (compiled on first use for %s, about 40 s)", capability)
-        module = load(
-            f"lskd_kd_rows_{capability.lower()}",
-            [str(SOURCE)],
-            extra_cflags=["-O3", *ISA_FLAGS.get(capability, [])],
-        )
-    except Exception as error:  # no compiler, no ninja, unsupported platform: the eager loss still works
-        lines = str(error).strip().splitlines()
-        return None, f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
+        module = load_extension(f"lskd_kd_rows_{capability.lower()}", SOURCE, ["-O3", *ISA_FLAGS.get(capability, [])])
+    except BuildUnavailable as error:  # no compiler, a read-only cache without a valid build: eager still works
+        return None, str(error)
+    except Exception as error:  # no ninja, unsupported platform: the eager loss still works
+        return None, failure_reason(error)
     return module, ""
 
 

@@ -6,6 +6,7 @@ per-example) values are returned unreduced; callers sum (fairseq: sum over token
 dtype of the logits, because tempered softmaxes of fp16 logits lose most of their mass at T = 64.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -183,10 +184,9 @@ def _eager_passes(student, target, teacher_logits, topk_indices, temperature, sm
             torch.div(plain_stats[0, chunk], temperature, out=tempered_stats[0, chunk])
         probs_t = probs[chunk] if shared else tempered_probs[chunk]
         _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk], peak_known)
+        torch.sum(logits, -1, out=logit_sum[chunk])  # also tells rows with a NaN or +inf logit (see _FusedKD)
         if hard_loss:
             torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
-            if smoothing != 0:
-                torch.sum(logits, -1, out=logit_sum[chunk])
         if sparse:
             torch.gather(tempered, -1, topk_indices[chunk], out=picked[chunk])
             continue
@@ -254,7 +254,12 @@ class _FusedKD(torch.autograd.Function):
             nll = lse - gold.double()
             hard = _smoothed(nll, lambda: logit_sum.double() - vocab * lse, smoothing, vocab, convention)
             outputs = [hard, nll] + outputs
-        outputs = torch.stack(outputs)
+        # A NaN or +inf student logit (the row's logit sum is NaN or +inf), or a row of -inf only, leaves the row
+        # without a distribution; each pass would show its own partial pattern of NaN and inf there, so every
+        # term and every gradient entry of such a row is NaN on both.
+        no_distribution = logit_sum.isnan() | logit_sum.eq(math.inf) | tempered_stats[0].eq(-math.inf)
+        ctx.poison = torch.where(no_distribution, math.nan, 0.0)
+        outputs = torch.stack(outputs) + ctx.poison
         if mask is not None:
             outputs.masked_fill_(~mask, 0.0)
         outputs = outputs.to(torch.promote_types(student.dtype, torch.float32))
@@ -295,6 +300,8 @@ class _FusedKD(torch.autograd.Function):
             coef_kd, coef_probs, coef_gold, coef_other = (
                 c * mask for c in (coef_kd, coef_probs, coef_gold, coef_other)
             )
+        poison = ctx.poison.to(grad.dtype)  # NaN on rows with a NaN or +inf logit: the whole row's gradient
+        coef_kd, coef_probs = coef_kd + poison, coef_probs + poison
         if probs is not None and tempered_probs is None:
             coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
         # grad <- c_probs·p - c_other + c_kd·D per row (c_kd·D alone without a hard target), then the sparse terms

@@ -38,7 +38,8 @@ def install_process_hooks() -> None:
     2. the warning torch raises on every forward for fairseq's float attention mask beside a bool padding
        mask is filtered, and so are the known third-party warnings of a normal shell (``quiet``);
     3. fairseq checkpoints load under torch's ``weights_only=True``: the one non-tensor type they hold is
-       allow-listed (``checkpoints.allow_fairseq_checkpoints``);
+       allow-listed, and fairseq's own loader refuses anything else as lskd does, in one line
+       (``checkpoints.allow_fairseq_checkpoints``);
     4. an exit hook stops fairseq's prefetch threads, so fairseq-train does not abort at exit
        (``clean_exit.register``);
     5. an ``LskdError`` that ends fairseq's own commands (fairseq-train, fairseq-generate) prints as one line

@@ -9,21 +9,42 @@
 """
 
 import argparse
+import functools
+import pickle
 
 import torch
 from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
 from lskd.errors import DataError
-from lskd_tools.checkpoints import load_checkpoint
+from lskd_tools.checkpoints import checkpoint_error, load_checkpoint
 
 SAFE_CHECKPOINT_GLOBALS = [argparse.Namespace]
 DICTIONARIES_KEY = "lskd_dictionaries"
 
 
 def allow_fairseq_checkpoints() -> None:
-    """Allow-list fairseq's checkpoint types process-wide (``lskd_fairseq.install_process_hooks`` calls this)."""
+    """Allow-list fairseq's checkpoint types process-wide, and make fairseq's own loader refuse anything else
+    in lskd's words (``lskd_fairseq.install_process_hooks`` calls this)."""
     torch.serialization.add_safe_globals(SAFE_CHECKPOINT_GLOBALS)
+    if not getattr(checkpoint_utils.load_checkpoint_to_cpu, "lskd_refusals", False):
+        checkpoint_utils.load_checkpoint_to_cpu = _with_lskd_refusals(checkpoint_utils.load_checkpoint_to_cpu)
+
+
+def _with_lskd_refusals(load):
+    """fairseq's loader (``fairseq-generate --path``, ``fairseq-train --restore-file``) calls ``torch.load``
+    itself: a refused unsafe file would end in torch's traceback, whose last advice is to retry with
+    ``weights_only=False``. Its refusal becomes lskd's one-line ``DataError`` (printed by ``cli_errors``)."""
+
+    @functools.wraps(load)
+    def load_checkpoint_to_cpu(path, *args, **kwargs):
+        try:
+            return load(path, *args, **kwargs)
+        except pickle.UnpicklingError as error:
+            raise checkpoint_error(path, error) from None
+
+    load_checkpoint_to_cpu.lskd_refusals = True
+    return load_checkpoint_to_cpu
 
 
 def record_dictionaries(task) -> None:

@@ -68,6 +68,8 @@ class Counts:
     length_limit_hypotheses: int = 0
     fell_back: int = 0
     hypothesis_tokens: int = 0
+    # pairs longer than the teacher's positions, skipped as fairseq-generate skips them: they keep their reference
+    too_long: int = 0
 
 
 def subset_prefix(data: Path, subset: str, source: str, target: str) -> str:

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import torch
 from fairseq import models
 from fairseq.data import Dictionary, data_utils
@@ -44,6 +45,13 @@ def load_subset(task: TranslationTask, subset: str):
     except FileNotFoundError as error:
         raise InvalidConfig(f"subset {subset!r} not found in {task.cfg.data} ({error})") from None
     return task.dataset(subset)
+
+
+def too_long_sentences(dataset, max_positions) -> list[int]:
+    """Ids of the pairs longer than a model's (source, target) positions: what fairseq-generate's
+    ``--skip-invalid-size-inputs-valid-test`` skips, in the same way (the dataset's own size filter)."""
+    _, ignored = dataset.filter_indices_by_size(np.arange(len(dataset), dtype=np.int64), max_positions)
+    return sorted(int(index) for index in ignored)
 
 
 def _first_difference(expected: list, found: list) -> str:

@@ -17,7 +17,7 @@ logits) are refused by name when training starts.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,8 @@ class Fingerprint:
     topk: int
     dtype: str
     format: int = CACHE_FORMAT
+    # pairs longer than the teacher's positions: never scored, their rows hold no teacher; training skips them
+    too_long_sentences: list = field(default_factory=list)
 
     DATA_FIELDS = ("sentences", "tokens", "target_lengths_sha256", "target_tokens_sha256", "target_dictionary_sha256")
     TEACHER_FIELDS = ("teacher_checkpoint_sha256", "topk", "dtype")
@@ -139,6 +141,16 @@ class CacheWriter:
         self.indices[rows] = indices
         self.logits[rows] = logits
         self.filled[sentence_ids] = True
+
+    def skip(self, sentence_ids: list[int]) -> None:
+        """Sentences the teacher cannot score (longer than its positions); the fingerprint lists them."""
+        self.filled[sentence_ids] = True
+
+    def discard(self) -> None:
+        """Remove the unpublished arrays of a dump that failed, leaving any earlier cache as it was."""
+        del self.indices, self.logits
+        for part in ("indices", "logits"):
+            self._temporary(part).unlink(missing_ok=True)
 
     def close(self) -> None:
         missing = np.flatnonzero(~self.filled)
@@ -259,6 +271,14 @@ class TeacherCacheDataset(BaseWrapperDataset):
         super().__init__(dataset)
         self.cache = cache
         self.pad_index = pad_index
+
+    def filter_indices_by_size(self, indices, max_sizes):
+        """Also drops the sentences the cache's teacher could not score (too long for it), as fairseq drops
+        sentences too long for the student: skipped in training, refused in validation unless
+        ``--skip-invalid-size-inputs-valid-test``."""
+        indices, ignored = self.dataset.filter_indices_by_size(indices, max_sizes)
+        unscored = np.isin(indices, self.cache.fingerprint.too_long_sentences)
+        return indices[~unscored], list(ignored) + indices[unscored].tolist()
 
     def __getitem__(self, index):
         item = self.dataset[index]

@@ -11,6 +11,7 @@
 Neither is the ``BLEU4`` line fairseq-generate prints at the end of its log: that one scores subword pieces.
 """
 
+import re
 from dataclasses import dataclass
 
 from sacrebleu.metrics import BLEU
@@ -40,9 +41,24 @@ def remove_subwords(line: str, scheme: str) -> str:
     raise ValueError(f"unknown subword scheme {scheme!r} (expected one of: {', '.join(SUBWORD_SCHEMES)})")
 
 
+# What Moses' detokeniser leaves split after Moses' tokeniser: a curly apostrophe before an English clitic
+# ("it ’ s", "don ’ t"; a plural possessive "kids ’ toys" stays, it cannot be told from a closing quote)
+# and the inner spaces of curly double quotes.
+_CURLY_CLITIC = re.compile(r"(?<=\w) ’ (?=(?:s|t|re|ve|ll|d|m)\b)", re.IGNORECASE)
+_OPENING_QUOTE_SPACE = re.compile(r"“ ")
+_CLOSING_QUOTE_SPACE = re.compile(r" ”")
+
+
+def rejoin_curly_quotes(line: str) -> str:
+    return _CLOSING_QUOTE_SPACE.sub("”", _OPENING_QUOTE_SPACE.sub("“", _CURLY_CLITIC.sub("’", line)))
+
+
 def detokenized(lines: list[str], profile: str, lang: str) -> list[str]:
-    """paper text is Moses-tokenised, so undo it; modern text is raw already."""
-    return moses_detokenize(lines, lang) if profile == "paper" else list(lines)
+    """paper text is Moses-tokenised, so undo it (and rejoin what Moses' detokeniser leaves split); modern
+    text is raw already."""
+    if profile != "paper":
+        return list(lines)
+    return [rejoin_curly_quotes(line) for line in moses_detokenize(lines, lang)]
 
 
 def tokenized(lines: list[str], profile: str, lang: str) -> list[str]:
@@ -66,6 +82,18 @@ def sacrebleu_score(hypotheses: list[str], references: list[str], references_are
         result.score,
         str(metric.get_signature()),
         f"detokenised hypotheses against {references_are}, sacreBLEU 13a tokenisation, {case}",
+    )
+
+
+def perfect_system_score(prepared_references: list[str], raw_references: list[str], profile: str, lang: str) -> Score:
+    """What the detokenised sacreBLEU of a perfect system of ``profile`` is against the raw references: the
+    prepared references themselves, detokenised as hypotheses are. Below 100 for ``paper`` text, which is
+    lowercased (case counts against it) and spaced by Moses where the release was not."""
+    return sacrebleu_score(
+        detokenized(prepared_references, profile, lang),
+        raw_references,
+        "the raw release references",
+        lowercase=False,
     )
 
 

@@ -23,6 +23,7 @@ from lskd_nmt.bleu import (
     SUBWORD_SCHEMES,
     TEXT_PROFILES,
     detokenized,
+    perfect_system_score,
     remove_subwords,
     sacrebleu_score,
     tokenized,
@@ -30,7 +31,7 @@ from lskd_nmt.bleu import (
 )
 from lskd_nmt.nmt_profiles import profile_named
 from lskd_tools.cli import console_script, option, parse_config
-from lskd_tools.files import MANIFEST, atomic_write_json, write_lines
+from lskd_tools.files import MANIFEST, atomic_write_json, check_writable, write_lines
 
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 
@@ -88,6 +89,14 @@ def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: s
     from lskd_fairseq.binarised import sentence_count
 
     return sentence_count(data_bin, subset, source, target)
+
+
+def check_fairseq_checkpoint(path: Path) -> None:
+    """Refuse, in one line and before anything is written, a checkpoint fairseq-generate cannot decode with
+    (not fairseq-train's, unsafe, truncated): its own failure would be a traceback's last line."""
+    from lskd_fairseq.checkpoints import read_fairseq_checkpoint
+
+    read_fairseq_checkpoint(path, "--path")
 
 
 def generate_command(config: EvalConfig) -> list[str]:
@@ -211,6 +220,10 @@ def score_generation(config: EvalConfig, generate_text: str) -> dict:
     }
     for name, score in scores.items():
         score["compare_with"] = uses[name]
+    if profile_named(profile).lowercase and config.raw_references is not None:
+        perfect = perfect_system_score(references, detok_references, profile, lang).score
+        scores["sacrebleu"]["perfect_system"] = perfect
+        scores["sacrebleu"]["compare_with"] += f"; a perfect {profile}-profile system scores {perfect:.2f} here"
     return {
         **scores,
         "generate_bleu4": uses["generate_bleu4"],
@@ -269,15 +282,29 @@ def decode(config: EvalConfig, expected: int) -> None:
             raise ToolError(f"fairseq-generate failed (exit {process.returncode}): {' '.join(tail)}")
 
 
+def check_sentence_count(config: EvalConfig, text: str, source: Path, expected: int) -> None:
+    """The hypotheses cover the subset, checked before the references are read, so a short hypothesis file
+    is named as such (never blamed on the references)."""
+    found = len(parse_generate_output(text)[0]) if is_generate_output(text) else len(text.splitlines())
+    if found == expected:
+        return
+    if config.hypotheses is None:
+        raise ToolError(f"{source}: {found} of {expected} {config.subset} sentences translated")
+    raise DataError(
+        f"--hypotheses {source}: {found} hypotheses, expected {expected} (one per {config.subset} sentence of "
+        f"{config.data_bin})"
+    )
+
+
 def evaluate(config: EvalConfig) -> dict:
-    config.out.parent.mkdir(parents=True, exist_ok=True)
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
     if config.hypotheses is None:
         decode(config, expected)
     source = config.hypotheses or config.generate_output
-    scores = score_generation(config, source.read_text(encoding="utf-8"))
-    if scores["n_sentences"] != expected:
-        raise ToolError(f"{source}: {scores['n_sentences']} of {expected} {config.subset} sentences translated")
+    text = source.read_text(encoding="utf-8")
+    check_sentence_count(config, text, source, expected)
+    scores = score_generation(config, text)
     atomic_write_json(config.out, scores, sort_keys=False)  # bleu.json marks a recipe stage done
     return scores
 
@@ -300,6 +327,11 @@ def resolve(config: EvalConfig) -> EvalConfig:
         raise InvalidConfig("no --path: expected a checkpoint to decode with, or --hypotheses FILE to re-score")
     elif not config.checkpoint.is_file():
         raise InvalidConfig(f"--path {config.checkpoint}: no such checkpoint file")
+    else:
+        check_fairseq_checkpoint(config.checkpoint)
+    if config.out.is_dir():
+        raise InvalidConfig(f"--out {config.out} is a folder; expected the JSON file to write, e.g. RUN_DIR/bleu.json")
+    check_writable(config.out.parent, "--out")
     manifest = manifest_of(config.data_bin)
     profile = config.profile or manifest.get("profile")
     subword = config.subword or manifest.get("subword")
@@ -320,6 +352,16 @@ def resolve(config: EvalConfig) -> EvalConfig:
     return replace(config, profile=profile, subword=subword, references=references, raw_references=raw_references)
 
 
+def perfect_system_line(sacre: dict, profile: str) -> list[str]:
+    """Where a perfect system of a lowercasing profile tops out on this sacreBLEU, said beside the score."""
+    if "perfect_system" not in sacre:
+        return []
+    return [
+        f"               a perfect {profile}-profile system scores {sacre['perfect_system']:.2f} here (its text is "
+        "lowercased and Moses-spaced; the references are cased): compare within this profile only"
+    ]
+
+
 def summary(scores: dict, out: Path) -> str:
     """Which number is which, for the terminal; bleu.json holds the same words."""
     sacre, tok = scores["sacrebleu"], scores["tokenized_bleu"]
@@ -327,6 +369,7 @@ def summary(scores: dict, out: Path) -> str:
         [
             f"sacrebleu      {sacre['score']:6.2f}  {sacre['signature']}",
             f"               {sacre['text']}; compare with {sacre['compare_with']}",
+            *perfect_system_line(sacre, scores["profile"]),
             f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
             f"               {tok['text']}; compare with {tok['compare_with']}",
             f"note: {scores['generate_bleu4']}",

@@ -16,6 +16,7 @@ from lskd.errors import DataError
 
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _REFUSED_OPERAND = re.compile(r"Unsupported operand \d+")
+FAIRSEQ_CONFIG = "argparse.Namespace"  # allow-listed only where fairseq checkpoints are read (lskd_fairseq)
 
 
 def _first_sentence(error: Exception) -> str:
@@ -53,12 +54,23 @@ def load_checkpoint(path, allowed: Iterable[type] = (), what: str = "checkpoint"
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # legacy files; refused below
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  torch.load fails with many types; each means "not a safe, whole checkpoint"
-        message = str(error)
-        if "Weights only load failed" in message:
-            raise DataError(
-                f"{what} {path} was refused as unsafe: {_refused_content(message)}, which a weights-only load "
-                f"(weights_only=True) does not allow; lskd loads only tensors and plain values"
-            ) from None
-        raise DataError(
+        raise checkpoint_error(path, error, what) from None
+
+
+def checkpoint_error(path, error: Exception, what: str = "checkpoint") -> DataError:
+    """The one-line ``DataError`` for a ``torch.load`` of ``path`` that failed with ``error``."""
+    message = str(error)
+    if "Weights only load failed" not in message:
+        return DataError(
             f"{what} {path} could not be read: truncated or not a PyTorch checkpoint ({_first_sentence(error)})"
-        ) from None
+        )
+    refused = _REFUSED_GLOBAL.search(message)
+    if refused and refused.group(1) == FAIRSEQ_CONFIG:
+        return DataError(
+            f"{what} {path} is a fairseq checkpoint (it pickles {FAIRSEQ_CONFIG}, the config fairseq-train "
+            f"stores), not one this command reads"
+        )
+    return DataError(
+        f"{what} {path} was refused as unsafe: {_refused_content(message)}, which a weights-only load "
+        f"(weights_only=True) does not allow; lskd loads only tensors and plain values"
+    )

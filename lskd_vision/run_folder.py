@@ -7,6 +7,7 @@ refused rather than having rows appended to a file the run did not write.
 """
 
 from pathlib import Path
+from typing import Optional
 
 from lskd.errors import InvalidConfig
 from lskd_report.runs import MANIFEST
@@ -42,9 +43,36 @@ def check_out_folder(config: TrainConfig) -> None:
         raise InvalidConfig(f"--out {out} already holds {checkpoint.LATEST}; pass --resume or use a new folder")
 
 
-def claim(config: TrainConfig) -> None:
-    """Create the folder and record the settings of the run that owns it, before anything else is written."""
+def claim(config: TrainConfig, fresh: bool) -> None:
+    """Create the folder and record the settings of the run that owns it, before anything else is written.
+    A run that starts afresh (no checkpoint to resume) records its own settings, replacing those of an
+    earlier attempt that never reached a checkpoint; a resumed run keeps the record of what trained it."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / SETTINGS).exists():
+    if fresh or not (out / SETTINGS).exists():
         atomic_write_json(out / SETTINGS, config.to_json(), sort_keys=False)
+
+
+# Settings that say how a run executes, not what it trains: a resumed run may change them.
+EXECUTION_ONLY = ("out", "data", "workers", "device", "threads", "resume", "stop_after", "kd_kernel", "channels_last")
+
+
+def check_resumed_settings(config: TrainConfig, recorded: Optional[dict], latest: Path) -> None:
+    """A resumed run continues with exactly the settings its checkpoint was trained with, or is refused
+    naming each differing one, so its records never describe settings that did not train it."""
+    if recorded is None:
+        raise InvalidConfig(
+            f"--resume: {latest} records no run settings, so this run cannot check that it continues the same "
+            f"training; start a new --out"
+        )
+    asked = config.to_json()
+    differing = [name for name in asked if name not in EXECUTION_ONLY and recorded.get(name) != asked[name]]
+    if differing:
+
+        def flags(values: dict) -> str:
+            return ", ".join(f"--{name.replace('_', '-')} {values.get(name)}" for name in differing)
+
+        raise InvalidConfig(
+            f"--resume: {latest} was trained with {flags(recorded)}; this run asks for {flags(asked)}; "
+            f"resume with the checkpoint's settings or start a new --out"
+        )

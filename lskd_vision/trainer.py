@@ -41,7 +41,7 @@ from lskd_vision.models import (
     read_checkpoint,
     read_state_dict,
 )
-from lskd_vision.run_folder import check_out_folder, claim
+from lskd_vision.run_folder import check_out_folder, check_resumed_settings, claim
 
 
 @dataclass
@@ -92,6 +92,7 @@ def plan_run(config: TrainConfig) -> Plan:
                 f"{latest} is a {resume_from['arch']} with {resume_from['num_classes']} classes; "
                 f"expected --arch {config.arch} with {data.num_classes}"
             )
+        check_resumed_settings(config, resume_from.get("config"), latest)
     return Plan(config, data, model, teacher, resume_from)
 
 
@@ -195,7 +196,7 @@ def setup(plan: Plan) -> Session:
         torch.set_num_threads(config.threads)
     info, device = _init_distributed(config.device)
     if info.main:
-        claim(config)
+        claim(config, fresh=plan.resume_from is None)
     precision = Precision(device, enabled=config.amp, channels_last=config.channels_last)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
@@ -251,6 +252,11 @@ def start(run: Session, resume_from: Optional[dict]) -> Progress:
             progress.teacher = evaluate(run.teacher, run.val_loader, run.precision, run.num_classes, run.info)
         return progress
     state = resume_from
+    if len(state["rng"]) != run.info.world:
+        raise InvalidConfig(
+            f"--resume: {run.out / checkpoint.LATEST} was trained by {len(state['rng'])} process(es), this run has "
+            f"{run.info.world}; resume with the same number of processes (the global batch depends on it)"
+        )
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])

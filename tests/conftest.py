@@ -3,6 +3,7 @@ generated release folders in the real IWSLT formats (``train.tags`` and the TED 
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -261,6 +262,21 @@ def modern_de_en(prepared):
 @pytest.fixture
 def paper_en_ru(prepared):
     return prepared["paper_en_ru"]
+
+
+def without_write_override(command: list) -> list:
+    """``command`` run so that folder permissions hold even for root (which writes anywhere): as root it
+    runs without the capabilities that override them (``setpriv``); skipped where that is not possible."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be made read-only here")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", *command]
+
+
+def read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
 
 
 def require_row_kernel() -> None:

@@ -6,6 +6,7 @@ Expected scores come from sacreBLEU's command line run on text files the test wr
 import html
 import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from sacremoses import MosesTokenizer
 
 from conftest import PYTHON
 from lskd.errors import ToolError
-from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation
+from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation, summary
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
 from release_fixtures import release_folder, sentence_pairs
 
@@ -205,3 +206,29 @@ def test_binarised_count_reads_fairseq_index(tmp_path):
             builder.add_item(torch.full((length,), dictionary.index("a"), dtype=torch.int32))
         builder.finalize(f"{prefix}.idx")
     assert binarised_sentence_count(tmp_path, "test", "de", "en") == 7
+
+
+def test_paper_profile_says_where_a_perfect_system_tops_out(tmp_path):
+    """Perfect paper-profile hypotheses (the prepared references themselves) against cased raw references with
+    curly apostrophes, as in TEDX.dev2012: the detokeniser rejoins the apostrophes, and the score a perfect
+    system gets is reported beside the sacreBLEU score."""
+    raw = ["It’s a test, isn’t it?", "We don’t know what Anna’s “plan” means.", "The kids’ toys are here."] * 5
+    tokenizer = MosesTokenizer(lang="en")
+    prepared = [tokenizer.tokenize(line, return_str=True, escape=True).lower() for line in raw]
+    (tmp_path / "raw.en").write_text("\n".join(raw) + "\n", encoding="utf-8")
+    settings = replace(config(tmp_path, "paper"), raw_references=tmp_path / "raw.en")
+    scores = score_generation(settings, generate_output([pieces(p) for p in prepared], [pieces(p) for p in prepared]))
+    detok = (tmp_path / "test.hyp.detok").read_text(encoding="utf-8").splitlines()
+    assert detok[:3] == [
+        "it’s a test, isn’t it?",
+        "we don’t know what anna’s “plan” means.",
+        "the kids ’ toys are here.",
+    ]
+    sacre = scores["sacrebleu"]
+    assert sacre["score"] == pytest.approx(cli_bleu(tmp_path, detok, raw), abs=1e-4)
+    assert sacre["perfect_system"] == pytest.approx(sacre["score"], abs=1e-9) and sacre["score"] < 100
+    assert f"a perfect paper-profile system scores {sacre['score']:.2f} here" in sacre["compare_with"]
+    assert f"a perfect paper-profile system scores {sacre['score']:.2f} here" in summary(
+        {**scores, "n_sentences": len(raw)}, tmp_path / "bleu.json"
+    )
+    assert cli_bleu(tmp_path, detok, raw, "-lc") > cli_bleu(tmp_path, moses_detokenize(prepared, "en"), raw, "-lc")

@@ -35,7 +35,7 @@ from lskd_fairseq.distilled_corpus import (
     start_staging,
     subset_prefix,
 )
-from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
 from lskd_tools.cli import console_script
 from lskd_tools.files import file_digest
 
@@ -135,6 +135,15 @@ def translate_batches(
     return counts
 
 
+def keep_references(sentence_ids: list[int], dataset, writer: TargetWriter, counts: Counts) -> None:
+    """Pairs too long for the teacher: fairseq-generate skips them; here they keep their reference target
+    (counted as ``too_long``), so the distilled subset keeps every sentence and its source."""
+    for sentence_id in sentence_ids:
+        writer.add(sentence_id, dataset.tgt[sentence_id])
+    counts.too_long += len(sentence_ids)
+    counts.sentences += len(sentence_ids)
+
+
 def build_generator(task, teacher, args):
     """fairseq-generate's generator for these settings, after the same inference preparation of the model."""
     generation = GenerationConfig(
@@ -175,11 +184,13 @@ def distill(args) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     teacher.to(device=device, dtype=torch.float16 if args.fp16 else torch.float32)
     generator = build_generator(task, teacher, args)
+    max_positions = utils.resolve_max_positions(task.max_positions(), teacher.max_positions())
+    too_long = too_long_sentences(dataset, max_positions)
     batches = task.get_batch_iterator(
         dataset,
         max_tokens=args.max_tokens,
-        max_positions=utils.resolve_max_positions(task.max_positions(), teacher.max_positions()),
-        ignore_invalid_inputs=False,
+        max_positions=max_positions,
+        ignore_invalid_inputs=True,
         required_batch_size_multiple=1,
         seed=GENERATE_SEED,
     ).next_epoch_itr(shuffle=False)
@@ -197,11 +208,13 @@ def distill(args) -> dict:
             counts = translate_batches(
                 task, generator, teacher, batches, dataset, writer, args.fallback_to_reference, device, progress
             )
+        keep_references(too_long, dataset, writer, counts)
         writer.close()
         details = {
             "teacher_path": str(Path(args.teacher_path).resolve()),
             "data": str(data.resolve()),
             "device": str(device),
+            "teacher_max_positions": list(max_positions),
         }
         return publish(stage, out, settings, counts, details)
     except BaseException:
@@ -217,13 +230,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     counts = distill(args)["counts"]
     logger.info(
-        "%s: %d %s sentences, %d empty hypotheses, %d at the length limit, %d kept their reference",
+        "%s: %d %s sentences, %d empty hypotheses, %d at the length limit, %d kept their reference, "
+        "%d too long for the teacher kept their reference",
         args.out,
         counts["sentences"],
         args.subset,
         counts["empty_hypotheses"],
         counts["length_limit_hypotheses"],
         counts["fell_back"],
+        counts.get("too_long", 0),
     )
 
 

@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (the plugin's process hooks: checkpoint allow-list)
 from lskd.errors import InvalidConfig
-from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
 from lskd_fairseq.teacher_cache import DTYPES, CacheWriter, Fingerprint, cache_paths, target_lengths
 from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
-from lskd_tools.files import file_digest
+from lskd_tools.files import check_writable, file_digest
 
 PROG = "lskd-dump-teacher"
 logger = logging.getLogger(PROG)
@@ -61,6 +61,7 @@ def check_args(args: DumpConfig) -> torch.device:
     device = torch_device(args.device)
     if args.fp16 and device.type != "cuda":
         raise InvalidConfig("--fp16 needs a GPU; drop it to run the teacher in fp32 on CPU")
+    check_writable(args.out, "--out")
     existing = cache_paths(args.out, args.subset)["fingerprint"]
     if existing.exists() and not args.force:
         raise InvalidConfig(f"{existing} exists; pass --force to replace that cache")
@@ -98,13 +99,27 @@ def dump(args: DumpConfig) -> Fingerprint:
     fingerprint = Fingerprint.of_data(
         args.subset, dataset, task.target_dictionary, file_digest(args.teacher_path), args.topk, args.dtype
     )
+    fingerprint.too_long_sentences = too_long_sentences(dataset, teacher.max_positions())
     writer = CacheWriter(args.out, fingerprint, target_lengths(dataset))
-    batches = task.get_batch_iterator(
-        dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(), ignore_invalid_inputs=False
-    ).next_epoch_itr(shuffle=False)
-    progress = tqdm(batches, desc=f"teacher top-{args.topk} on {args.subset}", unit="batch")
-    score_batches(teacher, progress, writer, args.topk, task.target_dictionary.pad(), device)
-    writer.close()
+    writer.skip(fingerprint.too_long_sentences)
+    try:
+        batches = task.get_batch_iterator(
+            dataset, max_tokens=args.max_tokens, max_positions=teacher.max_positions(), ignore_invalid_inputs=True
+        ).next_epoch_itr(shuffle=False)
+        progress = tqdm(batches, desc=f"teacher top-{args.topk} on {args.subset}", unit="batch")
+        score_batches(teacher, progress, writer, args.topk, task.target_dictionary.pad(), device)
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    if skipped := fingerprint.too_long_sentences:
+        logger.warning(
+            "%d sentences longer than the teacher's positions %s were skipped, as fairseq-generate "
+            "--skip-invalid-size-inputs-valid-test skips them (first ids %s); training from this cache skips them too",
+            len(skipped),
+            teacher.max_positions(),
+            skipped[:5],
+        )
     return fingerprint
 
 
