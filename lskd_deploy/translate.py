@@ -102,18 +102,20 @@ def model_vocabularies(folder: Path) -> dict:
 def check_vocabularies(folder: Path, data_bin: Path, source_lang: str, target_lang: str) -> None:
     """Refuse a model whose vocabularies are not the data's dictionaries (the first differing symbol):
     token ids would be read as other words. CTranslate2 names fairseq's ``<pad>`` ``<blank>``."""
-    from fairseq.data import Dictionary
+    from lskd_fairseq.loading import _dictionaries_in, _first_difference
 
     vocabularies = model_vocabularies(folder)
+    dictionaries = _dictionaries_in(str(data_bin), source_lang, target_lang)
+    if dictionaries is None:
+        raise InvalidConfig(f"{data_bin}: expected dict.{source_lang}.txt and dict.{target_lang}.txt there")
     for side, lang in (("source", source_lang), ("target", target_lang)):
-        ours = ["<blank>" if s == "<pad>" else s for s in Dictionary.load(str(data_bin / f"dict.{lang}.txt")).symbols]
+        ours = ["<blank>" if symbol == "<pad>" else symbol for symbol in dictionaries[side]]
         theirs = vocabularies[side]
         if ours != theirs:
-            index = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-            found = f"{ours[index]!r} vs {theirs[index]!r}" if index < min(len(ours), len(theirs)) else "one extends"
+            difference = _first_difference(ours, theirs).replace("checkpoint has", "model has")
             raise DataError(
                 f"--model {folder}: its {side} vocabulary is not {data_bin}'s dict.{lang}.txt "
-                f"({len(theirs)} vs {len(ours)} symbols; first difference at index {index}: {found})"
+                f"({len(theirs)} vs {len(ours)} symbols; {difference})"
             )
 
 
