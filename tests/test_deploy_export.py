@@ -12,6 +12,8 @@ import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import fairseq_cli
+from lskd_deploy.translate import Hypothesis, Subset, generate_log
+from lskd_nmt.evaluate import is_generate_output, parse_generate_output
 
 
 def export(checkpoint, data, out, *extra) -> subprocess.CompletedProcess:
@@ -156,3 +158,13 @@ def test_evaluate_refuses_ctranslate2_flags_with_fairseq(exported, teacher_check
     refused(result, out, "lskd-evaluate", "--compute-type int8 is for --engine ctranslate2")
     result = evaluate(toy_bin, out, "--engine", "ctranslate2", "--model", exported[0], "--compute-type", "int3")
     refused(result, out, "lskd-evaluate", "'int3'", "int8_float32")
+
+
+def test_ctranslate2_log_reads_as_a_fairseq_generate_log():
+    """lskd-evaluate's parser of fairseq-generate logs reads the CTranslate2 log back, corpus order kept."""
+    subset = Subset(sources=[["a", "b"], ["c"]], targets=["x y", "<<unk>> z"], batches=[[1, 0]])
+    hypotheses = [Hypothesis(["x", "y"], -0.5), Hypothesis([], -2.0)]
+    text = generate_log(subset, hypotheses)
+    assert is_generate_output(text)
+    assert parse_generate_output(text) == (["x y", ""], ["x y", "<<unk>> z"])
+    assert "H-0\t-0.7213\tx y" in text.splitlines()  # base-2 score, as fairseq-generate prints it
