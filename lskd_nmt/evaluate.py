@@ -87,7 +87,7 @@ class EvalConfig:
     compute_type: str = option(
         "default",
         metavar="TYPE",
-        help="CTranslate2's compute type (int8, float32, int8_float16, ...); default: the exported quantisation",
+        help="CTranslate2's compute type: default (the exported quantisation), int8, float32, int8_float16, ...",
     )
     device: str = device_option()
     threads: int = option(0, help="CTranslate2's CPU threads (0: all cores)")
