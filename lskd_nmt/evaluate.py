@@ -354,6 +354,10 @@ def check_engine(config: EvalConfig) -> None:
             raise InvalidConfig(
                 f"--compute-type {config.compute_type} is for --engine ctranslate2; fairseq-generate runs float32"
             )
+        if config.threads != 0:
+            raise InvalidConfig(
+                f"--threads {config.threads} is for --engine ctranslate2; fairseq-generate follows OMP_NUM_THREADS"
+            )
         if config.device != "auto":
             torch_device(config.device)
     elif config.checkpoint is not None:

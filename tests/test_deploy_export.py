@@ -156,6 +156,8 @@ def test_evaluate_refuses_ctranslate2_flags_with_fairseq(exported, teacher_check
     out = tmp_path / "eval"
     result = evaluate(toy_bin, out, "--path", teacher_checkpoint, "--compute-type", "int8")
     refused(result, out, "lskd-evaluate", "--compute-type int8 is for --engine ctranslate2")
+    result = evaluate(toy_bin, out, "--path", teacher_checkpoint, "--threads", "2")
+    refused(result, out, "lskd-evaluate", "--threads 2 is for --engine ctranslate2")
     result = evaluate(toy_bin, out, "--engine", "ctranslate2", "--model", exported[0], "--compute-type", "int3")
     refused(result, out, "lskd-evaluate", "'int3'", "int8_float32")
 
