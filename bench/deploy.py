@@ -16,6 +16,9 @@ Each at 1 thread and at all the machine's threads (``torch.set_num_threads`` / C
     python -m bench.deploy                                   # trains a toy student first (a few minutes)
     python -m bench.deploy --checkpoint CKPT --data-bin DIR --references TEXT
     python -m bench.deploy --device cuda                     # fairseq fp16 against float16 and int8_float16
+
+On a GPU the loop clock runs fairseq in fp16; the command clock's fairseq-generate runs in float32 (lskd-evaluate
+has no fp16 switch), so read the loop for the GPU comparison.
 """
 
 import argparse
