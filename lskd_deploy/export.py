@@ -13,7 +13,6 @@ is plain ``translation`` (as ``lskd-evaluate`` passes ``--task translation`` to 
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -30,9 +29,8 @@ from lskd_tools.files import atomic_write_json, check_writable, file_digest
 
 MANIFEST = "lskd-export.json"
 QUANTIZATIONS = tuple(ACCEPTED_MODEL_TYPES)
-# Encoder-decoder models CTranslate2's fairseq converter takes that decode from a plain translation task.
-TRANSLATION_MODELS = ("transformer", "transformer_align", "bart")
-logger = logging.getLogger("lskd-export-ct2")
+# The encoder-decoder models of CTranslate2's fairseq converter that decode with a plain translation task.
+TRANSLATION_MODELS = ("transformer", "transformer_align")
 
 
 @dataclass
@@ -59,8 +57,9 @@ def check_request(config: ExportConfig) -> None:
         raise InvalidConfig(f"--out {out} is a file; expected a new or empty folder")
     if out.is_dir() and any(out.iterdir()) and not config.force:
         raise InvalidConfig(f"--out {out} exists and is not empty; choose a new folder or pass --force to replace it")
-    if out.resolve() == config.data_bin.resolve():
-        raise InvalidConfig(f"--out {out} is the --data-bin folder; choose a new folder")
+    for flag, path in (("the checkpoint", config.checkpoint), ("--data-bin", config.data_bin)):
+        if out.resolve() == path.resolve() or out.resolve() in path.resolve().parents:
+            raise InvalidConfig(f"--out {out} holds {flag} {path}; choose a new folder")
     check_writable(out.parent, "--out")
 
 

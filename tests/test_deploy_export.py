@@ -133,6 +133,15 @@ def test_existing_folder_without_force_refused_and_kept(teacher_checkpoint, toy_
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+def test_force_never_replaces_the_folder_holding_the_checkpoint(teacher_checkpoint, toy_bin, tmp_path):
+    save_dir = tmp_path / "save"
+    save_dir.mkdir()
+    checkpoint = shutil.copy(teacher_checkpoint, save_dir / "checkpoint_best.pt")
+    result = export(checkpoint, toy_bin, save_dir, "--force")
+    assert result.returncode == 2 and "holds the checkpoint" in result.stderr
+    assert sorted(p.name for p in save_dir.iterdir()) == ["checkpoint_best.pt"]
+
+
 def evaluate(data, out, *extra) -> subprocess.CompletedProcess:
     options = ("--source-lang", "src", "--target-lang", "tgt", "--profile", "modern", "--subword", "none")
     return fairseq_cli("lskd-evaluate", data, *options, "--out", out / "bleu.json", *extra, check=False)
