@@ -13,6 +13,7 @@ import torch
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import fairseq_cli
 from lskd_deploy.translate import Hypothesis, Subset, generate_log
+from lskd_fairseq.checkpoints import DICTIONARIES_KEY
 from lskd_nmt.evaluate import is_generate_output, parse_generate_output
 
 
@@ -131,6 +132,25 @@ def test_existing_folder_without_force_refused_and_kept(teacher_checkpoint, toy_
     result = export(teacher_checkpoint, toy_bin, out)
     assert result.returncode == 2 and "--force" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.fixture(scope="module")
+def plain_transformer(tmp_path_factory, teacher_checkpoint):
+    """The teacher as a checkpoint trained without lskd's criteria stores it: no dictionaries recorded."""
+    state = torch.load(teacher_checkpoint, map_location="cpu", weights_only=True)
+    del state["task_state"][DICTIONARIES_KEY]
+    state["cfg"]["criterion"] = {"_name": "label_smoothed_cross_entropy"}
+    path = tmp_path_factory.mktemp("plain") / "checkpoint.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_plain_fairseq_transformer_is_checked_against_its_training_data(plain_transformer, toy_bin, tmp_path):
+    out = export(plain_transformer, toy_bin, tmp_path / "plain")
+    assert out.returncode == 0, out.stderr[-2000:]
+    manifest = json.loads((tmp_path / "plain" / "lskd-export.json").read_text())
+    assert manifest["dictionaries_checked"] == f"symbols of the training data folder {toy_bin}"
+    assert manifest["trained_with"]["criterion"] == "label_smoothed_cross_entropy"
 
 
 def test_force_never_replaces_the_folder_holding_the_checkpoint(teacher_checkpoint, toy_bin, tmp_path):
