@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m bench.nmt_kd
 	$(PY) -m bench.vision_kd
 	$(PY) -m bench.seq_kd
+	$(PY) -m bench.deploy
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-runs

@@ -4,6 +4,8 @@ fairseq-generate prints hypotheses (``H-<id>``) and references (``T-<id>``) in b
 order, so both are re-sorted by sentence id before anything is written or scored. The plugin's
 ``--user-dir`` is always passed so checkpoints trained with its criteria and task load. ``--hypotheses``
 re-scores a kept fairseq-generate log (or plain hypothesis lines) without decoding again.
+``--engine ctranslate2 --model DIR`` translates with a folder ``lskd-export-ct2`` wrote instead, in
+fairseq-generate's batches, and writes its log in fairseq-generate's format, so the scoring is the same.
 """
 
 import importlib.util
@@ -30,9 +32,10 @@ from lskd_nmt.bleu import (
     tokenized_bleu_score,
 )
 from lskd_nmt.nmt_profiles import profile_named
-from lskd_tools.cli import console_script, option, parse_config
+from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
 from lskd_tools.files import MANIFEST, atomic_write_json, check_writable, write_lines
 
+ENGINES = ("fairseq", "ctranslate2")
 GENERATE_LINE = re.compile(r"^(?P<kind>[HT])-(?P<id>\d+)\t(?P<rest>.*)$")
 
 
@@ -78,10 +81,22 @@ class EvalConfig:
         "or one hypothesis per line in subword pieces as fairseq prints them",
     )
     user_dir: Optional[Path] = option(None, default_text="the installed lskd_fairseq", help="fairseq plugin folder")
+    engine: str = option("fairseq", choices=ENGINES, help="what translates: fairseq-generate, or CTranslate2")
+    model: Optional[Path] = option(
+        None, default_text="required with --engine ctranslate2", help="CTranslate2 model folder (lskd-export-ct2)"
+    )
+    compute_type: str = option(
+        "default",
+        metavar="TYPE",
+        help="CTranslate2's compute type: default (the exported quantisation), int8, float32, int8_float16, ...",
+    )
+    device: str = device_option()
+    threads: int = option(0, help="CTranslate2's CPU threads (0: all cores)")
 
     @property
     def generate_output(self) -> Path:
-        return self.out.parent / f"generate-{self.subset}.txt"
+        stem = "generate" if self.engine == "fairseq" else "ctranslate2"
+        return self.out.parent / f"{stem}-{self.subset}.txt"
 
 
 def binarised_sentence_count(data_bin: Path, subset: str, source: str, target: str) -> int:
@@ -130,7 +145,7 @@ def generate_command(config: EvalConfig) -> list[str]:
         "1",
         "--results-path",
         str(config.out.parent),
-    ]
+    ] + (["--cpu"] if config.device == "cpu" else [])
 
 
 def parse_generate_output(text: str) -> tuple[list[str], list[str]]:
@@ -296,17 +311,100 @@ def check_sentence_count(config: EvalConfig, text: str, source: Path, expected: 
     )
 
 
+def decode_with_ctranslate2(config: EvalConfig) -> None:
+    """The subset translated by the CTranslate2 folder, in fairseq-generate's batches, written as its log."""
+    from tqdm import tqdm
+
+    from lskd_deploy.translate import (
+        Decoding,
+        ctranslate2_device,
+        generate_log,
+        open_translator,
+        read_subset,
+        translate,
+    )
+
+    subset = read_subset(config.data_bin, config.subset, config.source_lang, config.target_lang, config.batch_size)
+    translator = open_translator(config.model, ctranslate2_device(config.device), config.compute_type, config.threads)
+    decoding = Decoding(config.beam, config.batch_size, config.max_len_a, config.max_len_b)
+    with tqdm(
+        total=len(subset.sources), desc=f"ctranslate2 {config.subset}", unit="sent", mininterval=2, file=sys.stderr
+    ) as bar:
+        hypotheses = translate(translator, subset, decoding, progress=bar.update)
+    write_lines(config.generate_output, generate_log(subset, hypotheses).splitlines())
+
+
+def engine_record(config: EvalConfig, seconds: Optional[float]) -> dict:
+    """What produced the hypotheses, for bleu.json; None where --hypotheses re-scored a kept log."""
+    if config.hypotheses is not None:
+        return {"engine": None, "compute_type": None, "model": None, "decode_seconds": None}
+    if config.engine == "fairseq":
+        return {"engine": "fairseq", "compute_type": "float32", "model": None, "decode_seconds": seconds}
+    from lskd_deploy.export import read_manifest
+
+    exported = read_manifest(config.model).get("quantization")
+    compute_type = exported if config.compute_type == "default" and exported else config.compute_type
+    return {
+        "engine": "ctranslate2",
+        "compute_type": compute_type,
+        "model": str(config.model),
+        "decode_seconds": seconds,
+    }
+
+
 def evaluate(config: EvalConfig) -> dict:
     expected = binarised_sentence_count(config.data_bin, config.subset, config.source_lang, config.target_lang)
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    if config.hypotheses is None:
+    started = time.perf_counter()
+    if config.hypotheses is None and config.engine == "ctranslate2":
+        decode_with_ctranslate2(config)
+    elif config.hypotheses is None:
         decode(config, expected)
+    seconds = time.perf_counter() - started if config.hypotheses is None else None
     source = config.hypotheses or config.generate_output
     text = source.read_text(encoding="utf-8")
     check_sentence_count(config, text, source, expected)
     scores = score_generation(config, text)
+    scores.update(engine_record(config, seconds))
     atomic_write_json(config.out, scores, sort_keys=False)  # bleu.json marks a recipe stage done
     return scores
+
+
+def check_engine(config: EvalConfig) -> None:
+    """Flags that belong to the other engine are refused, not ignored."""
+    if config.engine == "fairseq":
+        if config.model is not None:
+            raise InvalidConfig(
+                f"--model {config.model} is for --engine ctranslate2; fairseq decodes a --path checkpoint"
+            )
+        if config.compute_type != "default":
+            raise InvalidConfig(
+                f"--compute-type {config.compute_type} is for --engine ctranslate2; fairseq-generate runs float32"
+            )
+        if config.threads != 0:
+            raise InvalidConfig(
+                f"--threads {config.threads} is for --engine ctranslate2; fairseq-generate follows OMP_NUM_THREADS"
+            )
+        if config.device != "auto":
+            torch_device(config.device)
+    elif config.checkpoint is not None:
+        raise InvalidConfig(
+            f"--path {config.checkpoint} is a fairseq checkpoint; --engine ctranslate2 decodes a --model folder "
+            "(export one with lskd-export-ct2)"
+        )
+
+
+def check_ctranslate2_model(config: EvalConfig) -> None:
+    """The --model folder is a CTranslate2 model for this data's dictionaries; the compute type runs here."""
+    from lskd_deploy.translate import check_compute_type, check_model_folder, check_vocabularies, ctranslate2_device
+
+    if config.model is None:
+        raise InvalidConfig("--engine ctranslate2 needs --model DIR: a folder written by lskd-export-ct2")
+    check_model_folder(config.model)
+    check_compute_type(config.compute_type, ctranslate2_device(config.device))
+    if config.threads < 0:
+        raise InvalidConfig(f"--threads {config.threads}: expected 0 (all cores) or a positive count")
+    check_vocabularies(config.model, config.data_bin, config.source_lang, config.target_lang)
 
 
 def manifest_of(data_bin: Path) -> dict:
@@ -320,9 +418,12 @@ def resolve(config: EvalConfig) -> EvalConfig:
         raise InvalidConfig(
             f"{config.data_bin}: no dict.{config.target_lang}.txt (expected a fairseq-preprocess folder)"
         )
+    check_engine(config)
     if config.hypotheses is not None:
         if not config.hypotheses.is_file():
             raise InvalidConfig(f"--hypotheses {config.hypotheses}: no such file (expected a fairseq-generate log)")
+    elif config.engine == "ctranslate2":
+        check_ctranslate2_model(config)
     elif config.checkpoint is None:
         raise InvalidConfig("no --path: expected a checkpoint to decode with, or --hypotheses FILE to re-score")
     elif not config.checkpoint.is_file():
@@ -373,6 +474,7 @@ def summary(scores: dict, out: Path) -> str:
             f"tokenized_bleu {tok['score']:6.2f}  {tok['signature']}",
             f"               {tok['text']}; compare with {tok['compare_with']}",
             f"note: {scores['generate_bleu4']}",
+            *([f"translated by {scores['engine']} ({scores['compute_type']})"] if scores.get("engine") else []),
             f"{scores['n_sentences']} sentences -> {out}",
         ]
     )

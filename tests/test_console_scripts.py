@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = (
     "lskd-dump-teacher",
     "lskd-fairseq-diffusion",
     "lskd-vision",
+    "lskd-export-ct2",
 )
 MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_report.runs", "lskd_nmt.ted_multi")
 # (command line, the prog its errors name)
@@ -100,6 +101,8 @@ def test_help_shows_every_default(command, prog):
         (["lskd-dump-teacher"], "--device", "auto"),
         (["lskd-fairseq-diffusion"], "--device", "auto"),
         (["lskd-evaluate"], "--beam", "5"),
+        (["lskd-evaluate"], "--engine", "fairseq"),
+        (["lskd-export-ct2"], "--quantization", "float32"),
         (["lskd-vision", "visualize"], "--device", "auto"),
         (["lskd-vision", "visualize"], "--max-train-per-class", "150"),
     ],
