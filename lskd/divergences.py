@@ -103,14 +103,18 @@ def scale_of(divergence: str, temperature: float) -> float:
 
 def _weighted_log_ratio(log_a: Tensor, log_b: Tensor) -> Tensor:
     """Σ a·(log a − log b) per row; outcomes with a = 0 count 0 (their -inf − -inf never reaches a gradient)."""
-    present = log_a > NEG_INF
-    difference = torch.where(present, log_a - log_b, torch.zeros_like(log_a))
+    difference = log_a - log_b
+    absent = log_a == NEG_INF
+    if absent.any():  # masking costs two passes each way: only rows that need it pay
+        difference = torch.where(absent, torch.zeros_like(log_a), difference)
     return (log_a.exp() * difference).sum(-1)
 
 
 def log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
     """log(w·a + (1 − w)·b) per outcome; -inf where both are 0, with a zero gradient there."""
     both_zero = (log_a == NEG_INF) & (log_b == NEG_INF)
+    if not both_zero.any():
+        return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
     zero = torch.zeros_like(log_a)
     safe_a, safe_b = torch.where(both_zero, zero, log_a), torch.where(both_zero, zero, log_b)
     mixed = torch.logaddexp(safe_a + math.log(weight_a), safe_b + math.log1p(-weight_a))
