@@ -101,56 +101,59 @@ def scale_of(divergence: str, temperature: float) -> float:
     return temperature if divergence == "tvd" else temperature**2
 
 
-def _weighted_log_ratio(log_a: Tensor, log_b: Tensor) -> Tensor:
+def _weighted_log_ratio(log_a: Tensor, log_b: Tensor, zeros: bool) -> Tensor:
     """Σ a·(log a − log b) per row; outcomes with a = 0 count 0 (their -inf − -inf never reaches a gradient)."""
     difference = log_a - log_b
-    absent = log_a == NEG_INF
-    if absent.any():  # masking costs two passes each way: only rows that need it pay
-        difference = torch.where(absent, torch.zeros_like(log_a), difference)
+    if zeros:
+        difference = torch.where(log_a == NEG_INF, torch.zeros_like(log_a), difference)
     return (log_a.exp() * difference).sum(-1)
 
 
-def log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float) -> Tensor:
+def log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float, zeros: bool = True) -> Tensor:
     """log(w·a + (1 − w)·b) per outcome; -inf where both are 0, with a zero gradient there."""
-    both_zero = (log_a == NEG_INF) & (log_b == NEG_INF)
-    if not both_zero.any():
+    if not zeros:
         return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
+    both_zero = (log_a == NEG_INF) & (log_b == NEG_INF)
     zero = torch.zeros_like(log_a)
     safe_a, safe_b = torch.where(both_zero, zero, log_a), torch.where(both_zero, zero, log_b)
     mixed = torch.logaddexp(safe_a + math.log(weight_a), safe_b + math.log1p(-weight_a))
     return torch.where(both_zero, torch.full_like(mixed, NEG_INF), mixed)
 
 
-def kl(log_p: Tensor, log_q: Tensor) -> Tensor:
-    return _weighted_log_ratio(log_q, log_p)
+# Each divergence of student log-probabilities ``log_p`` from the teacher's ``log_q``. ``zeros`` False
+# promises that no outcome has probability 0 (no -inf entry), which spares the masking passes.
 
 
-def reverse_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
-    return _weighted_log_ratio(log_p, log_q)
+def kl(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
+    return _weighted_log_ratio(log_q, log_p, zeros)
 
 
-def jsd(log_p: Tensor, log_q: Tensor, beta: float) -> Tensor:
-    log_m = log_mixture(log_q, log_p, beta)
-    return beta * _weighted_log_ratio(log_q, log_m) + (1.0 - beta) * _weighted_log_ratio(log_p, log_m)
+def reverse_kl(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
+    return _weighted_log_ratio(log_p, log_q, zeros)
 
 
-def tvd(log_p: Tensor, log_q: Tensor) -> Tensor:
+def jsd(log_p: Tensor, log_q: Tensor, beta: float, zeros: bool = True) -> Tensor:
+    log_m = log_mixture(log_q, log_p, beta, zeros)
+    return beta * _weighted_log_ratio(log_q, log_m, zeros) + (1.0 - beta) * _weighted_log_ratio(log_p, log_m, zeros)
+
+
+def tvd(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
     return 0.5 * (log_q.exp() - log_p.exp()).abs().sum(-1)
 
 
-def skew_kl(log_p: Tensor, log_q: Tensor, skew: float) -> Tensor:
-    return _weighted_log_ratio(log_q, log_mixture(log_q, log_p, skew))
+def skew_kl(log_p: Tensor, log_q: Tensor, skew: float, zeros: bool = True) -> Tensor:
+    return _weighted_log_ratio(log_q, log_mixture(log_q, log_p, skew, zeros), zeros)
 
 
-def skew_reverse_kl(log_p: Tensor, log_q: Tensor, skew: float) -> Tensor:
-    return _weighted_log_ratio(log_p, log_mixture(log_p, log_q, skew))
+def skew_reverse_kl(log_p: Tensor, log_q: Tensor, skew: float, zeros: bool = True) -> Tensor:
+    return _weighted_log_ratio(log_p, log_mixture(log_p, log_q, skew, zeros), zeros)
 
 
-def divergence_rows(log_p: Tensor, log_q: Tensor, transfer: Transfer) -> Tensor:
+def divergence_rows(log_p: Tensor, log_q: Tensor, transfer: Transfer, zeros: bool = True) -> Tensor:
     """The transfer's divergence per row, unscaled."""
     name = transfer.divergence
     if name == "jsd":
-        return jsd(log_p, log_q, transfer.jsd_beta)
+        return jsd(log_p, log_q, transfer.jsd_beta, zeros)
     if name in ("skew_kl", "skew_reverse_kl"):
-        return (skew_kl if name == "skew_kl" else skew_reverse_kl)(log_p, log_q, transfer.skew)
-    return {"kl": kl, "reverse_kl": reverse_kl, "tvd": tvd}[name](log_p, log_q)
+        return (skew_kl if name == "skew_kl" else skew_reverse_kl)(log_p, log_q, transfer.skew, zeros)
+    return {"kl": kl, "reverse_kl": reverse_kl, "tvd": tvd}[name](log_p, log_q, zeros)

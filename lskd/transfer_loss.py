@@ -165,8 +165,14 @@ def _row_terms(student: Tensor, teacher: TeacherRows, target, plan: _Plan) -> tu
     """Per row: the minimised loss, the NLL, the scaled divergence and the scaled forward KL."""
     transfer = plan.transfer
     log_p, log_q = outcome_log_probs(student, teacher, transfer)
-    divergence = transfer.scale * divergence_rows(log_p, log_q, transfer)
-    forward_kl = divergence if transfer.divergence == "kl" else scale_of("kl", transfer.temperature) * kl(log_p, log_q)
+    # Outcomes of probability 0 come from -inf logits only, or from an empty tail: one check per chunk.
+    zeros = bool((log_p == NEG_INF).any() or (log_q == NEG_INF).any())
+    divergence = transfer.scale * divergence_rows(log_p, log_q, transfer, zeros)
+    if transfer.divergence == "kl":
+        forward_kl = divergence
+    else:
+        with torch.no_grad():
+            forward_kl = scale_of("kl", transfer.temperature) * kl(log_p, log_q, zeros)
     if target is None:
         return divergence, torch.zeros_like(divergence), divergence, forward_kl
     lprobs = F.log_softmax(student, -1)
