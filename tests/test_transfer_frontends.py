@@ -1,6 +1,9 @@
 """The transfers through both front-ends: word_kd and lskd-vision give the core's per-row values for the
 same logits, log the forward KL beside the chosen divergence, and refuse bad settings in one line."""
 
+import json
+import math
+
 import pytest
 import torch
 
@@ -166,3 +169,18 @@ def test_vision_config_carries_the_transfer():
         dict(out="run", teacher="t.pth", temperature=4.0, kd_divergence="jsd", jsd_beta=0.2, teacher_temperature=2.0),
     )
     assert config.transfer() == Transfer("jsd", 4.0, teacher_temperature=2.0, jsd_beta=0.2)
+
+
+def test_vision_student_trains_under_another_transfer(tmp_path):
+    torch.manual_seed(3)
+    teacher, out = tmp_path / "teacher.pth", tmp_path / "run"
+    torch.save({"arch": "digits_cnn", "state_dict": build_model("digits_cnn", 10).state_dict()}, teacher)
+    transfer = ["--kd-divergence", "jsd", "--jsd-beta", "0.3", "--teacher-temperature", "4", "--logit-standardization"]
+    argv = ["train-student", "--dataset", "digits", "--teacher", str(teacher), "-T", "2", "--epochs", "1"]
+    vision_main([*argv, "--device", "cpu", "--out", str(out), *transfer])
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = metrics["config"]
+    assert (config["kd_divergence"], config["jsd_beta"], config["teacher_temperature"]) == ("jsd", 0.3, 4.0)
+    assert config["logit_standardization"] is True
+    (epoch,) = metrics["history"]
+    assert math.isfinite(epoch["train_loss"]) and epoch["train_kd_kl"] > 0  # the forward KL, logged as before
