@@ -157,3 +157,15 @@ def test_fingerprint_records_the_statistics_and_a_missing_file_is_refused(tmp_pa
             (copy / path.name).write_bytes(path.read_bytes())
     with pytest.raises(DataError, match="valid.moments.npy cannot be read"):
         TeacherCache(copy, "valid", data, len(task.target_dictionary))
+
+
+def test_fairseq_train_refuses_bad_transfer_flags_before_any_step(tmp_path, toy_bin, caches):
+    save_dir = tmp_path / "save"
+    flags = ["--kd-divergence", "jsd", "--kd-jsd-beta", "1"]
+    result = train(toy_bin, save_dir, *KD, "--teacher-cache", caches["top4"], *flags, "--max-update", "2", check=False)
+    refused(result, save_dir, "--kd-jsd-beta: JSD beta must be in (0, 1) exclusive, got 1.0")
+    result = train(
+        toy_bin, save_dir, *KD, "--teacher-cache", caches["top4"], "--kd-divergence", "hellinger", check=False
+    )
+    assert result.returncode == 2 and "invalid choice: 'hellinger'" in result.stderr
+    assert "reverse_kl" in result.stderr.splitlines()[-1]
