@@ -13,9 +13,34 @@ from pathlib import Path
 
 import torch
 
+from lskd.divergences import DIVERGENCES, Transfer
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
+from lskd.transfer_loss import TeacherRows, teacher_log_normalizer, transfer_objective
 
 PAD = 1
+TEMPERATURE = 2.0
+# Every transfer's loss as the criteria run it: each divergence from a full (online) and a top-k (cached)
+# teacher, and the forward KL from a top-k teacher with its tail bucket.
+TRANSFER_MODES = tuple(f"{name}_{teacher}" for name in DIVERGENCES for teacher in ("online", "cached")) + (
+    "kl_cached_tail",
+)
+MODES = ("ls", "kd_online", "kd_cached", *TRANSFER_MODES)
+
+
+def transfer_loss(mode: str, student, teacher, target, indices, values, log_normalizer=None, kernel="auto"):
+    """The loss of one of ``TRANSFER_MODES``; ``log_normalizer`` is the cached tail statistic."""
+    name, _, rest = mode.partition("_online") if mode.endswith("_online") else mode.partition("_cached")
+    tail = rest == "_tail"
+    transfer = Transfer(name, TEMPERATURE, tail=tail)
+    if mode.endswith("_online"):
+        rows = TeacherRows(logits=teacher)
+    else:
+        rows = TeacherRows(topk_indices=indices, topk_logits=values)
+        if tail:
+            rows.log_normalizer = (
+                log_normalizer if log_normalizer is not None else teacher_log_normalizer(teacher, transfer)
+            )
+    return transfer_objective(student, target, rows, transfer, 0.9, 0.1, PAD, kernel=kernel).loss
 
 
 def inputs(tokens: int, vocab: int, k: int, device: str, dtype: torch.dtype):
@@ -29,6 +54,8 @@ def inputs(tokens: int, vocab: int, k: int, device: str, dtype: torch.dtype):
 
 
 def loss(mode: str, student, teacher, target, indices, values):
+    if mode in TRANSFER_MODES:
+        return transfer_loss(mode, student, teacher, target, indices, values)
     if mode == "ls":
         lprobs = torch.log_softmax(student.float(), -1)
         return label_smoothed_nll(lprobs, target, 0.1, PAD)[0].sum()
@@ -45,15 +72,27 @@ def peak_bytes(mode: str, tokens: int, vocab: int, k: int, device: str, dtype: t
     # is not the loss's memory.
     loss(mode, *inputs(8, max(k, 16), k, device, dtype)).backward()
     tensors = inputs(tokens, vocab, k, device, dtype)
+    if mode == "kl_cached_tail":  # the cache's statistic, read with the batch: an input, not the loss's memory
+        transfer = Transfer("kl", TEMPERATURE, tail=True)
+        normalizer = torch.cat([teacher_log_normalizer(rows, transfer) for rows in tensors[1].split(64)])
+        tensors = (*tensors, normalizer)
+
+        def run():
+            return transfer_loss(mode, *tensors)
+    else:
+
+        def run():
+            return loss(mode, *tensors)
+
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        loss(mode, *tensors).backward()
+        run().backward()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     before = resident_high_water_bytes()
-    loss(mode, *tensors).backward()
+    run().backward()
     return resident_high_water_bytes() - before
 
 
@@ -68,7 +107,7 @@ def resident_high_water_bytes() -> int:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["ls", "kd_online", "kd_cached"], required=True)
+    parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--tokens", type=int, required=True)
     parser.add_argument("--vocab", type=int, required=True)
     parser.add_argument("--k", type=int, default=4)

@@ -28,6 +28,7 @@ from lskd_report.aggregate import (
     number_key,
     sorted_cells,
 )
+from lskd_report.dropped_mass import dropped_mass_markdown, dropped_mass_rows
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
 from lskd_report.runs import KD_MODES
@@ -403,6 +404,8 @@ def write_outputs(report: Report) -> str:
     plots.update(diffusion)
     text = markdown(report, checked, list(plots), unmatched)
     grid = report.grid
+    dropped = dropped_mass_rows(grid.folder)
+    text += "\n".join(["", *dropped_mass_markdown(dropped)]) if dropped else ""
     cells = [
         cell_document(row, alpha, cell, grid, report.paper.get((row, alpha)) if report.paper else None)
         for (row, alpha), cell in grid.sorted_cells()
@@ -418,6 +421,7 @@ def write_outputs(report: Report) -> str:
         "missing_runs": [vars(m) for m in grid.missing_runs()],
         "plots": [str(p) for p in plots],
         "diffusion": diffusion_cells,
+        "dropped_mass": dropped,
     }
     report.prefix.parent.mkdir(parents=True, exist_ok=True)
     for path, data in plots.items():

@@ -6,6 +6,7 @@ import dataclasses
 import textwrap
 
 from lskd.cpu_kernel import KD_KERNELS
+from lskd.divergences import DIVERGENCES
 from lskd_tools.cli import DEVICES, ArgumentParser, add_options, config_from, console_script
 from lskd_vision.config import PRESETS, TrainConfig, build_config
 from lskd_vision.data import DATASETS
@@ -15,7 +16,18 @@ from lskd_vision.visualize import VisualizeConfig, visualize
 PROG = "lskd-vision"
 FROM_PRESET = "the preset's, see below"
 TEACHER_ONLY = ("alpha",)
-STUDENT_ONLY = ("teacher", "teacher_arch", "temperature", "kd_weight", "kd_kernel")
+STUDENT_ONLY = (
+    "teacher",
+    "teacher_arch",
+    "temperature",
+    "kd_weight",
+    "kd_kernel",
+    "kd_divergence",
+    "jsd_beta",
+    "skew",
+    "teacher_temperature",
+    "logit_standardization",
+)
 
 TRAIN_OPTIONS = {
     "dataset": dict(help="dataset to train on", choices=DATASETS),
@@ -44,6 +56,13 @@ TRAIN_OPTIONS = {
         choices=KD_KERNELS,
         default_text="auto",
     ),
+    "kd_divergence": dict(
+        help="what the KD term measures between teacher and student (docs/transfers.md)", choices=DIVERGENCES
+    ),
+    "jsd_beta": dict(help="jsd: teacher weight beta in (0, 1) of the mixture (GKD); 0.5 = symmetric JSD"),
+    "skew": dict(help="skew_kl, skew_reverse_kl: skew in (0, 1) (DistiLLM)"),
+    "teacher_temperature": dict(help="the teacher's temperature", default_text="--temperature"),
+    "logit_standardization": dict(help="z-score each row's logits before its temperature (Sun et al., 2024)"),
     "teacher": dict(help="teacher checkpoint (ours or official .pth.tar)", required=True),
     "teacher_arch": dict(
         help="teacher architecture when the checkpoint does not record it", default_text="the recorded one"

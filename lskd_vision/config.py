@@ -7,6 +7,7 @@ from typing import Optional
 
 from lskd.checks import check_kd_weight, check_smoothing, check_temperature
 from lskd.cpu_kernel import check_kernel
+from lskd.divergences import Transfer
 from lskd.errors import InvalidConfig
 from lskd_vision.data import CROP_SIZE, DATASETS, RESIZE_SIZE, dataset_spec
 
@@ -30,6 +31,11 @@ class TrainConfig:
     temperature: float = 1.0
     kd_weight: float = 1.0  # 1 = pure KD (the paper); below 1 mixes in (1 - w) · CE with the labels
     kd_kernel: str = "auto"  # lskd.cpu_kernel.KD_KERNELS
+    kd_divergence: str = "kl"  # lskd.divergences.DIVERGENCES
+    jsd_beta: float = 0.5
+    skew: float = 0.1
+    teacher_temperature: Optional[float] = None  # None: --temperature
+    logit_standardization: bool = False
     teacher: Optional[Path] = None
     teacher_arch: Optional[str] = None
     init: Optional[Path] = None  # weights to start from (ImageNet teacher for CUB, torchvision file)
@@ -50,6 +56,7 @@ class TrainConfig:
         check_temperature(self.temperature)
         check_kd_weight(self.kd_weight)
         check_kernel(self.kd_kernel)
+        self.transfer()
         for name in ("epochs", "batch_size", "lr_step", "crop_size", "resize_size"):
             if getattr(self, name) < 1:
                 raise InvalidConfig(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -62,6 +69,22 @@ class TrainConfig:
             raise InvalidConfig(f"--stop-after must be >= 1, got {self.stop_after}")
         if self.role == "student" and self.teacher is None:
             raise InvalidConfig("train-student needs --teacher CKPT")
+
+    def transfer(self) -> Transfer:
+        """The student's KD transfer; a bad setting is refused naming its flag."""
+        flags = {"JSD beta": "--jsd-beta", "skew": "--skew", "KD temperature": "--teacher-temperature"}
+        try:
+            return Transfer(
+                self.kd_divergence,
+                self.temperature,
+                self.teacher_temperature,
+                self.jsd_beta,
+                self.skew,
+                self.logit_standardization,
+            )
+        except InvalidConfig as error:
+            name = next((flag for key, flag in flags.items() if str(error).startswith(key)), "--kd-divergence")
+            raise InvalidConfig(f"{name}: {error}") from None
 
     def to_json(self) -> dict:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lskd.losses import kd_objective, label_smoothed_nll
+from lskd.divergences import Transfer
+from lskd.losses import label_smoothed_nll
+from lskd.transfer_loss import TeacherRows, transfer_objective
 from lskd_tools.cli import torch_device
 
 
@@ -40,14 +42,16 @@ class TeacherObjective:
 class StudentObjective:
     """KD from the core with batch-mean reduction. The minimised ``loss`` is T²·CE(teacher_T, student_T)
     (+ (1 - w)·CE with labels when ``kd_weight`` < 1): same gradient as the official T²·KL, which is
-    reported as ``kd_kl``."""
+    reported as ``kd_kl``. Another ``transfer`` (``lskd.divergences``) minimises its scaled divergence
+    instead, and ``kd_kl`` stays the forward KL of its distributions."""
 
-    def __init__(self, temperature: float, kd_weight: float, kernel: str = "auto"):
+    def __init__(self, temperature: float, kd_weight: float, kernel: str = "auto", transfer: Optional[Transfer] = None):
+        self.transfer = transfer or Transfer(temperature=temperature)
         self.temperature, self.kd_weight, self.kernel = temperature, kd_weight, kernel
 
     def __call__(self, logits: Tensor, target: Tensor, teacher_logits: Optional[Tensor]) -> StepLoss:
-        terms = kd_objective(
-            logits, target, self.temperature, self.kd_weight, 0.0, teacher_logits=teacher_logits, kernel=self.kernel
+        terms = transfer_objective(
+            logits, target, TeacherRows(logits=teacher_logits), self.transfer, self.kd_weight, kernel=self.kernel
         )
         batch = logits.size(0)
         return StepLoss(loss=terms.loss / batch, kd_kl=terms.kd_kl / batch)

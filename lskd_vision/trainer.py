@@ -217,7 +217,7 @@ def setup(plan: Plan) -> Session:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
     scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
     if teacher is not None:
-        objective = StudentObjective(config.temperature, config.kd_weight, config.kd_kernel)
+        objective = StudentObjective(config.temperature, config.kd_weight, config.kd_kernel, config.transfer())
     else:
         objective = TeacherObjective(config.alpha)
     trained = model

@@ -20,7 +20,7 @@ from lskd.checks import check_topk
 from lskd.errors import DataError, InvalidConfig
 from lskd_fairseq.launch import check_data_parallel_launch
 from lskd_fairseq.loading import load_frozen_model
-from lskd_fairseq.teacher_cache import Fingerprint, TeacherCache, TeacherCacheDataset
+from lskd_fairseq.teacher_cache import Fingerprint, TeacherCache, TeacherCacheDataset, check_cache_serves
 
 
 @dataclass
@@ -54,6 +54,7 @@ class TranslationKDTask(TranslationTask):
             )
         self.teacher = None
         self.caches: dict[str, TeacherCache] = {}
+        self.cache_needs = None  # (standardize, tail temperature or None), set by the word_kd criterion
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
@@ -74,6 +75,8 @@ class TranslationKDTask(TranslationTask):
                 data = Fingerprint.of_data(split, dataset, self.target_dictionary)
                 cache = TeacherCache(self.cfg.teacher_cache, split, data, len(self.target_dictionary))
                 self._check_same_teacher(cache)
+                if self.cache_needs is not None:
+                    check_cache_serves(cache.fingerprint, self.cfg.teacher_cache, *self.cache_needs)
                 self.caches[split] = cache
             self.datasets[split] = TeacherCacheDataset(dataset, cache, self.target_dictionary.pad())
 
@@ -120,8 +123,10 @@ class TranslationKDTask(TranslationTask):
         return super().valid_step(sample, model, criterion)
 
 
-def check_word_kd_task(task, kd_topk: int) -> None:
-    """What criterion ``word_kd`` needs of its task, checked when fairseq builds it (before any step)."""
+def check_word_kd_task(task, kd_topk: int, transfer=None) -> None:
+    """What criterion ``word_kd`` needs of its task, checked when fairseq builds it (before any step); a
+    cache's statistics for the ``transfer`` (``lskd.divergences.Transfer``) are checked on every subset
+    it loads, before or after this."""
     if not isinstance(task, TranslationKDTask):
         name = getattr(getattr(task, "cfg", None), "_name", type(task).__name__)
         raise InvalidConfig(
@@ -135,3 +140,14 @@ def check_word_kd_task(task, kd_topk: int) -> None:
         )
     if kd_topk > 0:
         check_topk(kd_topk, len(task.target_dictionary), "--kd-topk")
+    if transfer is None:
+        return
+    if transfer.tail and kd_topk == 0 and not task.cfg.teacher_cache:
+        raise InvalidConfig(
+            "--kd-topk-tail is the mass outside a top-k teacher's k tokens; give --kd-topk K with --teacher-path, "
+            "or a --teacher-cache"
+        )
+    if task.cfg.teacher_cache:
+        task.cache_needs = (transfer.standardize, transfer.teacher_t if transfer.tail else None)
+        for cache in task.caches.values():
+            check_cache_serves(cache.fingerprint, task.cfg.teacher_cache, *task.cache_needs)
