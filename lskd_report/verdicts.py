@@ -18,7 +18,7 @@ undecided otherwise. The paper's published numbers are single values: their verd
 import math
 import statistics
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Mapping, Optional, Sequence
 
 from scipy import stats
@@ -38,6 +38,18 @@ NO_INTERVAL = "none"
 BY_SIGN = "sign of published values"
 
 TIE = 1e-9  # relative: differences this small are float rounding of equal scores
+
+
+@lru_cache(maxsize=1024)
+def t_quantile(level: float, dof: float) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``dof`` degrees of freedom."""
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def sample_sd(values: Sequence[float]) -> float:
+    """The sample standard deviation (n − 1), in plain floats (``statistics.stdev`` is exact and slow)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def check_level(level: float, name: str = "--confidence") -> float:
@@ -78,14 +90,14 @@ class Interval:
     per_seed: dict = field(default_factory=dict)
     seeds_per_cell: tuple = ()
 
-    @property
+    @cached_property
     def half_width(self) -> Optional[float]:
         """The smallest |mean| whose interval would exclude 0: the grid's detectable difference."""
         if self.standard_error is None:
             return None
         if self.standard_error == 0.0:
             return 0.0
-        return float(stats.t.ppf(0.5 + self.level / 2, self.dof)) * self.standard_error
+        return t_quantile(self.level, self.dof) * self.standard_error
 
     @property
     def low(self) -> Optional[float]:
@@ -115,8 +127,8 @@ def paired_interval(per_seed: Mapping, level: float) -> Interval:
     """The one-sample t interval of the mean of ``per_seed`` (seed -> difference), at least two of them."""
     values = list(per_seed.values())
     n = len(values)
-    sd = statistics.stdev(values)
-    return Interval(PAIRED, statistics.mean(values), level, n, sd / math.sqrt(n), n - 1, sd, dict(per_seed))
+    sd = sample_sd(values)
+    return Interval(PAIRED, math.fsum(values) / n, level, n, sd / math.sqrt(n), n - 1, sd, dict(per_seed))
 
 
 def mean_interval(values: Mapping, level: float) -> Optional[Interval]:
@@ -127,11 +139,11 @@ def mean_interval(values: Mapping, level: float) -> Optional[Interval]:
 def welch_interval(terms: Sequence[tuple], level: float) -> Interval:
     """``Σ c · mean`` over ``terms`` ((coefficient, values), each with ≥ 2 values) with the Welch-Satterthwaite
     degrees of freedom of its unpooled standard error."""
-    parts = [(c * c * statistics.variance(v) / len(v), len(v)) for c, v in terms]
+    parts = [(c * c * sample_sd(v) ** 2 / len(v), len(v)) for c, v in terms]
     variance = sum(p for p, _ in parts)
     denominator = sum(p * p / (n - 1) for p, n in parts)
     dof = variance * variance / denominator if denominator > 0 else sum(n - 1 for _, n in parts)
-    mean = sum(c * statistics.mean(v) for c, v in terms)
+    mean = sum(c * math.fsum(v) / len(v) for c, v in terms)
     counts = tuple(len(v) for _, v in terms)
     return Interval(WELCH, mean, level, min(counts), math.sqrt(variance), dof, seeds_per_cell=counts)
 
@@ -142,7 +154,7 @@ def estimate(terms: Sequence[tuple], level: float, by_sign: bool = False) -> Int
     scale = max(abs(v) for _, values in terms for v in values.values())
     tie = TIE * max(scale, 1.0)
     counts = tuple(len(values) for _, values in terms)
-    means = sum(c * statistics.mean(values.values()) for c, values in terms)
+    means = sum(c * math.fsum(values.values()) / len(values) for c, values in terms)
     means = 0.0 if abs(means) <= tie else means
     if by_sign:
         return Interval(BY_SIGN, means, level, min(counts), seeds_per_cell=counts)

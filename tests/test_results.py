@@ -520,7 +520,7 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
     ]
     for bar, alpha in zip(bars, (0.0, 0.1)):  # each bar: the 90 % t interval of the cell's mean
         ((segments),) = [collection.get_segments() for collection in bar.lines[2]]
-        for (t, values), segment in zip(((t, cells[(alpha, t)]) for t in (1, 2, 3, 64)), segments):
+        for values, segment in zip((cells[(alpha, t)] for t in (1, 2, 3, 64)), segments):
             half = scipy.stats.t.ppf(0.95, 2) * statistics.stdev(values) / math.sqrt(3)
             assert [y for _, y in segment] == [pytest.approx(statistics.mean(values) + s * half) for s in (-1, 1)]
     assert axes.get_legend().get_title().get_text() == "teacher (error bars: 90 % t interval of the mean over seeds)"
