@@ -35,10 +35,14 @@ from lskd_report.plots import diffusion_figure, png_bytes, score_figure
 from lskd_report.runs import KD_MODES
 from lskd_report.verdicts import (
     CONFIDENCE,
+    POWER,
+    SEED_COUNTS,
     UNTESTABLE,
     check_grid,
     check_level,
+    detectable,
     mean_interval,
+    paired_spread,
     percent,
     rule_text,
 )
@@ -208,7 +212,7 @@ class Report:
         (``source`` "ours") or the paper's single numbers ("paper", as seed 0), over the grid's own α and T."""
         alphas = sorted(self.grid.alphas)
         temperatures = sorted(t for t in self.grid.modes.get(mode, set()) if t is not None)
-        estimates = {}
+        cells = {}
         for alpha in alphas:
             for t in temperatures:
                 row = Row(STUDENT, mode, t)
@@ -217,8 +221,8 @@ class Report:
                     cell = None if value is None else {0: value}
                 else:
                     cell = dict(self.grid.cell(row, alpha).values) or None
-                estimates[(number_key(alpha), number_key(t))] = cell
-        return estimates, [number_key(a) for a in alphas], [number_key(t) for t in temperatures]
+                cells[(number_key(alpha), number_key(t))] = cell
+        return cells, [number_key(a) for a in alphas], [number_key(t) for t in temperatures]
 
     def verdicts(self) -> dict:
         """KD mode -> (our verdicts, the paper's verdicts on the same cells or None)."""
@@ -259,8 +263,29 @@ class Report:
                 if paper_header:
                     cells.append(paper[index].verdict if paper else "")
                 lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+            lines += [""] + self.seed_lines(ours)
         return lines
+
+    def seed_lines(self, verdicts: list) -> list[str]:
+        """How the detectable difference shrinks with seeds, at this grid's own spread of paired differences."""
+        sd, count = paired_spread(verdicts)
+        if sd is None:
+            return []
+        level = percent(self.confidence)
+        return [
+            f"Seeds and the smallest detectable difference, at this grid's spread (median sd of the per-seed "
+            f"differences between two cells: {sd:.3f}, over {count} of them):",
+            "",
+            "| seeds | " + " | ".join(map(str, SEED_COUNTS)) + " |",
+            "|---|" + "---|" * len(SEED_COUNTS),
+            f"| {level} interval excludes 0 beyond | "
+            + " | ".join(f"{detectable(sd, n, self.confidence):.3f}" for n in SEED_COUNTS)
+            + " |",
+            f"| found {percent(POWER)} of the time (≈) | "
+            + " | ".join(f"{detectable(sd, n, self.confidence, POWER):.3f}" for n in SEED_COUNTS)
+            + " |",
+            "",
+        ]
 
     def verdicts_document(self, checked: dict) -> dict:
         entries = []

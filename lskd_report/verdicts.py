@@ -37,6 +37,8 @@ WELCH = "Welch t"
 NO_INTERVAL = "none"
 BY_SIGN = "sign of published values"
 
+SEED_COUNTS = (2, 3, 5, 10, 20)  # the seed counts the "how many seeds" table shows
+POWER = 0.8
 TIE = 1e-9  # relative: differences this small are float rounding of equal scores
 
 
@@ -416,3 +418,23 @@ def check_grid(
     for ls_alpha in (a for a in alphas if float(a) > 0.0):
         verdicts += check_claims(students, ls_alpha, base)
     return verdicts
+
+
+def paired_spread(verdicts: Sequence[Verdict]) -> tuple[Optional[float], int]:
+    """The median sample sd of the per-seed differences between two cells over a grid's paired comparisons,
+    and how many distinct comparisons it is the median of; (None, 0) without any."""
+    spreads = {
+        c.expression(): c.interval.sd
+        for v in verdicts
+        for c in v.comparisons
+        if c.interval.method == PAIRED and len(c.terms) == 2
+    }
+    return (statistics.median(spreads.values()), len(spreads)) if spreads else (None, 0)
+
+
+def detectable(sd: float, n: int, level: float, power: Optional[float] = None) -> float:
+    """The difference n paired seeds tell from 0 at per-seed spread ``sd``: the interval's half-width (an
+    observed mean beyond it counts), or with ``power`` the true difference found that often, approximately
+    (t(level) + t(power)) · sd / √n."""
+    quantile = t_quantile(level, n - 1) + (float(stats.t.ppf(power, n - 1)) if power else 0.0)
+    return quantile * sd / math.sqrt(n)

@@ -17,8 +17,10 @@ from lskd_report.verdicts import (
     UNDECIDED,
     WELCH,
     check_grid,
+    detectable,
     estimate,
     mean_interval,
+    paired_spread,
 )
 
 ALPHAS = ["0.0", "0.1"]
@@ -171,3 +173,19 @@ def test_without_cell_effects_false_holds_stay_within_the_level(pair, trials):
     if pair:
         assert abs(decided / trials - 0.05) <= 3 * error, decided
         assert abs(holds[1] / trials - 0.025) <= 3 * math.sqrt(0.025 * 0.975 / trials), holds
+
+
+def test_the_seeds_table_is_the_t_half_width_at_the_grids_paired_spread():
+    rng = random.Random(11)
+    cells = grid(rng, SMALL_EFFECTS, 4, 5.0, 1.0)
+    checked = check_grid(cells, ALPHAS, TEMPERATURES)
+    sd, count = paired_spread(checked)
+    ls = ("0.1", "1")
+    pairs = [(ls, other) for other in SMALL_EFFECTS if other != ls]  # claim 1 (and claims 2 and 5's first)
+    pairs += [(("0.1", "2"), ("0.1", "3")), (("0.0", "3"), ("0.1", "3"))]  # claim 3's second step, claim 5's second
+    spreads = [statistics.stdev([cells[a][s] - cells[b][s] for s in range(4)]) for a, b in pairs]
+    assert count == len(pairs) == 7 and sd == pytest.approx(statistics.median(spreads))
+    for n in (2, 3, 10):
+        assert detectable(sd, n, 0.95) == pytest.approx(scipy.stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+        power = (scipy.stats.t.ppf(0.975, n - 1) + scipy.stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+        assert detectable(sd, n, 0.95, 0.8) == pytest.approx(power)
