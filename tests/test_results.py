@@ -438,6 +438,18 @@ def test_seeds_that_do_not_pair_use_welchs_interval_and_say_so(tmp_path):
     assert "Welch, unpaired: 4/3 seeds per cell" in (tmp_path / "r.md").read_text(encoding="utf-8")
 
 
+def test_the_deprecated_noise_factor_reads_as_the_normal_bands_level(tmp_path):
+    grid = make_grid(tmp_path / "grid", noisy(PAPER_LIKE, scale=0.05))
+    outcome = results(grid, "--paper", "none", "--metric", "best.top1", "--out", tmp_path / "r", "--noise-factor", 2)
+    assert outcome.returncode == 0, outcome.stderr
+    (warning,) = outcome.stderr.strip().splitlines()
+    level = scipy.stats.norm.cdf(2) - scipy.stats.norm.cdf(-2)
+    assert warning.startswith("lskd-results: warning: --noise-factor is deprecated") and f"{level:.4f}" in warning
+    document = json.loads((tmp_path / "r-verdicts.json").read_text(encoding="utf-8"))
+    assert document["level"] == pytest.approx(level)
+    assert {c["level"] for v in document["verdicts"] for c in v["comparisons"]} == {document["level"]}
+
+
 def test_claim_of_mixed_steps_fails_on_one_step_against_it(tmp_path):
     means = dict(PAPER_LIKE)
     means[(0.1, 2)] = 98.0  # no change from T 1 to T 2: inside the noise band
