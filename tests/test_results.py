@@ -417,6 +417,14 @@ def test_paired_interval_is_scipys_paired_t(tmp_path, confidence):
     assert comparison["per_seed"] == {str(s): pytest.approx(b - a) for s, (a, b) in enumerate(zip(low, ls), 1)}
     assert comparison["level"] == confidence
     assert comparison["outcome"] == ("holds" if ci.low > 0 else "undecided")
+    with (tmp_path / "r-comparisons.csv").open(encoding="utf-8") as handle:
+        (row,) = [r for r in csv.DictReader(handle) if r["claim"] == "2"]
+    assert (row["method"], row["n"], row["outcome"]) == ("paired t", "3", comparison["outcome"])
+    assert [float(row["low"]), float(row["high"])] == [
+        pytest.approx(ci.low, rel=1e-5),
+        pytest.approx(ci.high, rel=1e-5),
+    ]
+    assert row["per_seed"] == " ".join(f"{s}:{b - a:.6g}" for s, (a, b) in enumerate(zip(low, ls), 1))
 
 
 def test_seeds_that_do_not_pair_use_welchs_interval_and_say_so(tmp_path):
