@@ -1,4 +1,5 @@
-"""Score and diffusion measures against T, one line per teacher α, error bars from the seeds (PNG bytes).
+"""Score and diffusion measures against T, one line per teacher α, error bars from the seeds (PNG bytes): the
+score plot's are the t intervals of each cell's mean at the report's level, the diffusion plot's ±1 sd.
 
 Figures are built on matplotlib's object API with the Agg canvas, so nothing touches pyplot's global state
 and callers write the bytes only once every output of a command is ready.
@@ -11,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lskd_report.aggregate import Cell, Row, number_key
+from lskd_report.verdicts import mean_interval, percent
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -32,8 +34,18 @@ def _temperature_axis(axes, temperatures: Sequence[float]) -> None:
     axes.grid(True, alpha=0.3)
 
 
-def _seed_line(axes, rows: Sequence[Row], alpha: float, cells: Mapping, colour: str, label: str) -> None:
-    """Mean over seeds at each T that has a score, ±1 sample std as error bars (none for one seed)."""
+def _error(cell: Cell, level: Optional[float]) -> float:
+    """Half the error bar: the t interval of the mean at ``level``, or (None) one sample sd; 0 for one seed."""
+    if level is None:
+        return cell.sd or 0.0
+    interval = mean_interval(cell.values, level)
+    return 0.0 if interval is None else interval.half_width
+
+
+def _seed_line(
+    axes, rows: Sequence[Row], alpha: float, cells: Mapping, colour: str, label: str, level: Optional[float] = None
+) -> None:
+    """Mean over seeds at each T that has a score, with error bars (``_error``; none for one seed)."""
     points = [(row.temperature, cells[(row, alpha)]) for row in rows if cells.get((row, alpha), Cell()).n > 0]
     if not points:
         return
@@ -42,7 +54,7 @@ def _seed_line(axes, rows: Sequence[Row], alpha: float, cells: Mapping, colour: 
     axes.errorbar(
         [t for t, _ in points],
         [c.mean for _, c in points],
-        yerr=[c.sd or 0.0 for _, c in points],
+        yerr=[_error(c, level) for _, c in points],
         color=colour,
         marker="o",
         capsize=4,
@@ -52,14 +64,21 @@ def _seed_line(axes, rows: Sequence[Row], alpha: float, cells: Mapping, colour: 
 
 
 def score_figure(
-    cells: Mapping, rows: Sequence[Row], alphas: Sequence[float], paper: Optional[Mapping], title: str, ylabel: str
+    cells: Mapping,
+    rows: Sequence[Row],
+    alphas: Sequence[float],
+    paper: Optional[Mapping],
+    title: str,
+    ylabel: str,
+    level: float,
 ) -> Figure:
-    """``cells``: (Row, α) -> Cell; ``rows``: students with a temperature; ``paper``: (Row, α) -> number."""
+    """``cells``: (Row, α) -> Cell; ``rows``: students with a temperature; ``paper``: (Row, α) -> number;
+    error bars: the ``level`` t interval of each cell's mean over its seeds."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.add_subplot()
     for index, alpha in enumerate(alphas):
         colour = COLOURS[index % len(COLOURS)]
-        _seed_line(axes, rows, alpha, cells, colour, f"α = {number_key(alpha)}")
+        _seed_line(axes, rows, alpha, cells, colour, f"α = {number_key(alpha)}", level)
         published = [(row.temperature, paper[(row, alpha)]) for row in rows if paper and (row, alpha) in paper]
         if published:
             axes.plot(
@@ -80,7 +99,7 @@ def score_figure(
         [handles[i] for i in order],
         [labels[i] for i in order],
         fontsize=8,
-        title="teacher (error bars: ±1 sd over seeds)",
+        title=f"teacher (error bars: {percent(level)} t interval of the mean over seeds)",
         title_fontsize=8,
     )
     return figure

@@ -3,14 +3,16 @@
 The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_report.runs``) that says
 what the run is (teacher or student, α, T, KD mode, seed) and which metrics file holds its scores; the value
 shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± sample standard deviation
-over its seeds, with n; the paper's published number sits beside it. Writes PREFIX.md, PREFIX.csv,
-PREFIX.json, PREFIX-verdicts.json and PNG plots next to them, and prints the Markdown.
+over its seeds, with n; the paper's published number sits beside it. The claims are checked with t intervals
+paired by seed (``lskd_report.verdicts``). Writes PREFIX.md, PREFIX.csv, PREFIX.json, PREFIX-verdicts.json,
+PREFIX-comparisons.csv and PNG plots next to them, and prints the Markdown.
 """
 
 import csv
 import io
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,7 +34,19 @@ from lskd_report.dropped_mass import dropped_mass_markdown, dropped_mass_rows
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
 from lskd_report.runs import KD_MODES
-from lskd_report.verdicts import NOISE_FACTOR, UNTESTABLE, Estimate, check_grid, rule_text
+from lskd_report.verdicts import (
+    CONFIDENCE,
+    POWER,
+    SEED_COUNTS,
+    UNTESTABLE,
+    check_grid,
+    check_level,
+    detectable,
+    mean_interval,
+    paired_spread,
+    percent,
+    rule_text,
+)
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import atomic_write_json, atomic_write_text
 
@@ -78,7 +92,7 @@ class Report:
     paper: Optional[dict]
     caption: str
     title: str
-    noise_factor: float
+    confidence: float
 
     @property
     def modes(self) -> list[str]:
@@ -130,7 +144,7 @@ class Report:
         cell = self.grid.cell(row, alpha)
         if cell.n == 0:
             return MISSING
-        return Estimate(cell.mean, cell.sd, cell.n).text() + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
+        return estimate_text(cell.mean, cell.sd, cell.n) + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
 
     def paper_text(self, entry, alpha: float) -> str:
         row = self.row_for(entry, PAPER_MODE)
@@ -151,13 +165,16 @@ class Report:
         return lines
 
     def csv_text(self) -> str:
-        """One line per table row; per column of ours its mean, sd, n and missing-run count."""
+        """One line per table row; per column of ours its mean, sd, n, missing-run count and the t interval
+        of the mean at the report's level (the score plot's error bars)."""
         header = ["role", "T"]
+        level = percent(self.confidence).replace(" ", "")
         for alpha in self.alphas:
             for a, mode in self.columns():
                 if a == alpha:
                     name = self.column_name(alpha, mode)
                     header += [name, f"{name} sd", f"{name} n", f"{name} missing"]
+                    header += [f"{name} {level} CI low", f"{name} {level} CI high"]
             if self.paper is not None:
                 header.append(f"paper α = {number_key(alpha)}")
         out = io.StringIO()
@@ -171,14 +188,17 @@ class Report:
                         continue
                     row = self.row_for(entry, mode)
                     if row is None:
-                        line += ["", "", "", ""]
+                        line += [""] * 6
                         continue
                     cell = self.grid.cell(row, alpha)
+                    interval = mean_interval(cell.values, self.confidence)
                     line += [
                         "" if cell.mean is None else f"{cell.mean:.3f}",
                         "" if cell.sd is None else f"{cell.sd:.3f}",
                         str(cell.n),
                         str(len(cell.missing)),
+                        "" if interval is None else f"{interval.low:.3f}",
+                        "" if interval is None else f"{interval.high:.3f}",
                     ]
                 if self.paper is not None:
                     text = self.paper_text(entry, alpha)
@@ -188,33 +208,32 @@ class Report:
 
     # --- verdicts -----------------------------------------------------------------------------------
 
-    def estimates(self, mode: str, source: str) -> tuple[dict, list[str], list[str]]:
-        """(α key, T key) -> Estimate (None: no score) of ``mode``'s tempered students, from our seeds
-        (``source`` "ours") or the paper's single numbers ("paper"), over the grid's own α and T."""
+    def student_cells(self, mode: str, source: str) -> tuple[dict, list[str], list[str]]:
+        """(α key, T key) -> {seed: score} (None: no score) of ``mode``'s tempered students, from our seeds
+        (``source`` "ours") or the paper's single numbers ("paper", as seed 0), over the grid's own α and T."""
         alphas = sorted(self.grid.alphas)
         temperatures = sorted(t for t in self.grid.modes.get(mode, set()) if t is not None)
-        estimates = {}
+        cells = {}
         for alpha in alphas:
             for t in temperatures:
                 row = Row(STUDENT, mode, t)
                 if source == "paper":
                     value = self.paper.get((row, alpha))
-                    estimate = None if value is None else Estimate(value, None, 1)
+                    cell = None if value is None else {0: value}
                 else:
-                    cell = self.grid.cell(row, alpha)
-                    estimate = Estimate(cell.mean, cell.sd, cell.n) if cell.n else None
-                estimates[(number_key(alpha), number_key(t))] = estimate
-        return estimates, [number_key(a) for a in alphas], [number_key(t) for t in temperatures]
+                    cell = dict(self.grid.cell(row, alpha).values) or None
+                cells[(number_key(alpha), number_key(t))] = cell
+        return cells, [number_key(a) for a in alphas], [number_key(t) for t in temperatures]
 
     def verdicts(self) -> dict:
         """KD mode -> (our verdicts, the paper's verdicts on the same cells or None)."""
         checked = {}
         for mode in self.modes:
-            ours = check_grid(*self.estimates(mode, "ours"), factor=self.noise_factor)
+            ours = check_grid(*self.student_cells(mode, "ours"), level=self.confidence)
             if not ours:
                 continue
             paper = (
-                check_grid(*self.estimates(mode, "paper"), factor=self.noise_factor)
+                check_grid(*self.student_cells(mode, "paper"), level=self.confidence, by_sign=True)
                 if self.paper is not None and mode == PAPER_MODE
                 else None
             )
@@ -225,33 +244,55 @@ class Report:
         lines = [
             "### The paper's predictions on this grid",
             "",
-            f"Rule: {rule_text(self.noise_factor)} Numbers: mean ± sd (n seeds) per cell.",
+            f"Rule: {rule_text(self.confidence)}",
             "",
         ]
         if not checked:
             return lines + ["No claim to check: the grid needs an LS teacher (α > 0) with tempered students.", ""]
-        paper_header = " | paper's numbers, same cells" if self.paper is not None else ""
+        paper_header = " | paper's numbers, same cells (by sign)" if self.paper is not None else ""
+        numbers = f"differences: mean, {percent(self.confidence)} CI, ± smallest detectable, method"
         for mode, (ours, paper) in checked.items():
             if len(checked) > 1 or mode != PAPER_MODE:
                 lines += [f"KD mode {mode}:", ""]
             lines += [
-                f"| # | claim | on this grid | numbers used{paper_header} |",
+                f"| # | claim | on this grid | {numbers}{paper_header} |",
                 "|---|---|---|---|" + ("---|" if paper_header else ""),
             ]
             for index, verdict in enumerate(ours):
                 used = verdict.note or "; ".join(c.text() for c in verdict.deciding())
-                cells = [str(verdict.paper_item), verdict.claim, f"**{verdict.label()}**", used]
+                cells = [str(verdict.paper_item), verdict.claim, f"**{verdict.verdict}**", used]
                 if paper_header:
                     cells.append(paper[index].verdict if paper else "")
                 lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+            lines += [""] + self.seed_lines(ours)
         return lines
+
+    def seed_lines(self, verdicts: list) -> list[str]:
+        """How the detectable difference shrinks with seeds, at this grid's own spread of paired differences."""
+        sd, count = paired_spread(verdicts)
+        if sd is None:
+            return []
+        level = percent(self.confidence)
+        return [
+            f"Seeds and the smallest detectable difference, at this grid's spread (median sd of the per-seed "
+            f"differences between two cells: {sd:.3f}, over {count} of them):",
+            "",
+            "| seeds | " + " | ".join(map(str, SEED_COUNTS)) + " |",
+            "|---|" + "---|" * len(SEED_COUNTS),
+            f"| {level} interval excludes 0 beyond | "
+            + " | ".join(f"{detectable(sd, n, self.confidence):.3f}" for n in SEED_COUNTS)
+            + " |",
+            f"| found {percent(POWER)} of the time (≈) | "
+            + " | ".join(f"{detectable(sd, n, self.confidence, POWER):.3f}" for n in SEED_COUNTS)
+            + " |",
+            "",
+        ]
 
     def verdicts_document(self, checked: dict) -> dict:
         entries = []
         for mode, (ours, paper) in checked.items():
             for index, verdict in enumerate(ours):
-                entry = {"kd_mode": mode, **verdict.to_dict(), "label": verdict.label()}
+                entry = {"kd_mode": mode, **verdict.to_dict()}
                 if paper is not None:
                     entry["paper_verdict"] = paper[index].verdict
                 entries.append(entry)
@@ -259,11 +300,41 @@ class Report:
             "grid": str(self.grid.folder),
             "metric": self.grid.metric,
             "higher_is_better": True,
-            "noise_factor": self.noise_factor,
-            "rule": rule_text(self.noise_factor),
+            "level": self.confidence,
+            "rule": rule_text(self.confidence),
             "verdicts": entries,
             "untestable": sum(e["verdict"] == UNTESTABLE for e in entries),
         }
+
+    def comparisons_csv(self, checked: dict) -> str:
+        """One line per comparison of our verdicts: the difference, its interval, method and per-seed values."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(
+            ["kd_mode", "claim", "difference", "outcome", "method", "level", "mean", "n", "sd", "dof"]
+            + ["low", "high", "half_width", "per_seed"]
+        )
+        for mode, (ours, _) in checked.items():
+            for verdict in ours:
+                for comparison in verdict.comparisons:
+                    i = comparison.interval
+                    writer.writerow(
+                        [mode, verdict.paper_item, comparison.expression(), comparison.outcome, i.method, i.level]
+                        + [number(i.mean), i.n, number(i.sd), number(i.dof)]
+                        + [number(i.low), number(i.high), number(i.half_width)]
+                        + [" ".join(f"{s}:{d:.6g}" for s, d in sorted(i.per_seed.items()))]
+                    )
+        return out.getvalue()
+
+
+def number(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def estimate_text(mean: float, sd, n: int) -> str:
+    """A cell as ``mean ± sd (n)``; ``mean (1)`` for one seed, which has no spread."""
+    spread = "" if sd is None else f" ± {sd:.3f}"
+    return f"{mean:.3f}{spread} ({n})"
 
 
 def cell_document(row: Row, alpha: float, cell: Cell, grid: Grid, paper: Optional[float] = None) -> dict:
@@ -304,11 +375,10 @@ def build_report(
     prefix: Path,
     metrics_file: Optional[str] = None,
     paper_metric: Optional[str] = None,
-    noise_factor: float = NOISE_FACTOR,
+    confidence: float = CONFIDENCE,
     data_manifest: Optional[Path] = None,
 ) -> Report:
-    if not (math.isfinite(noise_factor) and noise_factor > 0):
-        raise InvalidConfig(f"--noise-factor {noise_factor}: expected a number > 0 (standard errors per band)")
+    check_level(confidence)
     paper = table = column = None
     if paper_id != "none":
         if paper_id not in paper_tables():
@@ -330,7 +400,7 @@ def build_report(
         caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
     if data_manifest is not None:
         caption += data_sentence(data_manifest)
-    return Report(grid, prefix, paper_id, column, paper, caption, title, noise_factor)
+    return Report(grid, prefix, paper_id, column, paper, caption, title, confidence)
 
 
 def score_plots(report: Report) -> dict:
@@ -342,7 +412,9 @@ def score_plots(report: Report) -> dict:
         suffix = "" if len(tempered) == 1 else "-" + mode.replace("+", "-")
         title = f"{report.title}: {report.grid.metric} vs T" + (f", KD mode {mode}" if len(report.modes) > 1 else "")
         paper = report.paper if mode == PAPER_MODE else None
-        figure = score_figure(report.grid.cells, rows, report.alphas, paper, title, report.grid.metric)
+        figure = score_figure(
+            report.grid.cells, rows, report.alphas, paper, title, report.grid.metric, report.confidence
+        )
         plots[Path(f"{report.prefix}-score{suffix}.png")] = png_bytes(figure)
     return plots
 
@@ -428,6 +500,7 @@ def write_outputs(report: Report) -> str:
         path.write_bytes(data)
     atomic_write_json(Path(f"{report.prefix}.json"), document)
     atomic_write_json(Path(f"{report.prefix}-verdicts.json"), report.verdicts_document(checked))
+    atomic_write_text(Path(f"{report.prefix}-comparisons.csv"), report.comparisons_csv(checked))
     atomic_write_text(Path(f"{report.prefix}.md"), text)
     atomic_write_text(Path(f"{report.prefix}.csv"), report.csv_text())
     return text
@@ -445,15 +518,40 @@ class ResultsConfig:
     paper_metric: Optional[str] = option(
         None, default_text="inferred from --metric", help="paper column to compare with"
     )
-    noise_factor: float = option(NOISE_FACTOR, help="a difference counts beyond this many standard errors")
+    confidence: Optional[float] = option(
+        None, default_text=str(CONFIDENCE), help="level of the two-sided t intervals the verdicts and plots use"
+    )
+    noise_factor: Optional[float] = option(
+        None,
+        default_text="none",
+        help="deprecated (removed in the next release): K is read as --confidence 2Φ(K) − 1",
+    )
     data_manifest: Optional[Path] = option(
         None, default_text="none", help="the data's lskd-prep.json: the caption names its source"
     )
 
 
+def level_of(confidence: Optional[float], noise_factor: Optional[float]) -> float:
+    """--confidence, or the level a deprecated --noise-factor K stood for: the normal band ±K."""
+    if noise_factor is None:
+        return check_level(CONFIDENCE if confidence is None else confidence)
+    if confidence is not None:
+        raise InvalidConfig("--noise-factor and --confidence both given: expected --confidence alone")
+    if not (math.isfinite(noise_factor) and noise_factor > 0):
+        raise InvalidConfig(f"--noise-factor {noise_factor}: expected a number > 0 (deprecated: use --confidence)")
+    level = math.erf(noise_factor / math.sqrt(2))
+    print(
+        f"lskd-results: warning: --noise-factor is deprecated and will be removed; read as --confidence {level:.4f} "
+        "(verdicts now use t intervals paired by seed, docs/results.md)",
+        file=sys.stderr,
+    )
+    return check_level(level, "--noise-factor")
+
+
 @console_script("lskd-results")
 def main(argv=None) -> None:
     args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
+    confidence = level_of(args.confidence, args.noise_factor)
     report = build_report(
         args.run_dir,
         args.metric,
@@ -461,7 +559,7 @@ def main(argv=None) -> None:
         args.out,
         args.metrics_file,
         args.paper_metric,
-        args.noise_factor,
+        confidence,
         args.data_manifest,
     )
     print(write_outputs(report), end="")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the paper's experiment end to end on embedded data, on CPU, through the recipes users run.
-#   translation: toy language pair, teachers alpha 0.0 / 0.1 -> top-4 teacher caches (and, with
-#                lskd-distill-corpus, the teachers' distilled corpora) -> students T = 1 2 3 -> sacreBLEU -> table
+#   translation: toy language pair, teachers alpha 0.0 / 0.1 -> top-4 teacher caches (and, with DEMO_KD_MODES
+#                "word seq", the teachers' distilled corpora) -> students T = 1 3 -> sacreBLEU -> table
 #   vision:      scikit-learn digits, the same grid -> top-1 table -> Fig. 1-style figure + diffusion measures
 # Finished stages are reused, so a second run only prints the results. See --help for the settings.
 set -euo pipefail

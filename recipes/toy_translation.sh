@@ -3,8 +3,9 @@
 set -euo pipefail
 source "$(dirname "$0")/nmt_lib.sh"
 
-# DATA_STAGE: the corpus (a small transformer on 200 updates, about 6 epochs, reaches a high BLEU on it without
-# saturating, so the students' differences across T show), binarised with one joined dictionary.
+# DATA_STAGE: the corpus (a small transformer on 200 updates, about 12 epochs of the toy profile's 2,000 pairs,
+# reaches a high BLEU on it without saturating, so the students' differences across T show), binarised with one
+# joined dictionary.
 make_toy_data() {  # OUT
     "$PYTHON" -m lskd_nmt.toy_corpus --out "$1/text" --train "$TOY_TRAIN" --valid "$TOY_VALID" --test "$TOY_TEST" \
         --seed "$TOY_SEED"

@@ -25,6 +25,8 @@ def run_demo(demo_dir, python=sys.executable):
         "DEMO_DIR": str(demo_dir),
         "DEMO_SIZE": "smallest",
         "DEMO_TEMPERATURES": "1 3",
+        "DEMO_SEEDS": "1",
+        "DEMO_KD_MODES": "word seq" if distill_command() else "word",
         "DEMO_DIGITS_SEEDS": "1 2",
         "PYTHON": str(python),
         "PYTHONWARNINGS": "ignore",

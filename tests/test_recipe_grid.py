@@ -189,3 +189,10 @@ def test_seq_modes_need_the_distillation_command(tmp_path, monkeypatch):
     with pytest.raises(InvalidConfig, match="KD_MODES 'word seq': seq needs lskd-distill-corpus"):
         settle(RECIPES["toy_translation"], ["--kd-modes", "word seq"], {})
     assert settle(RECIPES["demo"], [], {})["DEMO_KD_MODES"] == "word"
+
+
+def test_the_demo_trains_three_seeds_of_both_grids_on_the_cheaper_toy_corpus():
+    demo = settle(RECIPES["demo"], [], {})
+    assert (demo["DEMO_SEEDS"], demo["DEMO_DIGITS_SEEDS"], demo["DEMO_TEMPERATURES"]) == ("1 2 3", "1 2 3", "1 3")
+    toy = settle(RECIPES["toy_translation"], [], {})
+    assert (toy["TOY_TRAIN"], toy["TOY_VALID"], toy["TOY_TEST"], toy["MAX_UPDATE"]) == ("2000", "200", "200", "200")

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import scipy.stats
 
 from lskd_report.paper_results import paper_tables
 from lskd_report.results import main
@@ -269,6 +271,8 @@ def one_line_error(outcome: Outcome, out: Path) -> str:
         "duplicate-seed",
         "bad-manifest",
         "bad-noise-factor",
+        "bad-confidence",
+        "two-levels",
     ],
 )
 def test_bad_inputs_stop_with_one_line(tmp_path, case):
@@ -295,8 +299,12 @@ def test_bad_inputs_stop_with_one_line(tmp_path, case):
     elif case == "bad-manifest":
         (grid / "t-0.1-s1" / "run.json").write_text(json.dumps({"kind": "teacher", "alpha": 1.5}))
         expect = ["run.json", "1.5"]
-    else:
+    elif case == "bad-noise-factor":
         args["extra"], expect = ["--noise-factor", "0"], ["--noise-factor", "> 0"]
+    elif case == "bad-confidence":
+        args["extra"], expect = ["--confidence", "95"], ["--confidence 95", "between 0 and 1"]
+    else:
+        args["extra"], expect = ["--confidence", "0.9", "--noise-factor", "2"], ["--noise-factor", "--confidence"]
     out = tmp_path / "out" / "r"
     line = one_line_error(
         results(grid, "--paper", args["paper"], "--metric", args["metric"], "--out", out, *args["extra"]), out
@@ -338,70 +346,125 @@ def verdicts_of(tmp_path, cells, *extra, teachers=None) -> list[dict]:
     return run_ok(grid, tmp_path / "r", *extra)["verdicts"]
 
 
+def noisy(means: dict, seeds: int = 3, scale: float = 30.0, seed: int = 0) -> dict:
+    """Each cell's seeds scattered by its own draws (no shared seed effect): differences within the noise."""
+    rng = random.Random(seed)
+    return {cell: [mean + rng.gauss(0.0, scale) for _ in range(seeds)] for cell, mean in means.items()}
+
+
 def test_all_claims_hold_on_a_grid_shaped_like_the_paper(tmp_path):
-    verdicts = verdicts_of(tmp_path, seeded(PAPER_LIKE))
+    verdicts = verdicts_of(tmp_path, noisy(PAPER_LIKE, scale=0.05))
     assert [v["paper_item"] for v in verdicts] == [1, 2, 3, 4, 5]
     assert [v["verdict"] for v in verdicts] == ["holds"] * 5
-    assert not any(v["single_seed"] for v in verdicts)
+    assert all(v["methods"] == ["paired t"] for v in verdicts)
     markdown = (tmp_path / "r.md").read_text(encoding="utf-8")
-    assert markdown.count("| **holds** |") == 5 and "2 × sqrt(Σ s²/n)" in markdown
+    assert markdown.count("| **holds** |") == 5 and "95 % CI" in markdown and "paired over 3 seeds" in markdown
 
 
 def test_no_claim_holds_on_the_reversed_grid(tmp_path):
-    assert [v["verdict"] for v in verdicts_of(tmp_path, seeded(REVERSED))] == ["does not hold"] * 5
+    verdicts = verdicts_of(tmp_path, noisy(REVERSED, scale=0.05))
+    assert [v["verdict"] for v in verdicts] == ["does not hold"] * 5
 
 
-def test_differences_inside_the_seed_spread_are_noise(tmp_path):
+def test_differences_inside_the_seed_spread_are_undecided(tmp_path):
+    verdicts = verdicts_of(tmp_path, noisy(PAPER_LIKE, scale=30.0))
+    assert [v["verdict"] for v in verdicts] == ["undecided"] * 5
+
+
+def test_a_seed_effect_shared_by_every_cell_cancels_within_seeds(tmp_path):
+    """±30 points of seed luck, the same in every cell of a seed (a teacher's seed shared by its students)."""
     verdicts = verdicts_of(tmp_path, seeded(PAPER_LIKE, spread=(-30.0, 0.0, 30.0)))
-    assert [v["verdict"] for v in verdicts] == ["not distinguishable from seed noise"] * 5
-
-
-def test_one_seed_decides_by_sign_and_says_so(tmp_path):
-    verdicts = verdicts_of(tmp_path, seeded(PAPER_LIKE, spread=(0.0,)))
     assert [v["verdict"] for v in verdicts] == ["holds"] * 5
-    assert all(v["single_seed"] and v["label"] == "holds (single seed: no noise estimate)" for v in verdicts)
-    assert all(c["standard_error"] is None for v in verdicts for c in v["comparisons"])
 
 
-def test_equal_scores_are_no_difference_even_with_one_seed(tmp_path):
+def test_one_seed_gives_no_verdict_but_shows_the_difference(tmp_path):
+    verdicts = verdicts_of(tmp_path, seeded(PAPER_LIKE, spread=(0.0,)))
+    assert [v["verdict"] for v in verdicts] == ["needs ≥ 2 seeds"] * 5
+    claim = verdicts[1]
+    (comparison,) = claim["comparisons"]
+    assert comparison["method"] == "none" and comparison["interval"] is None and comparison["half_width"] is None
+    assert comparison["difference"] == pytest.approx(PAPER_LIKE[(0.1, 1)] - PAPER_LIKE[(0.0, 1)])
+    markdown = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "α 0.1 T 1 − α 0.0 T 1 = +1.000 (needs ≥ 2 seeds: 1/1 seeds per cell, no interval)" in markdown
+
+
+def test_equal_scores_are_no_difference(tmp_path):
     """Top-1 on 355 images moves in steps of 100/355: equal drops must not pass for a float-rounding 'win'."""
     top1 = {(0.1, 1): 346, (0.1, 2): 344, (0.1, 3): 343, (0.0, 1): 342, (0.0, 2): 341, (0.0, 3): 339}
-    claims = verdicts_of(tmp_path, {cell: [100 * k / 355] for cell, k in top1.items()})
+    claims = verdicts_of(tmp_path, {cell: [100 * k / 355, 100 * (k - 1) / 355] for cell, k in top1.items()})
     claim = next(v for v in claims if v["paper_item"] == 4)
-    assert [c["outcome"] for c in claim["comparisons"]] == ["holds", "not distinguishable from seed noise"]
-    assert claim["verdict"] == "not distinguishable from seed noise"
+    assert [c["outcome"] for c in claim["comparisons"]] == ["holds", "undecided"]
+    assert claim["comparisons"][1]["per_seed"] == {"1": 0.0, "2": 0.0}
+    assert claim["verdict"] == "undecided"
 
 
-@pytest.mark.parametrize(
-    "gap, factor, verdict",
-    [
-        (2.9, 2.0, "holds"),
-        (2.7, 2.0, "not distinguishable from seed noise"),
-        (2.7, 1.0, "holds"),
-        (-2.9, 2.0, "does not hold"),
-    ],
-)
-def test_the_band_is_factor_times_the_combined_standard_error(tmp_path, gap, factor, verdict):
-    """Claim 2 on two cells of two seeds each: the band is computed here with statistics.stdev."""
-    low, ls = [95.0, 97.0], [96.0 + gap - 1.0, 96.0 + gap + 1.0]
-    se = math.sqrt(statistics.stdev(low) ** 2 / 2 + statistics.stdev(ls) ** 2 / 2)
-    assert (abs(gap) > factor * se) == (verdict != "not distinguishable from seed noise")
-    claims = verdicts_of(tmp_path, {(0.0, 1): low, (0.1, 1): ls, (0.0, 2): low, (0.1, 2): ls}, "--noise-factor", factor)
-    claim = next(v for v in claims if v["paper_item"] == 2)
-    (comparison,) = claim["comparisons"]
-    assert comparison["difference"] == pytest.approx(statistics.mean(ls) - statistics.mean(low))
-    assert comparison["standard_error"] == pytest.approx(se)
-    assert comparison["band"] == pytest.approx(factor * se)
-    assert claim["verdict"] == verdict
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_paired_interval_is_scipys_paired_t(tmp_path, confidence):
+    """Claim 2 on three paired seeds: the interval is scipy's ttest_rel's, at the stated level."""
+    low, ls = [95.0, 97.0, 91.0], [96.5, 97.2, 93.9]
+    claims = verdicts_of(
+        tmp_path, {(0.0, 1): low, (0.1, 1): ls, (0.0, 2): low, (0.1, 2): ls}, "--confidence", confidence
+    )
+    (comparison,) = next(v for v in claims if v["paper_item"] == 2)["comparisons"]
+    reference = scipy.stats.ttest_rel(ls, low)
+    ci = reference.confidence_interval(confidence)
+    assert comparison["method"] == "paired t" and comparison["n"] == 3 and comparison["dof"] == reference.df
+    assert comparison["interval"] == [pytest.approx(ci.low), pytest.approx(ci.high)]
+    assert comparison["mean"] / comparison["standard_error"] == pytest.approx(reference.statistic)
+    assert comparison["half_width"] == pytest.approx(
+        scipy.stats.t.ppf(0.5 + confidence / 2, 2) * statistics.stdev([b - a for a, b in zip(low, ls)]) / math.sqrt(3)
+    )
+    assert comparison["per_seed"] == {str(s): pytest.approx(b - a) for s, (a, b) in enumerate(zip(low, ls), 1)}
+    assert comparison["level"] == confidence
+    assert comparison["outcome"] == ("holds" if ci.low > 0 else "undecided")
+    with (tmp_path / "r-comparisons.csv").open(encoding="utf-8") as handle:
+        (row,) = [r for r in csv.DictReader(handle) if r["claim"] == "2"]
+    assert (row["method"], row["n"], row["outcome"]) == ("paired t", "3", comparison["outcome"])
+    assert [float(row["low"]), float(row["high"])] == [
+        pytest.approx(ci.low, rel=1e-5),
+        pytest.approx(ci.high, rel=1e-5),
+    ]
+    assert row["per_seed"] == " ".join(f"{s}:{b - a:.6g}" for s, (a, b) in enumerate(zip(low, ls), 1))
+
+
+def test_seeds_that_do_not_pair_use_welchs_interval_and_say_so(tmp_path):
+    grid = tmp_path / "grid"
+    base, ls = [95.0, 97.0, 91.0], [99.5, 98.2, 99.9, 98.8]
+    for alpha, values, first in ((0.0, base, 1), (0.1, ls, 11)):
+        add_run(grid, alpha, None, first, 90.0)
+        for temperature in (1, 2):
+            for seed, value in enumerate(values, first):
+                add_run(grid, alpha, temperature, seed, value)
+    claims = run_ok(grid, tmp_path / "r")["verdicts"]
+    (comparison,) = next(v for v in claims if v["paper_item"] == 2)["comparisons"]
+    reference = scipy.stats.ttest_ind(ls, base, equal_var=False)
+    assert comparison["method"] == "Welch t" and comparison["per_seed"] == {}
+    assert comparison["dof"] == pytest.approx(reference.df)
+    assert comparison["mean"] / comparison["standard_error"] == pytest.approx(reference.statistic)
+    ci = reference.confidence_interval(0.95)
+    assert comparison["interval"] == [pytest.approx(ci.low), pytest.approx(ci.high)]
+    assert "Welch, unpaired: 4/3 seeds per cell" in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+def test_the_deprecated_noise_factor_reads_as_the_normal_bands_level(tmp_path):
+    grid = make_grid(tmp_path / "grid", noisy(PAPER_LIKE, scale=0.05))
+    outcome = results(grid, "--paper", "none", "--metric", "best.top1", "--out", tmp_path / "r", "--noise-factor", 2)
+    assert outcome.returncode == 0, outcome.stderr
+    (warning,) = outcome.stderr.strip().splitlines()
+    level = scipy.stats.norm.cdf(2) - scipy.stats.norm.cdf(-2)
+    assert warning.startswith("lskd-results: warning: --noise-factor is deprecated") and f"{level:.4f}" in warning
+    document = json.loads((tmp_path / "r-verdicts.json").read_text(encoding="utf-8"))
+    assert document["level"] == pytest.approx(level)
+    assert {c["level"] for v in document["verdicts"] for c in v["comparisons"]} == {document["level"]}
 
 
 def test_claim_of_mixed_steps_fails_on_one_step_against_it(tmp_path):
     means = dict(PAPER_LIKE)
     means[(0.1, 2)] = 98.0  # no change from T 1 to T 2: inside the noise band
     means[(0.1, 3)] = 99.0  # the LS teacher's student improves from T 2 to T 3
-    claim = next(v for v in verdicts_of(tmp_path, seeded(means)) if v["paper_item"] == 3)
+    claim = next(v for v in verdicts_of(tmp_path, noisy(means, scale=0.05)) if v["paper_item"] == 3)
     assert [c["outcome"] for c in claim["comparisons"]] == [
-        "not distinguishable from seed noise",
+        "undecided",
         "does not hold",
         "holds",
     ]
@@ -454,7 +517,8 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
     from lskd_report.plots import score_figure
     from lskd_report.results import paper_values
 
-    grid_dir = make_grid(tmp_path / "grid", seeded(PAPER_LIKE))
+    cells = noisy(PAPER_LIKE, scale=1.0)
+    grid_dir = make_grid(tmp_path / "grid", cells)
     run_ok(grid_dir, tmp_path / "r", paper="cub-r18")
     image = tmp_path / "r-score.png"
     assert image.read_bytes()[:8] == PNG_SIGNATURE
@@ -466,13 +530,20 @@ def test_score_plot_has_one_line_per_alpha_and_the_papers_dashed(tmp_path):
 
     grid = collect(grid_dir, "best.top1")
     rows = grid.student_rows("word")
-    figure = score_figure(grid.cells, rows, [0.0, 0.1], paper_values(paper_tables()["cub-r18"], "top1"), "t", "top-1")
+    paper = paper_values(paper_tables()["cub-r18"], "top1")
+    figure = score_figure(grid.cells, rows, [0.0, 0.1], paper, "t", "top-1", 0.9)
     (axes,) = figure.axes
     bars = axes.containers
     assert len(bars) == 2 and all(len(bar.lines[0].get_xdata()) == 4 for bar in bars)
     assert [list(bar.lines[0].get_ydata()) for bar in bars] == [
-        [pytest.approx(statistics.mean(seeded(PAPER_LIKE)[(a, t)])) for t in (1, 2, 3, 64)] for a in (0.0, 0.1)
+        [pytest.approx(statistics.mean(cells[(a, t)])) for t in (1, 2, 3, 64)] for a in (0.0, 0.1)
     ]
+    for bar, alpha in zip(bars, (0.0, 0.1)):  # each bar: the 90 % t interval of the cell's mean
+        ((segments),) = [collection.get_segments() for collection in bar.lines[2]]
+        for values, segment in zip((cells[(alpha, t)] for t in (1, 2, 3, 64)), segments):
+            half = scipy.stats.t.ppf(0.95, 2) * statistics.stdev(values) / math.sqrt(3)
+            assert [y for _, y in segment] == [pytest.approx(statistics.mean(values) + s * half) for s in (-1, 1)]
+    assert axes.get_legend().get_title().get_text() == "teacher (error bars: 90 % t interval of the mean over seeds)"
     dashed = [line for line in axes.get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 2
     assert list(dashed[1].get_ydata()) == [
