@@ -1,6 +1,6 @@
 """``lskd-results``: a grid of runs as the paper's α × T table over seeds, its plots, and the paper's claims checked.
 
-The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_report.runs``) that says
+The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_grid.runs``) that says
 what the run is (teacher or student, α, T, KD mode, seed) and which metrics file holds its scores; the value
 shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± sample standard deviation
 over its seeds, with n; the paper's published number sits beside it. Writes PREFIX.md, PREFIX.csv,
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import InvalidConfig
+from lskd_grid.runs import KD_MODES
 from lskd_report.aggregate import (
     STUDENT,
     TEACHER_ROW,
@@ -30,7 +31,6 @@ from lskd_report.aggregate import (
 )
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
-from lskd_report.runs import KD_MODES
 from lskd_report.verdicts import NOISE_FACTOR, UNTESTABLE, Estimate, check_grid, rule_text
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import atomic_write_json, atomic_write_text

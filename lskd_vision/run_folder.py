@@ -9,7 +9,7 @@ refused rather than having rows appended to a file the run did not write.
 from pathlib import Path
 
 from lskd.errors import InvalidConfig
-from lskd_report.runs import MANIFEST
+from lskd_grid.runs import MANIFEST
 from lskd_tools.files import atomic_write_json, check_writable
 from lskd_vision import checkpoint
 from lskd_vision.config import TrainConfig

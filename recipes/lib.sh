@@ -5,7 +5,7 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$([ -x "$REPO_ROOT/.venv/bin/python" ] && echo "$REPO_ROOT/.venv/bin/python" || echo python3)}"
 
-# settle RECIPE ARG...: the recipe's settings from the environment and its flags (lskd_report.recipe_settings):
+# settle RECIPE ARG...: the recipe's settings from the environment and its flags (lskd_grid.recipe_settings):
 # every setting as a variable, the constants of the recipe, and the grid's planned runs in TEACHERS and STUDENTS
 # (one row each: folder kind alpha temperature seed kd_mode teacher). A bad setting ends the script with one
 # line and exit status 2; --help prints the settings and ends it with status 0.
@@ -13,7 +13,7 @@ settle() {
     local code
     RECIPE="$1"
     command -v "$PYTHON" >/dev/null || { echo "$1: PYTHON '$PYTHON': not found (expected the project's interpreter: run make setup)" >&2; exit 2; }
-    code="$("$PYTHON" -m lskd_report.recipe_settings "$@")" || exit $?
+    code="$("$PYTHON" -m lskd_grid.recipe_settings "$@")" || exit $?
     eval "$code"
 }
 
@@ -99,7 +99,7 @@ record_run() {
     if [ "$temperature" != - ]; then args+=(--temperature "$temperature"); fi
     if [ "$mode" != - ]; then args+=(--kd-mode "$mode"); fi
     if [ "$teacher" != - ]; then args+=(--teacher "$teacher"); fi
-    "$PYTHON" -m lskd_report.runs record "$RUN_DIR/$name" "${args[@]}"
+    "$PYTHON" -m lskd_grid.runs record "$RUN_DIR/$name" "${args[@]}"
 }
 
 # results_stage PAPER METRIC [lskd-results flags...]: the lskd-results table of the grid, rebuilt when a run

@@ -1,7 +1,7 @@
 # The stages of the NMT grid (paper §2.6, hyper-parameters §3.6) on fairseq with the lskd_fairseq plugin, shared
 # by iwslt14_en_de.sh, iwslt14_de_en.sh, iwslt_en_ru.sh and toy_translation.sh. A recipe sources this file and
 # calls `nmt_recipe NAME "$@"`; its settings, constants (SOURCE_LANG, TARGET_LANG, PAPER_TABLE, DATA_STAGE,
-# EVAL_ARGS) and planned runs come from lskd_report.recipe_table, checked there. DATA_STAGE names a function
+# EVAL_ARGS) and planned runs come from lskd_grid.recipe_table, checked there. DATA_STAGE names a function
 # that writes a data folder holding bin/ to the new folder it is given.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from lskd.checks import check_temperature
 from lskd.errors import InvalidConfig
-from lskd_report.grid import Grid, kd_modes, number_name, numbers, seeds
-from lskd_report.paper_results import paper_tables
-from lskd_report.recipe_settings import (
+from lskd_grid.grid import Grid, kd_modes, number_name, numbers, seeds
+from lskd_grid.recipe_settings import (
     Recipe,
     Setting,
     choice,
@@ -24,7 +23,8 @@ from lskd_report.recipe_settings import (
     optional,
     smoothing,
 )
-from lskd_report.runs import KD_MODES
+from lskd_grid.runs import KD_MODES
+from lskd_report.paper_results import paper_tables
 
 
 def cores() -> int:

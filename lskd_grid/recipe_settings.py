@@ -1,10 +1,10 @@
 """How every recipe (``recipes/*.sh``) takes its settings: checked once, here, before the recipe writes anything.
 
 Each setting is an environment variable ``NAME`` that can also be given as the flag ``--name VALUE`` (the flag
-wins). ``python -m lskd_report.recipe_settings RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
+wins). ``python -m lskd_grid.recipe_settings RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
 settled values, the recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one
-``lskd_report.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
-setting with its default. The recipes themselves are described in ``lskd_report.recipe_table``.
+``lskd_grid.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
+setting with its default. The recipes themselves are described in ``lskd_grid.recipe_table``.
 """
 
 import math
@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Optional, Union
 
 from lskd.checks import check_kd_weight, check_smoothing
 from lskd.errors import InvalidConfig
-from lskd_report.grid import Grid, number_name, plan_rows
+from lskd_grid.grid import Grid, number_name, plan_rows
 from lskd_tools.cli import run_command
 
 Default = Union[str, Mapping[str, str], Callable[[dict], str]]
@@ -241,7 +241,7 @@ def usage(recipe: Recipe) -> str:
 
 
 def main(argv=None) -> None:
-    from lskd_report.recipe_table import RECIPES
+    from lskd_grid.recipe_table import RECIPES
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in RECIPES:
