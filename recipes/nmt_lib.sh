@@ -39,7 +39,7 @@ train_model() {
     if [ "$FP16" = 1 ]; then device_args+=(--fp16); fi
     run_fields "$row"
     record_run "$row"
-    "$PYTHON" -m fairseq_cli.train "$data" --user-dir "$PLUGIN_DIR" \
+    fairseq_train "$data" --user-dir "$PLUGIN_DIR" \
         --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG" \
         --arch "$ARCH" "${model_args[@]}" --dropout "$DROPOUT" \
         --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm "$CLIP_NORM" --weight-decay "$WEIGHT_DECAY" \
@@ -50,6 +50,18 @@ train_model() {
         --log-format simple --log-interval "$LOG_INTERVAL" --no-progress-bar \
         "${device_args[@]}" "$@" "${extra_args[@]}"
     touch "$RUN_DIR/$RUN_NAME/$TRAINED"
+}
+
+# fairseq_train ARG...: fairseq-train; inside a Slurm job of several tasks, one process per task through srun,
+# with fairseq's own Slurm initialisation (--distributed-port; on CPU the world size is given, gloo).
+fairseq_train() {
+    if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
+        local world=(--distributed-world-size "$SLURM_NTASKS" --distributed-port "$(slurm_port)")
+        if [ "$GPUS" = 0 ]; then world+=(--distributed-backend gloo); fi
+        srun --kill-on-bad-exit=1 "$PYTHON" -m fairseq_cli.train "$@" "${world[@]}"
+    else
+        "$PYTHON" -m fairseq_cli.train "$@"
+    fi
 }
 
 train_teacher() {  # ROW

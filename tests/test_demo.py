@@ -64,8 +64,8 @@ def test_demo_smallest_setting(tmp_path):
     second = run_demo(demo, spy)
     assert "start " not in second
     assert (tmp_path / "starts").read_text().splitlines() == [
-        "-m lskd_grid.recipe_settings demo",
-        "-m lskd_grid.recipe_settings toy_translation",
-        "-m lskd_grid.recipe_settings digits",
+        "-m lskd_grid.settle demo",
+        "-m lskd_grid.settle toy_translation",
+        "-m lskd_grid.settle digits",
         f"-m lskd_report.diffusion_report {diffusion}/diffusion.json",
     ]

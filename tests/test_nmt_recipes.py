@@ -187,7 +187,7 @@ def test_rerun_skips_every_stage_starts_no_process_and_changes_nothing(rerun):
     lines = progress(result.stdout)
     assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
-    assert starts == ["-m lskd_grid.recipe_settings iwslt14_en_de --tiny"]
+    assert starts == ["-m lskd_grid.settle iwslt14_en_de --tiny"]
 
 
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):
