@@ -191,7 +191,7 @@ def submit(recipe: str, values: dict, stages: list[Stage], redo: list[Stage]) ->
         print(f"submitted {stage.name}: job {ids[stage.name]}" + (f", after {after}" if after else ""))
     print(
         f"{recipe}: {submitted} jobs submitted; logs in {run_dir}/logs; results in {run_dir}/results.md when job "
-        f"{ids['results']} ends (squeue --name={job_prefix(recipe, values['RUN_DIR'])}... to follow)"
+        f"{ids['results']} ends (its jobs are named {job_prefix(recipe, values['RUN_DIR'])}<stage>)"
         if "results" in ids
         else f"{recipe}: {submitted} jobs submitted"
     )

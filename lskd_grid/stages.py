@@ -138,7 +138,7 @@ def evaluation(run: str, folder: str, values: dict) -> Stage:
 
 
 def results_stage(run_dir: str, after: tuple[str, ...], settings: dict) -> Stage:
-    outputs = tuple(f"{run_dir}/results.{suffix}" for suffix in ("md", "csv", "json"))
+    outputs = tuple(f"{run_dir}/results{suffix}" for suffix in (".md", ".csv", ".json", "-score.png", "-diffusion.png"))
     return Stage("results", "results", f"{run_dir}/results.csv", outputs, after, settings)
 
 

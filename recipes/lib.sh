@@ -72,13 +72,17 @@ report_failed_stage() {
 }
 trap report_failed_stage EXIT
 
-# descendants PID: every process below PID, one pid a line.
+# descendants PID: every process below PID, one pid a line, leaving out this listing's own processes.
 descendants() {
-    ps -e -o pid=,ppid= | awk -v root="$1" '
+    local self="$BASHPID"  # read here: each part of the pipeline below is a process of its own
+    ps -e -o pid=,ppid= | awk -v root="$1" -v self="$self" '
         { parent[$1] = $2 }
         END {
             mine[root] = 1
-            do { grew = 0; for (p in parent) if (!(p in mine) && (parent[p] in mine)) { mine[p] = 1; grew = 1 } } while (grew)
+            do {
+                grew = 0
+                for (p in parent) if (!(p in mine) && p != self && (parent[p] in mine)) { mine[p] = 1; grew = 1 }
+            } while (grew)
             delete mine[root]
             for (p in mine) print p
         }' | sort -n
