@@ -56,9 +56,12 @@ train_model() {
 # with fairseq's own Slurm initialisation (--distributed-port; on CPU the world size is given, gloo).
 fairseq_train() {
     if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
-        local world=(--distributed-world-size "$SLURM_NTASKS" --distributed-port "$(slurm_port)")
-        if [ "$GPUS" = 0 ]; then world+=(--distributed-backend gloo); fi
-        srun --kill-on-bad-exit=1 "$PYTHON" -m fairseq_cli.train "$@" "${world[@]}"
+        local world=(--distributed-world-size "$SLURM_NTASKS" --distributed-port "$(slurm_port)") device=()
+        if [ "$GPUS" = 0 ]; then  # gloo; fairseq takes the task's local id as its CUDA device: none on CPU
+            world+=(--distributed-backend gloo)
+            device=(env SLURM_LOCALID=0)
+        fi
+        srun --kill-on-bad-exit=1 "${device[@]}" "$PYTHON" -m fairseq_cli.train "$@" "${world[@]}"
     else
         "$PYTHON" -m fairseq_cli.train "$@"
     fi
