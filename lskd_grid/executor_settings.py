@@ -53,7 +53,7 @@ def execution(times: Mapping[str, str], cpus: Mapping[str, str], mem: Mapping[st
         Setting("SLURM_ARGS", "extra sbatch arguments for every job, e.g. '--qos=high --constraint=a100'", ""),
         Setting("CPUS_PER_TASK", "sbatch --cpus-per-task (a training run has one task per GPU)", cpus, integer(1)),
         Setting("MEM_PER_TASK", "memory per task, e.g. 16G", mem, memory),
-        *(Setting(f"TIME_{kind.upper()}", f"time limit of a {kind} job", times[kind], slurm_time) for kind in KINDS),
+        *(Setting(f"TIME_{kind.upper()}", f"time limit of each {kind} job", times[kind], slurm_time) for kind in KINDS),
     )
 
 

@@ -234,6 +234,7 @@ def usage(recipe: Recipe) -> str:
         f"  {'PYTHON':<{width}}interpreter with lskd (REPO/.venv/bin/python when it exists; environment only)",
         "",
         "Every setting is checked before anything is written: a bad value stops the recipe with one line and",
-        "exit status 2. Re-running resumes: finished stages are skipped (their output exists).",
+        "exit status 2. Re-running resumes: finished stages are skipped (their output exists), each for the",
+        "settings it ran with (RUN_DIR/stages/<stage>.json; other settings are refused unless REDO_CHANGED=1).",
     ]
     return "\n".join(lines)
