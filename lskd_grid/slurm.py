@@ -108,21 +108,21 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit status {result.returncode}"])[0 if errors else -1]
 
 
-def queued_jobs(prefix: str) -> dict[str, str]:
-    """Job name -> id of this grid's jobs that are queued or running."""
-    result = command("squeue", "--noheader", f"--user={getpass.getuser()}", f"--states={ACTIVE}", "--format=%i %j")
+def queued_jobs(prefix: str) -> dict[str, tuple[str, str]]:
+    """Job name -> (id, state) of this grid's jobs that are queued or running."""
+    result = command("squeue", "--noheader", f"--user={getpass.getuser()}", f"--states={ACTIVE}", "--format=%i %T %j")
     if result.returncode != 0:
         raise InvalidConfig(f"squeue failed: {last_line(result)} (expected a reachable Slurm controller)")
     jobs = {}
     for line in result.stdout.splitlines():
-        job_id, _, name = line.strip().partition(" ")
+        job_id, state, name = (line.strip().split(" ", 2) + ["", ""])[:3]
         if name.startswith(prefix):
-            jobs[name] = job_id
+            jobs[name] = (job_id, state)
     return jobs
 
 
-def dependency(stage: Stage, ids: dict[str, str]) -> list[str]:
-    waits = [ids[name] for name in stage.after if name in ids]
+def dependency(stage: Stage, ids: dict[str, str], also: tuple[str, ...] = ()) -> list[str]:
+    waits = [ids[name] for name in stage.after if name in ids] + list(also)
     if not waits:
         return []
     return [f"--dependency={'afterany' if stage.kind == 'results' else 'afterok'}:{':'.join(waits)}"]
@@ -145,12 +145,17 @@ def submit(recipe: str, values: dict, stages: list[Stage], redo: list[Stage]) ->
     redone = {s.name for s in redo}
     ids: dict[str, str] = {}
     pending = []
+    replaced = []
     for job in jobs:
         stage = job.stage
         waits = [name for name in stage.after if name in ids]
-        if job.name in queued:
-            ids[stage.name] = queued[job.name]
-            print(f"queued    {stage.name}: job {queued[job.name]} (already in the queue)")
+        if job.name in queued and stage.kind == "results" and pending:
+            replaced.append(queued[job.name])  # it would not wait for the stages submitted now
+            ids[stage.name] = f"<{stage.name}>"
+            pending.append((job, waits))
+        elif job.name in queued:
+            ids[stage.name] = queued[job.name][0]
+            print(f"queued    {stage.name}: job {ids[stage.name]} (already in the queue)")
         elif Path(stage.done).exists() and stage.name not in redone and not (stage.kind == "results" and ids):
             print(f"finished  {stage.name}: {stage.done} exists")
         else:
@@ -169,6 +174,13 @@ def submit(recipe: str, values: dict, stages: list[Stage], redo: list[Stage]) ->
     test = command("sbatch", "--test-only", *first.options, "--wrap=true")
     if test.returncode != 0:
         raise InvalidConfig(f"sbatch refused the first job ({first.stage.name}): {last_line(test)}; nothing submitted")
+    running = ()  # a results job already running: the new one also waits for it, so they never write at once
+    for job_id, state in replaced:
+        if state == "PENDING":
+            command("scancel", job_id)
+            print(f"cancelled results: job {job_id} (queued before the jobs submitted now; submitted again after them)")
+        else:
+            running = (job_id,)
     for path in redo_paths(values["RUN_DIR"], redo):
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else Path(path).unlink(missing_ok=True)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -179,7 +191,8 @@ def submit(recipe: str, values: dict, stages: list[Stage], redo: list[Stage]) ->
     for job, waits in pending:
         stage = job.stage
         (run_dir / RECORDS / f"{stage.name}.json").write_text(stage.record() + "\n", encoding="utf-8")
-        result = command("sbatch", *job.options, *dependency(stage, ids), str(script), stage.name)
+        also = running if stage.kind == "results" else ()
+        result = command("sbatch", *job.options, *dependency(stage, ids, also), str(script), stage.name)
         if result.returncode != 0:
             raise InvalidConfig(
                 f"sbatch refused {stage.name}: {last_line(result)} ({submitted} jobs were submitted before it; "

@@ -207,11 +207,11 @@ record_run() {
 # started or finished since, then printed.
 results_stage() {
     local table="$RUN_DIR/results.csv"
+    if [ -n "${LSKD_STAGE:-}" ] && [ "$LSKD_STAGE" != results ]; then return 0; fi
     if [ -f "$table" ] && [ -n "$(find "$RUN_DIR" -mindepth 2 -maxdepth 2 \( -name "$METRICS_FILE" -o -name run.json \) -newer "$table")" ]; then
         rm -f "$RUN_DIR/results.md" "$table"
     fi
     stage results "$table" "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "$2" --out "$RUN_DIR/results" "${@:3}"
-    if [ -n "${LSKD_STAGE:-}" ] && [ "$LSKD_STAGE" != results ]; then return 0; fi
     cat "$RUN_DIR/results.md"
     missing_runs
 }

@@ -139,8 +139,10 @@ def test_scancel_then_the_same_command_submits_only_the_missing_stages_and_the_t
 def test_a_failed_student_leaves_the_other_cells_and_the_results_job_names_it(tmp_path):
     grid = {"ALPHAS": "0.1", "TEMPERATURES": "1 3", "EPOCHS": "1", "DIFFUSION_TEMPERATURES": "1"}
     grid.update(RUN_DIR="grid", EXECUTOR="slurm")
-    (tmp_path / "grid").mkdir()
-    (tmp_path / "grid" / "student-a0.1-T3-word-s1").write_text("not a folder: this run cannot start\n")
+    (tmp_path / "grid" / "student-a0.1-T3-word-s1").mkdir(parents=True)
+    (tmp_path / "grid" / "student-a0.1-T3-word-s1" / "checkpoint.pth").write_text(
+        "not a checkpoint: it cannot resume\n"
+    )
     ids = submitted(recipe("digits", grid, tmp_path))
     wait_for_jobs(ids.values())
     assert job(ids["student-a0.1-T3-word-s1"])["JobState"] == "FAILED"
