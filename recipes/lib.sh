@@ -8,6 +8,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$([ -x "$REPO_ROOT/.venv/bin/python" ] && echo "$REPO_ROOT/.venv/bin/python" || echo python3)}"
 # The outermost recipe of this run (a demo runs two inside it): the one that reports an interrupt.
 export LSKD_RUN_OWNER="${LSKD_RUN_OWNER:-$$}"
+# A grid's stages (set by settle): stage -> the file that says it finished, and the settings record it writes.
+declare -A STAGE_DONE=() STAGE_RECORD=()
 
 # settle RECIPE ARG...: the recipe's settings from the environment and its flags (lskd_grid.settle):
 # every setting as a variable, the constants of the recipe, and the grid's planned runs in TEACHERS and STUDENTS
@@ -20,7 +22,7 @@ settle() {
     command -v "$PYTHON" >/dev/null || { echo "$1: PYTHON '$PYTHON': not found (expected the project's interpreter: run make setup)" >&2; exit 2; }
     code="$("$PYTHON" -m lskd_grid.settle "$@")" || exit $?
     eval "$code"
-    declare -p STAGE_DONE >/dev/null 2>&1 || return 0
+    [ "${#STAGE_DONE[@]}" -gt 0 ] || return 0
     if [ -n "${LSKD_STAGE:-}" ]; then
         [ -n "${STAGE_DONE[$LSKD_STAGE]+set}" ] || { echo "$RECIPE: error: LSKD_STAGE '$LSKD_STAGE': not a stage of this grid" >&2; exit 2; }
         JOBS=1

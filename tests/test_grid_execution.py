@@ -97,7 +97,6 @@ STAGE_SCRIPT = r"""
 set -euo pipefail
 source "$1/recipes/lib.sh"
 RUN_DIR="$2" RECIPE=lanes
-declare -A STAGE_DONE=() STAGE_RECORD=()
 lock_run_dir -x
 lane() {
     STAGE_DONE[work-$1]="$RUN_DIR/$1.done"
