@@ -108,7 +108,7 @@ run_lanes lane ${LANES}
 """
 
 
-def start_lanes(run_dir, lanes="a b"):
+def start_lanes(run_dir, lanes="a b", group=False):
     run_dir.mkdir(exist_ok=True)
     return subprocess.Popen(
         ["bash", "-c", STAGE_SCRIPT, "lanes", str(REPO), str(run_dir)],
@@ -116,6 +116,7 @@ def start_lanes(run_dir, lanes="a b"):
         stderr=subprocess.PIPE,
         text=True,
         env={"PATH": os.environ["PATH"], "LANES": lanes, "JOBS": "2"},
+        start_new_session=group,
     )
 
 
@@ -136,13 +137,20 @@ def alive(pid):
         return stat.read().split(")")[-1].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("sent, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_ends_every_process_the_run_started_with_one_line(tmp_path, sent, status):
-    run = start_lanes(tmp_path / "grid")
+@pytest.mark.parametrize(
+    "sent, status, group",
+    [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False), (signal.SIGINT, 130, True)],
+    ids=["SIGTERM to the recipe", "SIGINT to the recipe", "SIGINT to its process group (Ctrl-C, timeout -s INT)"],
+)
+def test_a_signal_ends_every_process_the_run_started_with_one_line(tmp_path, sent, status, group):
+    run = start_lanes(tmp_path / "grid", group=group)
     pids = [wait_for(tmp_path / "grid" / f"{lane}.{kind}") for lane in "ab" for kind in ("pid", "child")]
     assert all(map(alive, pids))
     bystander = subprocess.Popen(["sleep", "300"])
-    run.send_signal(sent)
+    if group:
+        os.killpg(run.pid, sent)
+    else:
+        run.send_signal(sent)
     out, err = run.communicate(timeout=30)
     assert run.returncode == status
     lines = err.strip().splitlines()
