@@ -254,3 +254,14 @@ def test_two_slurm_tasks_of_lskd_vision_equal_one_process(tmp_path):
         losses = [(float(x["loss"]), float(y["loss"])) for x, y in zip(csv.DictReader(a), csv.DictReader(b))]
     assert len(losses) > 10
     assert [y for _, y in losses] == pytest.approx([x for x, _ in losses], abs=1e-4)
+
+
+def test_a_partition_slurm_rejects_is_one_line_and_nothing_is_submitted(tmp_path):
+    before = slurm("squeue", "--noheader", "--format=%i")
+    result = recipe("digits", {"EXECUTOR": "slurm", "RUN_DIR": "grid", "PARTITION": "no-such-partition"}, tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and result.stdout == "", result.stderr
+    assert lines[0].startswith("digits: error: sbatch refused the first job (teacher-a0.0-s1): ")
+    assert "invalid partition" in lines[0].lower() and lines[0].endswith("; nothing submitted")
+    assert slurm("squeue", "--noheader", "--format=%i") == before
+    assert list(tmp_path.iterdir()) == []
