@@ -174,7 +174,11 @@ def test_toy_translation_on_slurm_equals_the_local_grid(tmp_path):
         "results",
     }
     wait_for_jobs(ids.values())
-    assert job(ids["results"])["JobState"] == "COMPLETED"
+    records = {name: job(job_id) for name, job_id in ids.items()}
+    assert all(record["JobState"] == "COMPLETED" for record in records.values())
+    order = ["data", "teacher-a0.1-s1", "cache-a0.1-s1", "student-a0.1-T2-word-s1", "eval-student-a0.1-T2-word-s1"]
+    for before, after in zip(order, order[1:]):  # no student starts before its teacher's cache exists
+        assert records[after]["StartTime"] >= records[before]["EndTime"], (before, after)
     assert cells(tmp_path / "slurm") == cells(tmp_path / "local")
     for run in ("teacher-a0.1-s1", "student-a0.1-T2-word-s1"):
         bleu = [json.loads((tmp_path / side / run / "bleu.json").read_text()) for side in ("local", "slurm")]
