@@ -39,20 +39,20 @@ settle() {
 }
 
 # lock_run_dir -x|-s: a local grid holds RUN_DIR's lock alone (-x), the stages of a Slurm grid share it (-s), so
-# a second local run on a RUN_DIR in use is refused, naming who holds it. The lock is the kernel's (flock): it
-# ends with the last process that holds it, so a run that died leaves none behind.
+# a second local run on a RUN_DIR in use is refused, naming who holds it (RUN_DIR/.lskd-lock, removed at exit).
+# The lock is the kernel's (flock on the folder): it ends with the last process that holds it, so a run that died
+# leaves none behind.
 lock_run_dir() {
-    local lock="$RUN_DIR/.lskd-lock"
+    local holder="$RUN_DIR/.lskd-lock"
     mkdir -p "$RUN_DIR"
-    exec {RUN_LOCK_FD}>>"$lock"
+    exec {RUN_LOCK_FD}<"$RUN_DIR"
     if ! flock -n "$1" "$RUN_LOCK_FD"; then
-        echo "$RECIPE: error: RUN_DIR $RUN_DIR is in use by another run ($(head -n 1 "$lock" 2>/dev/null || echo unknown)) (expected one run per RUN_DIR: wait for it or stop it)" >&2
+        echo "$RECIPE: error: RUN_DIR $RUN_DIR is in use by another run ($(head -n 1 "$holder" 2>/dev/null || echo "stages of a Slurm grid")) (expected one run per RUN_DIR: wait for it or stop it)" >&2
         exit 2
     fi
     if [ "$1" = -x ]; then
-        echo "pid $$, $RECIPE, started $(date '+%F %T')" >"$lock"
-    else
-        echo "Slurm job ${SLURM_JOB_ID:-?}, stage $LSKD_STAGE, started $(date '+%F %T')" >"$lock"
+        echo "pid $$, $RECIPE, started $(date '+%F %T')" >"$holder"
+        LOCK_HOLDER="$holder"
     fi
     RUNNING_DIR="$(mktemp -d)"
 }
@@ -61,6 +61,7 @@ CURRENT_STAGE=""
 STAGE_LOG=""
 STAGE_STARTED=0
 RUNNING_DIR=""
+LOCK_HOLDER=""
 
 # On a failed stage the script stops (set -e); this prints the one line that says which stage and why.
 report_failed_stage() {
@@ -70,7 +71,7 @@ report_failed_stage() {
         last_line="$(grep -v '^[[:space:]]*$' "$STAGE_LOG" 2>/dev/null | tail -n 1 || true)"
         echo "failed $CURRENT_STAGE after $((SECONDS - STAGE_STARTED))s (exit $status): ${last_line:-no output} (log: $STAGE_LOG)" >&2
     fi
-    if [ "$BASHPID" = "$$" ] && [ -n "$RUNNING_DIR" ]; then rm -rf "$RUNNING_DIR"; fi
+    if [ "$BASHPID" = "$$" ]; then rm -rf "${RUNNING_DIR:-/nonexistent}" "${LOCK_HOLDER:-/nonexistent}"; fi
 }
 trap report_failed_stage EXIT
 
