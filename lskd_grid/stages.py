@@ -81,17 +81,7 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
         evals.append(stages[-1].name)
         sources = {}
         if "word" in modes:
-            cache = f"{folder}/cache-top{topk}"
-            stages.append(
-                Stage(
-                    f"cache-{ident}",
-                    "cache",
-                    f"{cache}/valid.json",
-                    (cache,),
-                    (teacher.name,),
-                    {"TOPK": topk, "FP16": values["FP16"]},
-                )
-            )
+            stages.append(top_k_cache(f"cache-{ident}", f"{folder}/cache-top{topk}", teacher.name, values))
             sources["word"] = stages[-1].name
         if {"seq", "seq+word"} & set(modes):
             distill = pick(values, ("DISTILL_BEAM", "DISTILL_LENPEN", "FP16"))
@@ -100,17 +90,7 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
             sources["seq"] = stages[-1].name
         if "seq+word" in modes:
             cache = f"{folder}/distilled-cache-top{topk}"
-            after = (f"distill-{ident}",)
-            stages.append(
-                Stage(
-                    f"distilled-cache-{ident}",
-                    "cache",
-                    f"{cache}/valid.json",
-                    (cache,),
-                    after,
-                    {"TOPK": topk, "FP16": values["FP16"]},
-                )
-            )
+            stages.append(top_k_cache(f"distilled-cache-{ident}", cache, f"distill-{ident}", values))
             sources["seq+word"] = stages[-1].name
         for student in grid.students(teacher, "bleu.json"):
             m = student.manifest
@@ -124,6 +104,11 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
             evals.append(stages[-1].name)
     stages.append(results_stage(run_dir, tuple(evals), pick(values, ("BLEU_METRIC",))))
     return stages
+
+
+def top_k_cache(name: str, cache: str, after: str, values: dict) -> Stage:
+    """lskd-dump-teacher's top-k on train, then valid; valid's fingerprint, written last, says it is done."""
+    return Stage(name, "cache", f"{cache}/valid.json", (cache,), (after,), pick(values, ("TOPK", "FP16")))
 
 
 def evaluation(run: str, folder: str, values: dict) -> Stage:
