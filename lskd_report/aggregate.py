@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import DataError, InvalidConfig
-from lskd_report.runs import RunManifest, find_runs
+from lskd_grid.runs import RunManifest, find_runs
 
 TEACHER = "teacher"
 STUDENT = "student"

@@ -5,7 +5,7 @@ reader sees for each α how much of its teacher the word-level students never sa
 import json
 from pathlib import Path
 
-from lskd_report.runs import MANIFEST
+from lskd_grid.runs import MANIFEST
 
 SUFFIX = ".dropped_mass.json"
 

@@ -1,6 +1,6 @@
 """``lskd-results``: a grid of runs as the paper's α × T table over seeds, its plots, and the paper's claims checked.
 
-The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_report.runs``) that says
+The grid folder holds one folder per run, each with the manifest ``run.json`` (``lskd_grid.runs``) that says
 what the run is (teacher or student, α, T, KD mode, seed) and which metrics file holds its scores; the value
 shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± sample standard deviation
 over its seeds, with n; the paper's published number sits beside it. The claims are checked with t intervals
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import InvalidConfig
+from lskd_grid.runs import KD_MODES
 from lskd_report.aggregate import (
     STUDENT,
     TEACHER_ROW,
@@ -33,7 +34,6 @@ from lskd_report.aggregate import (
 from lskd_report.dropped_mass import dropped_mass_markdown, dropped_mass_rows
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
-from lskd_report.runs import KD_MODES
 from lskd_report.verdicts import (
     CONFIDENCE,
     POWER,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.errors import InvalidConfig
-from lskd_report.runs import MANIFEST
+from lskd_grid.runs import MANIFEST
 from lskd_tools.files import atomic_write_json, check_writable
 from lskd_vision import checkpoint
 from lskd_vision.config import TrainConfig

@@ -1,7 +1,7 @@
 # The stages of the NMT grid (paper §2.6, hyper-parameters §3.6) on fairseq with the lskd_fairseq plugin, shared
 # by iwslt14_en_de.sh, iwslt14_de_en.sh, iwslt_en_ru.sh and toy_translation.sh. A recipe sources this file and
 # calls `nmt_recipe NAME "$@"`; its settings, constants (SOURCE_LANG, TARGET_LANG, PAPER_TABLE, DATA_STAGE,
-# EVAL_ARGS) and planned runs come from lskd_report.recipe_table, checked there. DATA_STAGE names a function
+# EVAL_ARGS) and planned runs come from lskd_grid.recipe_table, checked there. DATA_STAGE names a function
 # that writes a data folder holding bin/ to the new folder it is given.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -39,7 +39,7 @@ train_model() {
     if [ "$FP16" = 1 ]; then device_args+=(--fp16); fi
     run_fields "$row"
     record_run "$row"
-    "$PYTHON" -m fairseq_cli.train "$data" --user-dir "$PLUGIN_DIR" \
+    fairseq_train "$data" --user-dir "$PLUGIN_DIR" \
         --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG" \
         --arch "$ARCH" "${model_args[@]}" --dropout "$DROPOUT" \
         --optimizer adam --adam-betas '(0.9, 0.98)' --clip-norm "$CLIP_NORM" --weight-decay "$WEIGHT_DECAY" \
@@ -50,6 +50,21 @@ train_model() {
         --log-format simple --log-interval "$LOG_INTERVAL" --no-progress-bar \
         "${device_args[@]}" "$@" "${extra_args[@]}"
     touch "$RUN_DIR/$RUN_NAME/$TRAINED"
+}
+
+# fairseq_train ARG...: fairseq-train; inside a Slurm job of several tasks, one process per task through srun,
+# with fairseq's own Slurm initialisation (--distributed-port; on CPU the world size is given, gloo).
+fairseq_train() {
+    if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then
+        local world=(--distributed-world-size "$SLURM_NTASKS" --distributed-port "$(slurm_port)") device=()
+        if [ "$GPUS" = 0 ]; then  # gloo; fairseq takes the task's local id as its CUDA device: none on CPU
+            world+=(--distributed-backend gloo)
+            device=(env SLURM_LOCALID=0)
+        fi
+        srun --kill-on-bad-exit=1 "${device[@]}" "$PYTHON" -m fairseq_cli.train "$@" "${world[@]}"
+    else
+        "$PYTHON" -m fairseq_cli.train "$@"
+    fi
 }
 
 train_teacher() {  # ROW

@@ -23,14 +23,14 @@ CONSOLE_SCRIPTS = (
     "lskd-vision",
     "lskd-export-ct2",
 )
-MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_report.runs", "lskd_nmt.ted_multi")
+MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_grid.runs", "lskd_nmt.ted_multi")
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
     ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES
 ]
 SUBCOMMANDS = {
     "lskd-vision": ("train-teacher", "train-student", "visualize"),
-    "python -m lskd_report.runs": ("record",),
+    "python -m lskd_grid.runs": ("record",),
 }
 BAD_FLAG_RUNS = COMMANDS + [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())]
 HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())] + [

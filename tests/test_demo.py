@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lskd_report.recipe_table import distill_command
-from lskd_report.runs import find_runs
+from lskd_grid.recipe_table import distill_command
+from lskd_grid.runs import find_runs
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
@@ -66,8 +66,8 @@ def test_demo_smallest_setting(tmp_path):
     second = run_demo(demo, spy)
     assert "start " not in second
     assert (tmp_path / "starts").read_text().splitlines() == [
-        "-m lskd_report.recipe_settings demo",
-        "-m lskd_report.recipe_settings toy_translation",
-        "-m lskd_report.recipe_settings digits",
+        "-m lskd_grid.settle demo",
+        "-m lskd_grid.settle toy_translation",
+        "-m lskd_grid.settle digits",
         f"-m lskd_report.diffusion_report {diffusion}/diffusion.json",
     ]

@@ -4,9 +4,9 @@ reported it (``{subset}.dropped_mass.json`` in the teacher run's cache folders).
 import json
 from pathlib import Path
 
+from lskd_grid.runs import RunManifest, write_manifest
 from lskd_report.dropped_mass import dropped_mass_rows
 from lskd_report.results import main
-from lskd_report.runs import RunManifest, write_manifest
 
 
 def run(grid: Path, name: str, manifest: RunManifest, top1: float) -> Path:

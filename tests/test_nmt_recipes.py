@@ -7,14 +7,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 
 import pytest
 
 from conftest import PYTHON, REPO
-from lskd_report.recipe_table import distill_command
-from lskd_report.runs import RunManifest, find_runs
+from lskd_grid.recipe_table import distill_command
+from lskd_grid.runs import RunManifest, find_runs
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
@@ -187,7 +188,7 @@ def test_rerun_skips_every_stage_starts_no_process_and_changes_nothing(rerun):
     lines = progress(result.stdout)
     assert {kind for kind, _ in lines} == {"skip"} and sorted(stage for _, stage in lines) == sorted(STAGES)
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
-    assert starts == ["-m lskd_report.recipe_settings iwslt14_en_de --tiny"]
+    assert starts == ["-m lskd_grid.settle iwslt14_en_de --tiny"]
 
 
 def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(grid, rerun):
@@ -195,6 +196,7 @@ def test_deleted_outputs_run_again_and_training_resumes_from_checkpoint_last(gri
     student = STUDENTS[-1]
     (run_dir / student / "training-finished").unlink()
     (run_dir / student / "bleu.json").unlink()
+    shutil.rmtree(run_dir / "stages")  # the settings records: MAX_UPDATE changes on purpose (docs/nmt-recipes.md)
     result = run_recipe("iwslt14_en_de.sh", {**env, "MAX_UPDATE": "12"}, "--tiny")
     assert result.returncode == 0, result.stdout + result.stderr
     started = [stage for kind, stage in progress(result.stdout) if kind == "start"]

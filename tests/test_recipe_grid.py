@@ -1,4 +1,4 @@
-"""The recipes' settings and grid plan (lskd_report.grid, recipe_settings, recipe_table): the runs a grid plans and
+"""The recipes' settings and grid plan (lskd_grid.grid, recipe_settings, recipe_table): the runs a grid plans and
 the manifests they will record, flags and environment, and one-line errors, exit status 2, before anything is
 written, for every recipe. Nothing here trains."""
 
@@ -10,10 +10,10 @@ import pytest
 
 from conftest import PYTHON, REPO
 from lskd.errors import InvalidConfig
-from lskd_report.grid import Grid
-from lskd_report.recipe_settings import settle, usage
-from lskd_report.recipe_table import RECIPES
-from lskd_report.runs import RunManifest
+from lskd_grid.grid import Grid
+from lskd_grid.recipe_settings import settle, usage
+from lskd_grid.recipe_table import RECIPES
+from lskd_grid.runs import RunManifest
 
 RECIPE_SCRIPTS = [
     "toy_translation",
@@ -83,7 +83,7 @@ def test_plan_order_is_each_teacher_then_its_students():
     ],
 )
 def test_grid_plan_command_refuses_a_bad_grid_in_one_line(args, needle, tmp_path):
-    command = [str(PYTHON), "-m", "lskd_report.grid", "plan", "--alphas", "0.1", "--temperatures", "1", *args]
+    command = [str(PYTHON), "-m", "lskd_grid.grid", "plan", "--alphas", "0.1", "--temperatures", "1", *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert needle in one_line_error(result) and result.stdout == ""
     assert list(tmp_path.iterdir()) == []
@@ -93,7 +93,7 @@ def test_grid_plan_command_prints_one_row_per_run():
     command = [
         str(PYTHON),
         "-m",
-        "lskd_report.grid",
+        "lskd_grid.grid",
         "plan",
         "--alphas",
         "0.25",
@@ -185,7 +185,7 @@ def test_bad_settings_fail_with_one_line_before_writing(name, env, args, needle,
 
 
 def test_seq_modes_need_the_distillation_command(tmp_path, monkeypatch):
-    monkeypatch.setattr("lskd_report.recipe_table.distill_command", lambda: "")
+    monkeypatch.setattr("lskd_grid.recipe_table.distill_command", lambda: "")
     with pytest.raises(InvalidConfig, match="KD_MODES 'word seq': seq needs lskd-distill-corpus"):
         settle(RECIPES["toy_translation"], ["--kd-modes", "word seq"], {})
     assert settle(RECIPES["demo"], [], {})["DEMO_KD_MODES"] == "word"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import scipy.stats
 
+from lskd_grid.runs import RunManifest, write_manifest
 from lskd_report.paper_results import paper_tables
 from lskd_report.results import main
-from lskd_report.runs import RunManifest, write_manifest
 
 DIGEST_ENV = "LSKD_PAPER_DIGEST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

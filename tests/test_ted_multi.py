@@ -201,8 +201,8 @@ def test_recipe_passes_the_source_to_data_prep(corpus, tmp_path):
 
 
 def test_recipe_refuses_a_data_dir_prepared_from_the_other_source(tmp_path):
-    from lskd_report.recipe_settings import settle
-    from lskd_report.recipe_table import RECIPES
+    from lskd_grid.recipe_settings import settle
+    from lskd_grid.recipe_table import RECIPES
 
     data = tmp_path / "data"
     (data / "bin").mkdir(parents=True)

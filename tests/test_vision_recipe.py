@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lskd_report.runs import RunManifest, find_runs
+from lskd_grid.runs import RunManifest, find_runs
 from lskd_vision_testdata import REPO, run
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
@@ -73,5 +73,5 @@ def test_digits_recipe_seeds_manifests_figures_results_and_reuse(tmp_path):
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("skip ") == len(TEACHERS + STUDENTS) + len(SEEDS) + 1
     assert "start " not in second.stdout
-    assert (tmp_path / "starts").read_text().splitlines() == ["-m lskd_report.recipe_settings digits"]
+    assert (tmp_path / "starts").read_text().splitlines() == ["-m lskd_grid.settle digits"]
     assert mtimes == {path: path.stat().st_mtime_ns for path in outputs}

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from lskd.checks import check_temperature
 from lskd.errors import InvalidConfig
-from lskd_report.grid import Grid, kd_modes, number_name, numbers, seeds
-from lskd_report.paper_results import paper_tables
-from lskd_report.recipe_settings import (
+from lskd_grid.executor_settings import check_execution, execution
+from lskd_grid.grid import Grid, kd_modes, number_name, numbers, seeds
+from lskd_grid.recipe_settings import (
     Recipe,
     Setting,
     choice,
@@ -24,7 +24,9 @@ from lskd_report.recipe_settings import (
     optional,
     smoothing,
 )
-from lskd_report.runs import KD_MODES
+from lskd_grid.runs import KD_MODES
+from lskd_grid.stages import nmt_stages, vision_stages
+from lskd_report.paper_results import paper_tables
 
 
 def cores() -> int:
@@ -80,6 +82,7 @@ def vision_grid(v: dict) -> Grid:
 
 
 def nmt_cross_check(v: dict) -> None:
+    check_execution(v)
     if v["FP16"] == "1" and v["GPUS"] == "0":
         raise InvalidConfig("FP16=1 with GPUS=0: fp16 needs a GPU (set GPUS >= 1 or FP16=0)")
     if v.get("ORIG") and v.get("ARCHIVE"):
@@ -208,6 +211,19 @@ NMT_DEVICE = (
         shown="lskd-distill-corpus beside PYTHON or on PATH",
     ),
 )
+SMALL = {"tiny": "0:30:00", "toy": "0:30:00"}
+NMT_EXECUTION = execution(
+    {
+        "data": {"paper": "4:00:00", **SMALL},
+        "teacher": {"paper": "3-00:00:00", **SMALL},
+        "cache": {"paper": "12:00:00", **SMALL},
+        "student": {"paper": "3-00:00:00", **SMALL},
+        "eval": {"paper": "2:00:00", **SMALL},
+        "results": {"paper": "0:30:00", **SMALL},
+    },
+    {"paper": "8", "tiny": "1", "toy": "1"},
+    {"paper": "32G", "tiny": "2G", "toy": "2G"},
+)
 IWSLT_DATA = (
     Setting(
         "ORIG",
@@ -264,13 +280,14 @@ def nmt(
     return Recipe(
         name,
         summary,
-        head + data + NMT_MODEL + NMT_KD + NMT_DEVICE,
+        head + data + NMT_MODEL + NMT_KD + NMT_DEVICE + NMT_EXECUTION,
         dict(SOURCE_LANG=source, TARGET_LANG=target, PAPER_TABLE=paper, **constants),
         profiles,
         NMT_STAGES,
         nmt_grid,
         "bleu.json",
         nmt_cross_check,
+        lambda v: nmt_stages(v, nmt_grid(v)),
     )
 
 
@@ -307,7 +324,15 @@ VISION_STAGES = """Stages (each skipped when its metrics.json exists; logs in RU
 Every run folder holds run.json (kind, alpha, seed, temperature, teacher), written when it starts."""
 
 
-def vision(name: str, summary: str, paper: str, settings: tuple, gpus: str, stages: str = VISION_STAGES) -> Recipe:
+def vision(
+    name: str,
+    summary: str,
+    paper: str,
+    settings: tuple,
+    gpus: str,
+    stages: str = VISION_STAGES,
+    hours: str = "7-00:00:00",
+) -> Recipe:
     head = (Setting("RUN_DIR", "run folder", f"runs/{name}"),)
     tail = (
         *GRID,
@@ -316,7 +341,21 @@ def vision(name: str, summary: str, paper: str, settings: tuple, gpus: str, stag
         JOBS,
         Setting("PAPER", "lskd-results paper table, or none", paper, choice("none", *paper_tables())),
     )
-    return Recipe(name, summary, head + settings + tail, {}, (), stages, vision_grid)
+    small = gpus == "0"
+    times = {kind: "0:30:00" if small else "4:00:00" for kind in ("data", "cache", "eval", "results")}
+    times.update(teacher=hours, student=hours)
+    resources = execution(times, "1" if small else "8", "2G" if small else "32G")
+    return Recipe(
+        name,
+        summary,
+        head + settings + tail + resources,
+        {},
+        (),
+        stages,
+        vision_grid,
+        cross_check=check_execution,
+        plan=lambda v: vision_stages(v, vision_grid(v), diffusion=name == "digits"),
+    )
 
 
 def check_demo(v: dict) -> None:

@@ -1,24 +1,22 @@
 """How every recipe (``recipes/*.sh``) takes its settings: checked once, here, before the recipe writes anything.
 
 Each setting is an environment variable ``NAME`` that can also be given as the flag ``--name VALUE`` (the flag
-wins). ``python -m lskd_report.recipe_settings RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
+wins). ``python -m lskd_grid.settle RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
 settled values, the recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one
-``lskd_report.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
-setting with its default. The recipes themselves are described in ``lskd_report.recipe_table``.
+``lskd_grid.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
+setting with its default. The recipes themselves are described in ``lskd_grid.recipe_table``.
 """
 
 import math
 import os
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Union
 
 from lskd.checks import check_kd_weight, check_smoothing
 from lskd.errors import InvalidConfig
-from lskd_report.grid import Grid, number_name, plan_rows
-from lskd_tools.cli import run_command
+from lskd_grid.grid import Grid, number_name, plan_rows
 
 Default = Union[str, Mapping[str, str], Callable[[dict], str]]
 
@@ -73,6 +71,7 @@ class Recipe:
     grid: Optional[Callable[[dict], Grid]] = None
     metrics: str = "metrics.json"
     cross_check: Optional[Callable[[dict], None]] = None
+    plan: Optional[Callable[[dict], list]] = None  # the grid's stages (lskd_grid.stages)
 
 
 # Checks of one value (text from the environment or a flag); each raises InvalidConfig naming what was expected.
@@ -235,25 +234,7 @@ def usage(recipe: Recipe) -> str:
         f"  {'PYTHON':<{width}}interpreter with lskd (REPO/.venv/bin/python when it exists; environment only)",
         "",
         "Every setting is checked before anything is written: a bad value stops the recipe with one line and",
-        "exit status 2. Re-running resumes: finished stages are skipped (their output exists).",
+        "exit status 2. Re-running resumes: finished stages are skipped (their output exists), each for the",
+        "settings it ran with (RUN_DIR/stages/<stage>.json; other settings are refused unless REDO_CHANGED=1).",
     ]
     return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    from lskd_report.recipe_table import RECIPES
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in RECIPES:
-        raise InvalidConfig(f"expected a recipe name first, one of: {' '.join(RECIPES)}")
-    recipe = RECIPES[argv[0]]
-    if "-h" in argv[1:] or "--help" in argv[1:]:
-        print(f"printf '%s\\n' {shlex.quote(usage(recipe))}\nexit 0")
-        return
-    values = settle(recipe, argv[1:], os.environ)
-    print(shell_code(recipe, values))
-
-
-if __name__ == "__main__":
-    recipe_name = sys.argv[1] if len(sys.argv) > 1 else "recipe"
-    sys.exit(run_command(recipe_name, main))

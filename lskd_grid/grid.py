@@ -3,9 +3,9 @@
 A recipe asks for its plan once, before anything is written; the values are validated here (ranges through
 ``lskd.checks``), never in bash. Each planned run has a folder name that carries every coordinate
 (``teacher-a0.1-s1``, ``student-a0.1-T2-word-s1``, ``student-a0.05-seq-s2``) and the manifest it records
-when it starts (``lskd_report.runs``). A student of seed s distils from the teacher of seed s.
+when it starts (``lskd_grid.runs``). A student of seed s distils from the teacher of seed s.
 
-``python -m lskd_report.grid plan --alphas "0.0 0.1" --temperatures "1 2" --seeds "1 2" --kd-modes "word seq"``
+``python -m lskd_grid.grid plan --alphas "0.0 0.1" --temperatures "1 2" --seeds "1 2" --kd-modes "word seq"``
 prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-`` where none).
 """
 
@@ -16,7 +16,7 @@ from typing import Optional
 
 from lskd.checks import check_smoothing, check_temperature
 from lskd.errors import InvalidConfig
-from lskd_report.runs import KD_MODES, RunManifest
+from lskd_grid.runs import KD_MODES, RunManifest
 from lskd_tools.cli import console_script
 
 NONE = "-"
@@ -147,9 +147,9 @@ def plan_rows(grid: Grid, metrics: str = "metrics.json", kind: Optional[str] = N
     return [run.row() for run in grid.plan(metrics) if kind in (None, run.manifest.kind)]
 
 
-@console_script("lskd_report.grid")
+@console_script("lskd_grid.grid")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lskd_report.grid", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lskd_grid.grid", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="validate a grid and print its runs, one line each")
     plan.add_argument("--alphas", required=True)

@@ -5,7 +5,7 @@ metrics file) in ``run.json``, written before the run trains; ``lskd-results`` r
 manifests, never from folder names. A manifest whose metrics file is absent is a missing (unfinished or
 failed) run, which the tables show as missing.
 
-``python -m lskd_report.runs record RUN_DIR --kind student --alpha 0.1 --temperature 2 --seed 1 ...``
+``python -m lskd_grid.runs record RUN_DIR --kind student --alpha 0.1 --temperature 2 --seed 1 ...``
 writes one from a recipe.
 """
 
@@ -87,9 +87,9 @@ def find_runs(grid_dir) -> list[tuple[Path, RunManifest]]:
     return [(path.parent, read_manifest(path.parent)) for path in sorted(Path(grid_dir).glob(f"*/{MANIFEST}"))]
 
 
-@console_script("python -m lskd_report.runs")
+@console_script("python -m lskd_grid.runs")
 def main(argv=None) -> None:
-    parser = ArgumentParser(prog="python -m lskd_report.runs", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m lskd_grid.runs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     record = commands.add_parser("record", help="write RUN_DIR/run.json")
     record.add_argument("run_dir", type=Path, help="the run folder")
