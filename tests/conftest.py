@@ -12,8 +12,8 @@ import pytest
 
 import lskd.losses
 import lskd_fairseq
+from bench.fairseq_training import build_training as build_fairseq_training
 from lskd import cpu_kernel
-from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
 from script_runs import run_script
