@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
+from repo_root import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
 
 def readme_example() -> str:
