@@ -128,7 +128,11 @@ def _init_distributed(device_name: str) -> tuple[Dist, torch.device]:
 
 def learning_rate_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
     """Stepped once per optimizer step: a linear warm-up over the first ``warmup_epochs``, times ``lr_gamma``
-    every ``lr_step`` epochs counted from the first step."""
+    every ``lr_step`` epochs counted from the first step.
+
+    torch's ``LambdaLR`` computes each step's rate from the step number. ``LinearLR`` chained with ``StepLR``
+    gives the same rule but multiplies the previous rate at every step, so the rounding accumulates: after a
+    5-epoch warm-up from 0.1 it holds 0.09999999999999978 for the rest of the run, in every log and checkpoint."""
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
     def factor(step: int) -> float:
