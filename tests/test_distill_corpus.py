@@ -13,7 +13,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
-from conftest import dump_teacher, fairseq_cli, train
+from conftest import BIN_DIR, dump_teacher, fairseq_cli, train
 from lskd_fairseq.cli import distill_corpus
 from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.loading import load_subset, translation_task
@@ -36,6 +36,12 @@ def distill_here(data, teacher, out, *extra) -> dict:
     """The command's work in this process (no interpreter start-up); returns the manifest."""
     args = distill_corpus.parse_args([str(data), "--teacher-path", str(teacher), "--out", str(out), *map(str, extra)])
     return distill_corpus.distill(args)
+
+
+def sacrebleu_cli(references, hypotheses) -> float:
+    """The sacreBLEU command's own score of the two files (its defaults: 13a, cased), 6 decimals."""
+    command = [BIN_DIR / "sacrebleu", references, "-i", hypotheses, "-m", "bleu", "-b", "-w", "6"]
+    return float(subprocess.run(list(map(str, command)), capture_output=True, text=True, check=True).stdout)
 
 
 def generated(data, teacher, *extra) -> dict[int, str]:
@@ -179,7 +185,8 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
         fairseq_cli("lskd-evaluate", out, "--path", save_dir / "checkpoint_best.pt", *evaluation)
         scores = json.loads(bleu.read_text())
         assert scores["n_sentences"] == 80 and scores["data_bin"] == str(out)
-        assert 0 <= scores["sacrebleu"]["score"] <= 100
+        rescored = sacrebleu_cli(save_dir / "test.ref.detok", save_dir / "test.hyp.detok")
+        assert scores["sacrebleu"]["score"] == pytest.approx(rescored, abs=1e-6)
 
 
 def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is_refused(
