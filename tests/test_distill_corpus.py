@@ -13,12 +13,13 @@ import pytest
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
-from conftest import BIN_DIR, dump_teacher, fairseq_cli, train
+from conftest import dump_teacher, fairseq_cli, train
 from lskd_fairseq.cli import distill_corpus
 from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.loading import load_subset, translation_task
 from lskd_fairseq.teacher_cache import Fingerprint
 from lskd_tools.cli import run_command
+from test_evaluate_scoring import cli_bleu
 
 pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
 
@@ -36,12 +37,6 @@ def distill_here(data, teacher, out, *extra) -> dict:
     """The command's work in this process (no interpreter start-up); returns the manifest."""
     args = distill_corpus.parse_args([str(data), "--teacher-path", str(teacher), "--out", str(out), *map(str, extra)])
     return distill_corpus.distill(args)
-
-
-def sacrebleu_cli(references, hypotheses) -> float:
-    """The sacreBLEU command's own score of the two files (its defaults: 13a, cased), 6 decimals."""
-    command = [BIN_DIR / "sacrebleu", references, "-i", hypotheses, "-m", "bleu", "-b", "-w", "6"]
-    return float(subprocess.run(list(map(str, command)), capture_output=True, text=True, check=True).stdout)
 
 
 def generated(data, teacher, *extra) -> dict[int, str]:
@@ -185,7 +180,8 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
         fairseq_cli("lskd-evaluate", out, "--path", save_dir / "checkpoint_best.pt", *evaluation)
         scores = json.loads(bleu.read_text())
         assert scores["n_sentences"] == 80 and scores["data_bin"] == str(out)
-        rescored = sacrebleu_cli(save_dir / "test.ref.detok", save_dir / "test.hyp.detok")
+        lines = {name: (save_dir / f"test.{name}.detok").read_text().splitlines() for name in ("hyp", "ref")}
+        rescored = cli_bleu(tmp_path, lines["hyp"], lines["ref"])  # the sacreBLEU command on the same text
         assert scores["sacrebleu"]["score"] == pytest.approx(rescored, abs=1e-6)
 
 
