@@ -40,13 +40,13 @@ from pathlib import Path
 import torch
 
 import lskd_fairseq  # noqa: F401  (registers the criteria and the task)
+from bench.fairseq_training import build_training
 from bench.loss_memory import TRANSFER_MODES, transfer_loss
 from bench.timing import device_name, timed
 from lskd import cpu_kernel
 from lskd.divergences import DIVERGENCES, Transfer
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd.transfer_loss import teacher_log_normalizer
-from lskd_fairseq.build import build_training
 from lskd_fairseq.cli.dump_teacher import DumpConfig, dump, score_batches
 from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, target_lengths

@@ -1,4 +1,5 @@
-"""Algorithm 1 of Chandrasegaran et al. (ICML 2022): penultimate features of three classes, projected onto
+"""Algorithm 1 of Chandrasegaran et al., "Revisiting Label Smoothing and Knowledge Distillation Compatibility:
+What was Missing?" (ICML 2022): penultimate features of three classes, projected onto
 the span of their bias-augmented classifier templates, then to 2-D by a PCA fitted on the training split.
 
 This follows the authors' script (``alpha-LS-KD_imagenet_centroids.py``) step by step, with one fix: the

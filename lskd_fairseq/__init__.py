@@ -35,8 +35,8 @@ def install_process_hooks() -> None:
     """Install the plugin's process-wide effects, once per process (later calls do nothing):
 
     1. fairseq is imported quietly (``_import_fairseq_quietly``);
-    2. the warning torch raises on every forward for fairseq's float attention mask beside a bool padding
-       mask is filtered, and so are the known third-party warnings of a normal shell (``quiet``);
+    2. the known third-party warnings of a run are filtered, among them the one torch raises on every forward
+       for fairseq's float attention mask beside a bool padding mask (``quiet``, the one warning filter);
     3. fairseq checkpoints load under torch's ``weights_only=True``: the one non-tensor type they hold is
        allow-listed, and fairseq's own loader refuses anything else as lskd does, in one line
        (``checkpoints.allow_fairseq_checkpoints``);
@@ -50,7 +50,6 @@ def install_process_hooks() -> None:
     if _hooks_installed:
         return
     _import_fairseq_quietly()
-    warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
     from lskd_fairseq import checkpoints, clean_exit, cli_errors
     from lskd_fairseq.quiet import silence_third_party_warnings
 

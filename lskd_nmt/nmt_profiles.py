@@ -1,7 +1,8 @@
 """The two text profiles for IWSLT data and the text operations they are made of.
 
 ``paper`` reproduces the preprocessing of the paper's NMT pipeline (fairseq's IWSLT'14 recipe as used
-by Tan et al.): Moses tokenisation, length/ratio cleaning, lowercasing, and a BPE-style joint subword
+by Tan et al., "Multilingual Neural Machine Translation with Knowledge Distillation",
+ICLR 2019): Moses tokenisation, length/ratio cleaning, lowercasing, and a BPE-style joint subword
 vocabulary; its BLEU is tokenised, lowercased BLEU. ``modern`` keeps raw cased text and lets a joint
 sentencepiece model do all segmentation, so its output can be scored with detokenised sacreBLEU directly.
 """

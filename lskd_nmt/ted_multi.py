@@ -1,4 +1,5 @@
-"""Read the multi-way TED talks corpus of Qi et al. (NAACL 2018), ``ted_talks.tar.gz``, as a parallel release.
+"""Read the multi-way TED talks corpus, ``ted_talks.tar.gz``, as a parallel release. The corpus is from Qi et al.,
+"When and Why Are Pre-Trained Word Embeddings Useful for Neural Machine Translation?", NAACL 2018.
 
 The archive holds ``all_talks_{train,dev,test}.tsv``: a header row naming ``talk_name`` and one column per
 language code (``en``, ``ru``, ...), then one row per English sentence, ``__NULL__`` where a talk has no

@@ -12,10 +12,11 @@ import pytest
 
 import lskd.losses
 import lskd_fairseq
+from bench.fairseq_training import build_training as build_fairseq_training
 from lskd import cpu_kernel
-from lskd_fairseq.build import build_training as build_fairseq_training
 from lskd_nmt.toy_corpus import write_corpus
 from release_fixtures import RUSSIAN_ENGLISH, TEST_SETS, make_archive, sentence_pairs, write_release
+from repo_root import REPO
 from script_runs import run_script
 
 BIN_DIR = Path(sys.executable).parent
@@ -151,7 +152,6 @@ def first_batch(task, split: str = "valid"):
     return next(iter(iterator.next_epoch_itr(shuffle=False)))
 
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 MAX_LINES = 700  # of the generated de-en release's 1,703 training pairs and 740 test segments
 

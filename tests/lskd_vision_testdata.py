@@ -8,9 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from release_fixtures import write_cub_metadata
+from repo_root import REPO
 from script_runs import run_script
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_jpeg(path: Path, seed: int, size: int = 16) -> None:

@@ -22,6 +22,7 @@ CONSOLE_SCRIPTS = (
     "lskd-fairseq-diffusion",
     "lskd-vision",
     "lskd-export-ct2",
+    "lskd-distill-corpus",
 )
 MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_grid.runs", "lskd_nmt.ted_multi")
 # (command line, the prog its errors name)
@@ -103,6 +104,8 @@ def test_help_shows_every_default(command, prog):
         (["lskd-evaluate"], "--beam", "5"),
         (["lskd-evaluate"], "--engine", "fairseq"),
         (["lskd-export-ct2"], "--quantization", "float32"),
+        (["lskd-distill-corpus"], "--max-tokens", "12000"),
+        (["lskd-distill-corpus"], "--fallback-to-reference", "on"),
         (["lskd-vision", "visualize"], "--device", "auto"),
         (["lskd-vision", "visualize"], "--max-train-per-class", "150"),
     ],

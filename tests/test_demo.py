@@ -6,16 +6,15 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from lskd_grid.recipe_table import distill_command
 from lskd_grid.runs import find_runs
+from repo_root import REPO
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
-REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -124,7 +124,7 @@ def test_int8_runs_and_reports_its_bleu(scored):
     _, _, runs = scored
     scores, result = runs["int8"]
     assert (scores["engine"], scores["compute_type"]) == ("ctranslate2", "int8")
-    assert scores["n_sentences"] == 80 and 0 <= scores["sacrebleu"]["score"] <= 100
+    assert scores["n_sentences"] == 80  # its score: test_each_bleu_json_is_the_sacrebleu_cli_on_its_files
     assert scores["decode_seconds"] > 0 and "translated by ctranslate2 (int8)" in result.stdout
 
 

@@ -19,6 +19,7 @@ from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.loading import load_subset, translation_task
 from lskd_fairseq.teacher_cache import Fingerprint
 from lskd_tools.cli import run_command
+from test_evaluate_scoring import cli_bleu
 
 pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
 
@@ -179,7 +180,9 @@ def test_seq_kd_and_seq_word_students_train_and_are_scored(distilled, seq_teache
         fairseq_cli("lskd-evaluate", out, "--path", save_dir / "checkpoint_best.pt", *evaluation)
         scores = json.loads(bleu.read_text())
         assert scores["n_sentences"] == 80 and scores["data_bin"] == str(out)
-        assert 0 <= scores["sacrebleu"]["score"] <= 100
+        lines = {name: (save_dir / f"test.{name}.detok").read_text().splitlines() for name in ("hyp", "ref")}
+        rescored = cli_bleu(tmp_path, lines["hyp"], lines["ref"])  # the sacreBLEU command on the same text
+        assert scores["sacrebleu"]["score"] == pytest.approx(rescored, abs=1e-6)
 
 
 def test_teacher_cache_of_the_distilled_folder_trains_and_one_of_the_original_is_refused(

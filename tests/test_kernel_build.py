@@ -14,8 +14,7 @@ import pytest
 from conftest import read_only, require_row_kernel, without_write_override
 from lskd import cpu_kernel
 from lskd.kernel_build import MANIFEST, build_name, failure_reason, library_problem
-
-REPO = Path(__file__).resolve().parents[1]
+from repo_root import REPO
 
 # Runs the KD loss under --kd-kernel auto, checks it against the eager passes, says which passes ran.
 LOSS = """

@@ -154,12 +154,11 @@ def reference_objective(student, target, teacher, temperature, weight, smoothing
     keep = target.ne(pad)
     vocab = student.size(-1)
     lprobs = torch.log_softmax(student, -1)
-    gold, other = (
-        (1 - smoothing + smoothing / vocab, smoothing / vocab)
-        if convention == "uniform"
-        else (1 - smoothing, smoothing / (vocab - 1))
-    )
-    smoothed = torch.full_like(lprobs, other).scatter(-1, target[:, None], gold)
+    gold = F.one_hot(target, vocab).to(lprobs.dtype)
+    if convention == "uniform":  # (1-a)·onehot + a/V
+        smoothed = (1 - smoothing) * gold + smoothing / vocab
+    else:  # 1-a on the gold token, a/(V-1) on each of the others
+        smoothed = torch.where(gold.bool(), 1 - smoothing, smoothing / (vocab - 1))
     hard = -(smoothed * lprobs).sum(-1)
     log_p_t = torch.log_softmax(student / temperature, -1)
     if topk is None:

@@ -12,11 +12,12 @@ import zipfile
 
 import pytest
 
-from conftest import PYTHON, REPO
+from conftest import PYTHON
 from lskd.errors import InvalidConfig
 from lskd_nmt.nmt_profiles import moses_detokenize
 from lskd_nmt.ted_multi import SPLIT_FILES, CorpusError, read_columns, read_ted_multi
 from lskd_report.results import data_sentence
+from repo_root import REPO
 
 HEADER = ["talk_name", "de", "en", "ru", "pt-br"]
 NULL = "__NULL__"

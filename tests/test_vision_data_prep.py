@@ -9,8 +9,9 @@ import pytest
 
 from lskd_tools.files import file_digest
 from lskd_vision.cub import read_cub_split
-from lskd_vision_testdata import REPO, cub_subset, run, tiny_jpeg
+from lskd_vision_testdata import cub_subset, run, tiny_jpeg
 from release_fixtures import CUB_FILES, release_folder, write_cub_metadata, write_imagenet_val_labels
+from repo_root import REPO
 
 PREPARE_CUB = str(REPO / "data-prep" / "prepare-cub.sh")
 PREPARE_VAL = str(REPO / "data-prep" / "prepare-imagenet-val.sh")

@@ -7,8 +7,9 @@ import torch
 
 from lskd_vision.cli import main
 from lskd_vision.models import build_model
-from lskd_vision_testdata import REPO, cub_subset, run, tiny_jpeg
+from lskd_vision_testdata import cub_subset, run, tiny_jpeg
 from release_fixtures import write_imagenet_val_labels
+from repo_root import REPO
 
 TINY = [
     "--crop-size",

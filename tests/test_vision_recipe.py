@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from lskd_grid.runs import RunManifest, find_runs
-from lskd_vision_testdata import REPO, run
+from lskd_vision_testdata import run
+from repo_root import REPO
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 

@@ -13,7 +13,8 @@ import torch
 
 from lskd_vision.cli import main
 from lskd_vision.models import build_model
-from lskd_vision_testdata import REPO, cli, run
+from lskd_vision_testdata import cli, run
+from repo_root import REPO
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ references. The hypotheses come from fairseq's own ``SequenceGenerator`` through
 ``fairseq-generate``, so the distilled targets are exactly what ``fairseq-generate`` prints for the subset.
 """
 
-import argparse
 import logging
 import math
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import torch
 from fairseq import utils
@@ -36,49 +37,45 @@ from lskd_fairseq.distilled_corpus import (
     subset_prefix,
 )
 from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
-from lskd_tools.cli import console_script
+from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import file_digest
 
-logger = logging.getLogger("lskd-distill-corpus")
+PROG = "lskd-distill-corpus"
+logger = logging.getLogger(PROG)
 GENERATE_SEED = 1  # fairseq-generate's default --seed: it breaks length ties when batches are formed
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="lskd-distill-corpus", description=__doc__.splitlines()[0])
-    parser.add_argument("data", help="fairseq-preprocess output folder")
-    parser.add_argument("--teacher-path", required=True, help="teacher checkpoint (same dictionaries as DATA)")
-    parser.add_argument("--out", required=True, help="new data folder to write (must not exist, or be empty)")
-    parser.add_argument("--subset", default="train", help="subset whose targets are replaced (default: train)")
-    parser.add_argument("--beam", type=int, default=5, help="beam size (default: 5)")
-    parser.add_argument("--lenpen", type=float, default=1.0, help="length penalty, as fairseq-generate's (default: 1)")
-    parser.add_argument(
-        "--max-tokens",
-        type=int,
-        default=12000,
-        help="tokens per batch, as fairseq-generate's --max-tokens (default: 12000, its default)",
+@dataclass
+class DistillConfig:
+    data: str = option(positional=True, help="fairseq-preprocess output folder")
+    teacher_path: str = option(help="teacher checkpoint (same dictionaries as DATA)")
+    out: str = option(help="new data folder to write (must not exist, or be empty)")
+    subset: str = option("train", help="subset whose targets are replaced")
+    beam: int = option(5, help="beam size")
+    lenpen: float = option(1.0, help="length penalty, as fairseq-generate's")
+    max_tokens: int = option(12000, help="tokens per batch, as fairseq-generate's --max-tokens (same default)")
+    max_len_a: float = option(0.0, help="hypotheses stop at max-len-a * source length + max-len-b tokens")
+    max_len_b: int = option(200, help="see --max-len-a")
+    min_len: int = option(1, help="shortest hypothesis, in tokens")
+    fallback_to_reference: bool = option(
+        True, help="keep the reference target where the hypothesis is empty or stopped at the length limit"
     )
-    parser.add_argument(
-        "--max-len-a",
-        type=float,
-        default=0.0,
-        help="hypotheses stop at max-len-a * source length + max-len-b tokens (default: 0)",
+    fp16: bool = option(False, help="run the teacher in half precision (GPU)")
+    cpu: bool = option(False, help="run on CPU even when a GPU is present")
+    source_lang: Optional[str] = option(
+        None, flags=("-s", "--source-lang"), default_text="inferred from DATA", help="source language"
     )
-    parser.add_argument("--max-len-b", type=int, default=200, help="see --max-len-a (default: 200)")
-    parser.add_argument("--min-len", type=int, default=1, help="shortest hypothesis, in tokens (default: 1)")
-    parser.add_argument(
-        "--fallback-to-reference",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="keep the reference target where the hypothesis is empty or stopped at the length limit (default: on)",
+    target_lang: Optional[str] = option(
+        None, flags=("-t", "--target-lang"), default_text="inferred from DATA", help="target language"
     )
-    parser.add_argument("--fp16", action="store_true", help="run the teacher in half precision (GPU)")
-    parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is present")
-    parser.add_argument("-s", "--source-lang", default=None)
-    parser.add_argument("-t", "--target-lang", default=None)
-    return parser.parse_args(argv)
 
 
-def check_args(args) -> None:
+def parse_args(argv=None) -> DistillConfig:
+    """The command's settings from ``argv``; a bad flag raises ``InvalidConfig`` (one error line)."""
+    return parse_config(DistillConfig, argv, prog=PROG, description=__doc__.splitlines()[0])
+
+
+def check_args(args: DistillConfig) -> None:
     if args.beam < 1:
         raise InvalidConfig(f"--beam must be >= 1, got {args.beam}")
     if not math.isfinite(args.lenpen):
@@ -144,7 +141,7 @@ def keep_references(sentence_ids: list[int], dataset, writer: TargetWriter, coun
     counts.sentences += len(sentence_ids)
 
 
-def build_generator(task, teacher, args):
+def build_generator(task, teacher, args: DistillConfig):
     """fairseq-generate's generator for these settings, after the same inference preparation of the model."""
     generation = GenerationConfig(
         beam=args.beam, lenpen=args.lenpen, max_len_a=args.max_len_a, max_len_b=args.max_len_b, min_len=args.min_len
@@ -153,7 +150,7 @@ def build_generator(task, teacher, args):
     return task.build_generator([teacher], generation)
 
 
-def distill(args) -> dict:
+def distill(args: DistillConfig) -> dict:
     """Check everything, then write the folder; returns its manifest (the existing one if already done)."""
     check_args(args)
     data, out = Path(args.data), Path(args.out)
@@ -222,7 +219,7 @@ def distill(args) -> dict:
         raise
 
 
-@console_script("lskd-distill-corpus")
+@console_script(PROG)
 def main(argv=None) -> None:
     logging.basicConfig(
         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stdout

@@ -1,6 +1,7 @@
 """Build a fairseq task, model and criterion in-process from the same arguments ``fairseq-train`` takes.
 
-Tests and benchmarks use it to run the exact objects a training run would, without a subprocess.
+The benchmarks and the tests use it to run the exact objects a training run would, without a subprocess;
+it lives here rather than in the plugin because no command of the project needs it.
 """
 
 import os
@@ -9,7 +10,9 @@ from typing import Sequence
 from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+import lskd_fairseq
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(lskd_fairseq.__file__))
 
 
 def build_training(arguments: Sequence[str]):
