@@ -227,3 +227,12 @@ def test_toy_grid_with_export_int8_exports_scores_and_reports_each_model(tmp_pat
         assert rows[role]["α = 0.1 ct2 int8 speed ratio (whole command)"] == f"{ratio:.3f}"
     again = run_recipe("toy_translation", env, "--tiny")
     assert again.returncode == 0 and not [line for line in again.stdout.splitlines() if line.startswith("start ")]
+    more = run_recipe("toy_translation", {**env, "EXPORT": "int8 float32"}, "--tiny")
+    assert more.returncode == 0, more.stdout + more.stderr
+    started = [line.split()[1] for line in more.stdout.splitlines() if line.startswith("start ")]
+    assert started == [
+        f"{kind}-float32-{run}" for run in ("teacher-a0.1-s1", "student-a0.1-T2-word-s1") for kind in ("export", "eval")
+    ] + ["results"]
+    student = next(r for r in csv.DictReader((run_dir / "results.csv").open()) if r["role"] == "Student")
+    deployed = json.loads((run_dir / "student-a0.1-T2-word-s1" / "bleu-ct2-float32" / "bleu.json").read_text())
+    assert student["α = 0.1 ct2 float32"] == f"{deployed['sacrebleu']['score']:.3f}"
