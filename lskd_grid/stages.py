@@ -79,6 +79,9 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
         )
         stages.append(evaluation(teacher.name, folder, values))
         evals.append(stages[-1].name)
+        deployed = deployment(teacher.name, folder, values)
+        stages += deployed
+        evals += [s.name for s in deployed if s.name.startswith("eval-")]
         sources = {}
         if "word" in modes:
             stages.append(top_k_cache(f"cache-{ident}", f"{folder}/cache-top{topk}", teacher.name, values))
@@ -102,6 +105,9 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
             )
             stages.append(evaluation(student.name, folder, values))
             evals.append(stages[-1].name)
+            deployed = deployment(student.name, folder, values)
+            stages += deployed
+            evals += [s.name for s in deployed if s.name.startswith("eval-")]
     stages.append(results_stage(run_dir, tuple(evals), pick(values, ("BLEU_METRIC",))))
     return stages
 
@@ -120,6 +126,29 @@ def evaluation(run: str, folder: str, values: dict) -> Stage:
         (run,),
         pick(values, ("BEAM", "EVAL_SUBSET")),
     )
+
+
+def deployment(run: str, folder: str, values: dict) -> list[Stage]:
+    """Per quantisation in EXPORT: the run's CTranslate2 export (``lskd-export-ct2`` into RUN/ct2-Q, done when
+    its manifest exists), then its evaluation through CTranslate2 (RUN/bleu-ct2-Q/bleu.json, a folder of its own
+    since lskd-evaluate writes its translation log beside it). Both take the evaluation's time limit."""
+    stages = []
+    for quantization in values.get("EXPORT", "").split():
+        model, scores = f"{folder}/ct2-{quantization}", f"{folder}/bleu-ct2-{quantization}"
+        exported = Stage(
+            f"export-{quantization}-{run}",
+            "eval",
+            f"{model}/lskd-export.json",
+            (model,),
+            (run,),
+            {"QUANTIZATION": quantization},
+        )
+        settings = pick(values, ("BEAM", "EVAL_SUBSET"), QUANTIZATION=quantization)
+        evaluated = Stage(
+            f"eval-{quantization}-{run}", "eval", f"{scores}/bleu.json", (scores,), (exported.name,), settings
+        )
+        stages += [exported, evaluated]
+    return stages
 
 
 def results_stage(run_dir: str, after: tuple[str, ...], settings: dict) -> Stage:

@@ -13,7 +13,7 @@ import io
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -31,6 +31,8 @@ from lskd_report.aggregate import (
     number_key,
     sorted_cells,
 )
+from lskd_report.deployed import caption as deployed_caption
+from lskd_report.deployed import cell_deployed, collect_deployed, csv_header, csv_values, deployed_text
 from lskd_report.dropped_mass import dropped_mass_markdown, dropped_mass_rows
 from lskd_report.paper_results import paper_table, paper_tables
 from lskd_report.plots import diffusion_figure, png_bytes, score_figure
@@ -93,6 +95,7 @@ class Report:
     caption: str
     title: str
     confidence: float
+    deployed: dict = field(default_factory=dict)  # lskd_report.deployed: quantisation -> cells
 
     @property
     def modes(self) -> list[str]:
@@ -144,7 +147,8 @@ class Report:
         cell = self.grid.cell(row, alpha)
         if cell.n == 0:
             return MISSING
-        return estimate_text(cell.mean, cell.sd, cell.n) + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
+        text = estimate_text(cell.mean, cell.sd, cell.n) + (FEWER if self.grid.fewer_seeds(row, alpha) else "")
+        return text + deployed_text(self.deployed, row, alpha)
 
     def paper_text(self, entry, alpha: float) -> str:
         row = self.row_for(entry, PAPER_MODE)
@@ -175,6 +179,7 @@ class Report:
                     name = self.column_name(alpha, mode)
                     header += [name, f"{name} sd", f"{name} n", f"{name} missing"]
                     header += [f"{name} {level} CI low", f"{name} {level} CI high"]
+                    header += csv_header(name, self.deployed)
             if self.paper is not None:
                 header.append(f"paper α = {number_key(alpha)}")
         out = io.StringIO()
@@ -188,7 +193,7 @@ class Report:
                         continue
                     row = self.row_for(entry, mode)
                     if row is None:
-                        line += [""] * 6
+                        line += [""] * 6 + csv_values(self.deployed, None, alpha)
                         continue
                     cell = self.grid.cell(row, alpha)
                     interval = mean_interval(cell.values, self.confidence)
@@ -199,6 +204,7 @@ class Report:
                         str(len(cell.missing)),
                         "" if interval is None else f"{interval.low:.3f}",
                         "" if interval is None else f"{interval.high:.3f}",
+                        *csv_values(self.deployed, row, alpha),
                     ]
                 if self.paper is not None:
                     text = self.paper_text(entry, alpha)
@@ -400,7 +406,9 @@ def build_report(
         caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
     if data_manifest is not None:
         caption += data_sentence(data_manifest)
-    return Report(grid, prefix, paper_id, column, paper, caption, title, confidence)
+    deployed = collect_deployed(grid, metric, metrics_file)
+    caption += deployed_caption(deployed)
+    return Report(grid, prefix, paper_id, column, paper, caption, title, confidence, deployed)
 
 
 def score_plots(report: Report) -> dict:
@@ -482,6 +490,9 @@ def write_outputs(report: Report) -> str:
         cell_document(row, alpha, cell, grid, report.paper.get((row, alpha)) if report.paper else None)
         for (row, alpha), cell in grid.sorted_cells()
     ]
+    if report.deployed:
+        for document_cell, ((row, alpha), _) in zip(cells, grid.sorted_cells()):
+            document_cell["deployed"] = cell_deployed(report.deployed, row, alpha)
     document = {
         "grid": str(grid.folder),
         "metric": grid.metric,
@@ -495,6 +506,8 @@ def write_outputs(report: Report) -> str:
         "diffusion": diffusion_cells,
         "dropped_mass": dropped,
     }
+    if report.deployed:
+        document["deployed"] = list(report.deployed)
     report.prefix.parent.mkdir(parents=True, exist_ok=True)
     for path, data in plots.items():
         path.write_bytes(data)

@@ -18,7 +18,7 @@ first_seed="${DEMO_DIGITS_SEEDS%% *}"
 started=$SECONDS
 echo "== 1/2 translation: toy language pair, teachers alpha 0.0 / 0.1, $DEMO_KD_MODES students, T = $DEMO_TEMPERATURES, seeds $DEMO_SEEDS"
 ALPHAS="0.0 0.1" TEMPERATURES="$DEMO_TEMPERATURES" SEEDS="$DEMO_SEEDS" KD_MODES="$DEMO_KD_MODES" \
-    RUN_DIR="$DEMO_DIR/translation" PROFILE="$translation_profile" bash recipes/toy_translation.sh &
+    RUN_DIR="$DEMO_DIR/translation" PROFILE="$translation_profile" EXPORT="$DEMO_EXPORT" bash recipes/toy_translation.sh &
 wait $!  # in the background, so that an interrupt reaches this script at once (recipes/lib.sh, stop_run)
 echo "== 2/2 vision: digits, teachers alpha 0.0 / 0.1, students T = $DEMO_TEMPERATURES, seeds $DEMO_DIGITS_SEEDS"
 ALPHAS="0.0 0.1" TEMPERATURES="$DEMO_TEMPERATURES" SEEDS="$DEMO_DIGITS_SEEDS" DIFFUSION_TEMPERATURES="1 3" \

@@ -206,12 +206,15 @@ record_run() {
     "$PYTHON" -m lskd_grid.runs record "$RUN_DIR/$name" "${args[@]}"
 }
 
+# deployed_scores_newer TABLE: the scores of exported models (RUN/bleu-ct2-Q/bleu.json) newer than TABLE.
+deployed_scores_newer() { find "$RUN_DIR" -mindepth 3 -maxdepth 3 -path '*/bleu-ct2-*/bleu.json' -newer "$1"; }
+
 # results_stage PAPER METRIC [lskd-results flags...]: the lskd-results table of the grid, rebuilt when a run
 # started or finished since, then printed.
 results_stage() {
     local table="$RUN_DIR/results.csv"
     if [ -n "${LSKD_STAGE:-}" ] && [ "$LSKD_STAGE" != results ]; then return 0; fi
-    if [ -f "$table" ] && [ -n "$(find "$RUN_DIR" -mindepth 2 -maxdepth 2 \( -name "$METRICS_FILE" -o -name run.json \) -newer "$table")" ]; then
+    if [ -f "$table" ] && [ -n "$(find "$RUN_DIR" -mindepth 2 -maxdepth 2 \( -name "$METRICS_FILE" -o -name run.json \) -newer "$table")$(deployed_scores_newer "$table")" ]; then
         rm -f "$RUN_DIR/results.md" "$table"
     fi
     stage results "$table" "$PYTHON" -m lskd_report.results "$RUN_DIR" --paper "$1" --metric "$2" --out "$RUN_DIR/results" "${@:3}"

@@ -122,16 +122,45 @@ evaluate_run() {  # RUN: scored on the original data (a distilled folder keeps i
         --out "$1/bleu.json" "${EVAL_ARGS[@]}"
 }
 
+# export_run RUN Q: RUN's checkpoint_best.pt as a CTranslate2 folder of quantisation Q, RUN/ct2-Q (its
+# manifest, written last, says it is done; --force replaces one left without it).
+export_run() {
+    "$PYTHON" -m lskd_deploy.export "$1/checkpoints/checkpoint_best.pt" --data-bin "$DATA_BIN" --out "$1/ct2-$2" \
+        --quantization "$2" --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG" --force
+}
+
+# evaluate_deployed RUN Q: evaluate_run through CTranslate2 with RUN/ct2-Q at its exported quantisation, into
+# RUN/bleu-ct2-Q/ (bleu.json and its translation log). On CPU with the threads fairseq-generate had, so the
+# decode times of the two bleu.json files compare.
+evaluate_deployed() {
+    local threads=()
+    if [ "$GPUS" = 0 ]; then threads=(--threads "$OMP_NUM_THREADS"); fi
+    "$PYTHON" -m lskd_nmt.evaluate "$DATA_BIN" --engine ctranslate2 --model "$1/ct2-$2" \
+        --source-lang "$SOURCE_LANG" --target-lang "$TARGET_LANG" --subset "$EVAL_SUBSET" --beam "$BEAM" \
+        --out "$1/bleu-ct2-$2/bleu.json" "${threads[@]}" "${EVAL_ARGS[@]}"
+}
+
+# deploy_run RUN_NAME: for each quantisation in EXPORT, its export, then its evaluation (lskd_grid.stages.deployment).
+deploy_run() {
+    local folder="$RUN_DIR/$1" q
+    for q in $EXPORT; do
+        stage "export-$q-$1" "$folder/ct2-$q/lskd-export.json" export_run "$folder" "$q"
+        stage "eval-$q-$1" "$folder/bleu-ct2-$q/bleu.json" evaluate_deployed "$folder" "$q"
+    done
+}
+
 wants() { case " $KD_MODES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # One lane of the grid: the teacher, its evaluation, what its students need (cache, distilled corpus, the cache
-# on that corpus), then its students, each followed by its evaluation.
+# on that corpus), then its students, each followed by its evaluation; each model's evaluation is followed by its
+# exports (EXPORT) and their evaluations.
 teacher_lane() {  # TEACHER_ROW
     local teacher id row
     run_fields "$1"
     teacher="$RUN_DIR/$RUN_NAME" id="${RUN_NAME#teacher-}"
     stage "$RUN_NAME" "$teacher/$TRAINED" train_teacher "$1"
     stage "eval-$RUN_NAME" "$teacher/bleu.json" evaluate_run "$teacher"
+    deploy_run "$RUN_NAME"
     if wants word; then
         stage "cache-$id" "$teacher/cache-top$TOPK/valid.json" dump_teacher "$teacher" "$DATA_BIN" "$teacher/cache-top$TOPK"
     fi
@@ -147,6 +176,7 @@ teacher_lane() {  # TEACHER_ROW
         run_fields "$row"
         stage "$RUN_NAME" "$RUN_DIR/$RUN_NAME/$TRAINED" train_student "$row"
         stage "eval-$RUN_NAME" "$RUN_DIR/$RUN_NAME/bleu.json" evaluate_run "$RUN_DIR/$RUN_NAME"
+        deploy_run "$RUN_NAME"
     done
 }
 
