@@ -401,8 +401,9 @@ class TeacherCache:
         for part, array in {"logits": self.logits, **self.statistics}.items():
             row = _first_bad_row(array, lambda values: ~np.isfinite(values))
             if row is not None:
+                kind = "logits" if part == "logits" else "values"
                 raise DataError(
-                    f"teacher cache file {paths[part]} is damaged: row {row} holds non-finite values "
+                    f"teacher cache file {paths[part]} is damaged: row {row} holds non-finite {kind} "
                     f"{array[row].tolist()}"
                 )
 
