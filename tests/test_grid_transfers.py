@@ -9,6 +9,8 @@ import os
 import statistics
 import subprocess
 
+import pytest
+
 from conftest import PYTHON, REPO
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
@@ -201,3 +203,36 @@ def test_a_grid_of_one_transfer_writes_one_table_as_before(tmp_path):
     outcome = results(grid, "--paper", "none", "--metric", "best.top1", "--out", tmp_path / "results")
     assert outcome.returncode == 0, outcome.stderr
     assert (tmp_path / "results.csv").is_file() and not list(tmp_path.glob("results-tvd*"))
+
+
+@pytest.mark.slow
+def test_digits_with_two_transfers_end_to_end(tmp_path):
+    env = {
+        "RUN_DIR": "grid",
+        "SEEDS": "1",
+        "EPOCHS": "1",
+        "ALPHAS": "0.1",
+        "TEMPERATURES": "3",
+        "DIFFUSION_TEMPERATURES": "3",
+        "DIVERGENCES": "kl reverse_kl",
+        "JOBS": "1",
+    }
+    result = run_recipe("digits", env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    grid = tmp_path / "grid"
+    kl, reverse = grid / "student-a0.1-T3-word-s1", grid / "student-a0.1-T3-word-reverse_kl-s1"
+    assert "divergence" not in json.loads((kl / "run.json").read_text())
+    assert read_manifest(reverse).divergence == "reverse_kl"
+    assert "--kd-divergence reverse_kl" in (grid / "logs" / f"{reverse.name}.log").read_text()
+    assert "--kd-divergence" not in (grid / "logs" / f"{kl.name}.log").read_text()
+    for divergence, run in (("kl", kl), ("reverse_kl", reverse)):
+        score = json.loads((run / "metrics.json").read_text())["best"]["top1"]
+        rows = list(csv.DictReader(io.StringIO((grid / f"results-{divergence}.csv").read_text())))
+        assert float(next(r for r in rows if r["role"] == "Student")["α = 0.1"]) == round(score, 3)
+    figures = {
+        name: json.loads((grid / name / "diffusion.json").read_text())["models"]
+        for name in ("diffusion-s1", "diffusion-reverse_kl-s1")
+    }
+    assert sorted(figures["diffusion-reverse_kl-s1"]) == ["student T 3 (reverse_kl), teacher α 0.1", "teacher α 0.1"]
+    assert sorted(figures["diffusion-s1"]) == ["student T 3, teacher α 0.1", "teacher α 0.1"]
+    assert "no run of this grid" not in (grid / "results.md").read_text()
