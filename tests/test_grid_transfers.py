@@ -53,6 +53,21 @@ def test_divergences_plan_one_student_per_divergence_and_kl_keeps_its_names(tmp_
     assert "DIVERGENCE" not in records["student-a0.1-T2-word-s1"]
 
 
+def test_the_plan_command_ends_a_non_kl_student_s_row_with_its_divergence():
+    command = [str(PYTHON), "-m", "lskd_grid.grid", "plan", "--alphas", "0.1", "--temperatures", "2"]
+    rows = subprocess.run(
+        [*command, "--kd-modes", "seq word", "--divergences", "kl reverse_kl"], capture_output=True, text=True
+    ).stdout.splitlines()
+    assert rows == [
+        "teacher-a0.1-s1 teacher 0.1 - 1 - -",
+        "student-a0.1-seq-s1 student 0.1 - 1 seq teacher-a0.1-s1",
+        "student-a0.1-T2-word-s1 student 0.1 2 1 word teacher-a0.1-s1",
+        "student-a0.1-T2-word-reverse_kl-s1 student 0.1 2 1 word teacher-a0.1-s1 reverse_kl",
+    ]
+    refused = subprocess.run([*command, "--divergences", "kl fkl"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "DIVERGENCES value 'fkl'" in refused.stderr
+
+
 def test_planned_manifests_record_the_divergence_and_its_settings(tmp_path):
     env = {"ALPHAS": "0.0", "TEMPERATURES": "1 4", "DIVERGENCES": "jsd kl", "JSD_BETA": "0.30", "SKEW": "0.2"}
     values = settle(RECIPES["digits"], [], {**env, "RUN_DIR": str(tmp_path)})
