@@ -251,3 +251,37 @@ def test_digits_with_two_transfers_end_to_end(tmp_path):
     assert sorted(figures["diffusion-reverse_kl-s1"]) == ["student T 3 (reverse_kl), teacher α 0.1", "teacher α 0.1"]
     assert sorted(figures["diffusion-s1"]) == ["student T 3, teacher α 0.1", "teacher α 0.1"]
     assert "no run of this grid" not in (grid / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_toy_translation_with_a_tail_and_standardisation_end_to_end(tmp_path):
+    env = {
+        "RUN_DIR": "grid",
+        "SEEDS": "1",
+        "ALPHAS": "0.1",
+        "TEMPERATURES": "2",
+        "DIVERGENCES": "jsd",
+        "JSD_BETA": "0.3",
+        "TOPK_TAIL": "1",
+        "LOGIT_STANDARDIZATION": "1",
+        "JOBS": "1",
+    }
+    result = run_recipe("toy_translation", env, "--tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    grid = tmp_path / "grid"
+    cache = grid / "teacher-a0.1-s1" / "cache-top4"
+    fingerprint = json.loads((cache / "train.json").read_text())
+    assert (fingerprint["tail_temperatures"], fingerprint["standardization"]) == ([2.0], True)
+    assert (cache / "train.log_normalizers.npy").is_file()
+    assert (cache / "valid.moments.npy").is_file() and (cache / "valid.standardized_log_normalizers.npy").is_file()
+    student = grid / "student-a0.1-T2-word-jsd-s1"
+    manifest = read_manifest(student)
+    assert (manifest.divergence, manifest.transfer_options) == (
+        "jsd",
+        "JSD_BETA=0.3 LOGIT_STANDARDIZATION=1 TOPK_TAIL=1",
+    )
+    config = next(line for line in (grid / "logs" / f"{student.name}.log").read_text().splitlines() if "'kd_" in line)
+    for setting in ("'kd_divergence': jsd", "'kd_jsd_beta': 0.3", "'kd_logit_standardization': True"):
+        assert setting in config
+    assert "'kd_topk_tail': True" in config
+    assert (student / "bleu.json").is_file() and (grid / "results.csv").is_file()
