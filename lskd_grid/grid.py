@@ -1,12 +1,16 @@
-"""The runs of a recipe's grid: teachers per α and seed, students per teacher, temperature and KD mode.
+"""The runs of a recipe's grid: teachers per α and seed, students per teacher, temperature, KD mode and transfer.
 
 A recipe asks for its plan once, before anything is written; the values are validated here (ranges through
 ``lskd.checks``), never in bash. Each planned run has a folder name that carries every coordinate
 (``teacher-a0.1-s1``, ``student-a0.1-T2-word-s1``, ``student-a0.05-seq-s2``) and the manifest it records
-when it starts (``lskd_grid.runs``). A student of seed s distils from the teacher of seed s.
+when it starts (``lskd_grid.runs``). A student of seed s distils from the teacher of seed s. The transfer
+(``DIVERGENCES``) is an axis of the word-level students only (a seq-KD student has no KD term): a student of a
+divergence other than the default ``kl`` carries it before its seed (``student-a0.1-T2-word-reverse_kl-s1``),
+so a forward-KL grid is named as it always was.
 
 ``python -m lskd_grid.grid plan --alphas "0.0 0.1" --temperatures "1 2" --seeds "1 2" --kd-modes "word seq"``
-prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-`` where none).
+prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-`` where none), then the
+divergence for a student of a divergence other than ``kl`` (``--divergences "kl reverse_kl"``).
 """
 
 import argparse
@@ -15,8 +19,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from lskd.checks import check_smoothing, check_temperature
+from lskd.divergences import DIVERGENCES
 from lskd.errors import InvalidConfig
-from lskd_grid.runs import KD_MODES, RunManifest
+from lskd_grid.runs import DEFAULT_DIVERGENCE, KD_MODES, RunManifest
 from lskd_tools.cli import console_script
 
 NONE = "-"
@@ -79,6 +84,19 @@ def kd_modes(name: str, text: str) -> tuple[str, ...]:
     return tuple(modes)
 
 
+def divergences(name: str, text: str) -> tuple[str, ...]:
+    chosen = words(name, text)
+    for divergence in chosen:
+        if divergence not in DIVERGENCES:
+            raise InvalidConfig(f"{name} value {divergence!r}: expected one of {', '.join(DIVERGENCES)}")
+    return tuple(chosen)
+
+
+def divergence_suffix(divergence: Optional[str]) -> str:
+    """What a student's folder name carries of its divergence: nothing for the default forward KL."""
+    return "" if divergence in (None, DEFAULT_DIVERGENCE) else f"-{divergence}"
+
+
 @dataclass(frozen=True)
 class PlannedRun:
     name: str
@@ -95,25 +113,39 @@ class PlannedRun:
             m.kd_mode or NONE,
             m.teacher or NONE,
         ]
+        if m.divergence is not None:
+            fields.append(m.divergence)
         return " ".join(fields)
 
 
 @dataclass(frozen=True)
 class Grid:
-    """The α × T × seed × KD-mode grid of one recipe, from the recipe's settings text."""
+    """The α × T × seed × KD-mode × divergence grid of one recipe, from the recipe's settings text.
+    ``transfer_options``: (divergence, the recipe's other transfer settings that differ from their defaults and
+    that divergence reads), recorded in each KD student's manifest (``lskd_grid.transfers``)."""
 
     alphas: tuple[float, ...]
     temperatures: tuple[float, ...]
     seeds: tuple[int, ...]
     kd_modes: tuple[str, ...] = ("word",)
+    divergences: tuple[str, ...] = (DEFAULT_DIVERGENCE,)
+    transfer_options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, alphas: str, temperatures: str, seeds_text: str, modes: str = "word") -> "Grid":
+    def parse(
+        cls,
+        alphas: str,
+        temperatures: str,
+        seeds_text: str,
+        modes: str = "word",
+        divergence_text: str = DEFAULT_DIVERGENCE,
+    ) -> "Grid":
         return cls(
             numbers("ALPHAS", alphas, check_smoothing, "a label smoothing in [0, 1) such as 0.1"),
             numbers("TEMPERATURES", temperatures, check_temperature, "a temperature > 0 such as 2 or 1.5"),
             seeds("SEEDS", seeds_text),
             kd_modes("KD_MODES", modes),
+            divergences("DIVERGENCES", divergence_text),
         )
 
     def teachers(self, metrics: str) -> list[PlannedRun]:
@@ -129,10 +161,21 @@ class Grid:
         for mode in self.kd_modes:
             for t in (None,) if mode == "seq" else self.temperatures:
                 at = "" if t is None else f"-T{number_name(t)}"
-                manifest = RunManifest(
-                    "student", a, seed=s, temperature=t, kd_mode=mode, teacher=teacher.name, metrics=metrics
-                )
-                runs.append(PlannedRun(f"student-a{alpha_name(a)}{at}-{mode}-s{s}", manifest))
+                for divergence in (None,) if mode == "seq" else self.divergences:
+                    recorded = None if divergence == DEFAULT_DIVERGENCE else divergence
+                    manifest = RunManifest(
+                        "student",
+                        a,
+                        seed=s,
+                        temperature=t,
+                        kd_mode=mode,
+                        teacher=teacher.name,
+                        metrics=metrics,
+                        divergence=recorded,
+                        transfer_options=dict(self.transfer_options).get(divergence) or None,
+                    )
+                    name = f"student-a{alpha_name(a)}{at}-{mode}{divergence_suffix(divergence)}-s{s}"
+                    runs.append(PlannedRun(name, manifest))
         return runs
 
     def plan(self, metrics: str = "metrics.json") -> list[PlannedRun]:
@@ -156,9 +199,10 @@ def main(argv=None) -> None:
     plan.add_argument("--temperatures", required=True)
     plan.add_argument("--seeds", default="1")
     plan.add_argument("--kd-modes", default="word")
+    plan.add_argument("--divergences", default=DEFAULT_DIVERGENCE)
     plan.add_argument("--metrics", default="metrics.json", help="scores file of each run (bleu.json for NMT)")
     args = parser.parse_args(argv)
-    grid = Grid.parse(args.alphas, args.temperatures, args.seeds, args.kd_modes)
+    grid = Grid.parse(args.alphas, args.temperatures, args.seeds, args.kd_modes, args.divergences)
     print("\n".join(plan_rows(grid, args.metrics)))
 
 

@@ -210,6 +210,8 @@ def shell_code(recipe: Recipe, values: dict) -> str:
         lines.append(shell_array("TEACHERS", plan_rows(grid, recipe.metrics, "teacher")))
         lines.append(shell_array("STUDENTS", plan_rows(grid, recipe.metrics, "student")))
         lines.append(f"TEMPERATURE_NAMES={shlex.quote(' '.join(map(number_name, grid.temperatures)))}")
+        options = " ".join(f"[{d}]={shlex.quote(text)}" for d, text in grid.transfer_options if text)
+        lines.append(f"declare -gA TRANSFER_OPTIONS=({options})")
     return "\n".join(lines)
 
 

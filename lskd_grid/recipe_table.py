@@ -26,6 +26,8 @@ from lskd_grid.recipe_settings import (
 )
 from lskd_grid.runs import KD_MODES
 from lskd_grid.stages import nmt_stages, vision_stages
+from lskd_grid.transfers import settings as transfer_settings
+from lskd_grid.transfers import with_transfers
 from lskd_report.paper_results import paper_tables
 
 
@@ -74,11 +76,11 @@ def temperature_names(text: str) -> str:
 
 
 def nmt_grid(v: dict) -> Grid:
-    return Grid.parse(v["ALPHAS"], v["TEMPERATURES"], v["SEEDS"], v["KD_MODES"])
+    return with_transfers(v, Grid.parse(v["ALPHAS"], v["TEMPERATURES"], v["SEEDS"], v["KD_MODES"]))
 
 
 def vision_grid(v: dict) -> Grid:
-    return Grid.parse(v["ALPHAS"], v["TEMPERATURES"], v["SEEDS"])
+    return with_transfers(v, Grid.parse(v["ALPHAS"], v["TEMPERATURES"], v["SEEDS"]))
 
 
 def nmt_cross_check(v: dict) -> None:
@@ -112,16 +114,19 @@ NMT_STAGES = """Stages (each skipped when its output exists; logs in RUN_DIR/log
   teacher-X                label_smoothed_teacher, --label-smoothing A, --seed S, for A in ALPHAS, S in SEEDS
   eval-teacher-X           lskd-evaluate of its checkpoint_best.pt on EVAL_SUBSET -> RUN_DIR/teacher-X/bleu.json
   cache-X                  (word) teacher top-TOPK on train and valid -> RUN_DIR/teacher-X/cache-topTOPK/
+                           (TOPK_TAIL=1: with --tail-temperatures; LOGIT_STANDARDIZATION=1: --standardization-stats)
   distill-X                (seq, seq+word) lskd-distill-corpus of train -> RUN_DIR/teacher-X/distilled/
   distilled-cache-X        (seq+word) teacher top-TOPK on the distilled folder -> teacher-X/distilled-cache-topTOPK/
   student-aA-TT-word-sS    word_kd from the cache at temperature T, for T in TEMPERATURES
   student-aA-seq-sS        label_smoothed_teacher (STUDENT_LS) on the distilled folder: one per teacher
   student-aA-TT-seq+word-sS word_kd on the distilled folder from its cache, at each T
+  student-aA-TT-MODE-D-sS  the same with divergence D, for D in DIVERGENCES other than kl
   eval-student-...         -> its bleu.json
   export-Q-RUN             (EXPORT) lskd-export-ct2 of RUN's checkpoint_best.pt, for Q in EXPORT -> RUN_DIR/RUN/ct2-Q/
   eval-Q-RUN               lskd-evaluate --engine ctranslate2 of that folder -> RUN_DIR/RUN/bleu-ct2-Q/bleu.json
   results                  lskd-results over the run manifests -> RUN_DIR/results.{md,csv}
-Every run folder holds run.json (kind, alpha, seed, temperature, KD mode, teacher), written when it starts."""
+Every run folder holds run.json (kind, alpha, seed, temperature, KD mode, teacher; a student's divergence and
+transfer settings when not the defaults), written when it starts."""
 
 NMT_MODEL = (
     Setting(
@@ -171,6 +176,7 @@ NMT_KD = (
         "word",
     ),
     Setting("TOPK", "teacher entries cached per token", "4", integer(1)),
+    *transfer_settings(tail=True),
     Setting("KD_WEIGHT", "weight of the KD term; 1 - KD_WEIGHT goes to the hard term", "0.9", kd_weight),
     Setting("STUDENT_LS", "label smoothing of the students' hard term (seq: of their only term)", "0.1", smoothing),
     Setting("DISTILL_BEAM", "beam of lskd-distill-corpus (seq modes)", "5", integer(1)),
@@ -351,8 +357,10 @@ def iwslt(name: str, summary: str, source: str, target: str, paper: str, script:
 VISION_STAGES = """Stages (each skipped when its metrics.json exists; logs in RUN_DIR/logs/<stage>.log):
   teacher-aA-sS            lskd-vision train-teacher --alpha A --seed S, for A in ALPHAS, S in SEEDS
   student-aA-TT-word-sS    lskd-vision train-student from teacher-aA-sS at temperature T
+  student-aA-TT-word-D-sS  the same with divergence D, for D in DIVERGENCES other than kl
   results                  lskd-results over the run manifests -> RUN_DIR/results.{md,csv}
-Every run folder holds run.json (kind, alpha, seed, temperature, teacher), written when it starts."""
+Every run folder holds run.json (kind, alpha, seed, temperature, teacher; a student's divergence and transfer
+settings when not the defaults), written when it starts."""
 
 
 def vision(
@@ -367,6 +375,7 @@ def vision(
     head = (Setting("RUN_DIR", "run folder", f"runs/{name}"),)
     tail = (
         *GRID,
+        *transfer_settings(tail=False),
         Setting("EPOCHS", "epochs per model ('' = the dataset's preset)", "", optional(integer(1))),
         Setting("GPUS", "GPUs per run (torchrun above 1)", gpus, integer(0)),
         JOBS,
@@ -462,7 +471,9 @@ RECIPES = {
             VISION_STAGES.replace(
                 "\n  results",
                 "\n  diffusion-sS             lskd-vision visualize of "
-                "seed S -> RUN_DIR/diffusion-sS/diffusion.{png,json}\n  results",
+                "seed S -> RUN_DIR/diffusion-sS/diffusion.{png,json}"
+                "\n  diffusion-D-sS           the same for the students of divergence D (DIVERGENCES other than kl)"
+                "\n  results",
             ),
         ),
         vision(

@@ -1,7 +1,8 @@
 """The manifest every recipe run writes (``run.json``), and how a grid folder's runs are found from it.
 
-A run folder says what it is (teacher or student, its alpha, temperature, seed, KD mode, teacher run and
-metrics file) in ``run.json``, written before the run trains; ``lskd-results`` reads grids from these
+A run folder says what it is (teacher or student, its alpha, temperature, seed, KD mode, teacher run, metrics
+file and, for a student whose transfer is not the default forward KL, its divergence and transfer options) in
+``run.json``, written before the run trains; ``lskd-results`` reads grids from these
 manifests, never from folder names. A manifest whose metrics file is absent is a missing (unfinished or
 failed) run, which the tables show as missing.
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from lskd.checks import check_smoothing, check_temperature
+from lskd.divergences import DIVERGENCES
 from lskd.errors import DataError, InvalidConfig
 from lskd_tools.cli import ArgumentParser, add_options, config_from, console_script, option
 from lskd_tools.files import atomic_write_json
@@ -22,6 +24,9 @@ from lskd_tools.files import atomic_write_json
 MANIFEST = "run.json"
 KINDS = ("teacher", "student")
 KD_MODES = ("word", "seq", "seq+word")
+DEFAULT_DIVERGENCE = "kl"
+# Written only when set, so a default forward-KL run's run.json is what it has always been.
+TRANSFER_FIELDS = ("divergence", "transfer_options")
 
 
 def optional_float(text: str) -> Optional[float]:
@@ -44,6 +49,25 @@ class RunManifest:
     kd_mode: Optional[str] = option(None, choices=KD_MODES, default_text="none: teachers", help="KD mode of a student")
     teacher: Optional[str] = option(None, default_text="none: teachers", help="the teacher run's folder name")
     metrics: str = option("metrics.json", help="scores file inside the run folder")
+    divergence: Optional[str] = option(
+        None,
+        choices=DIVERGENCES,
+        default_text="none: kl for a KD student, none for teachers and seq-KD students",
+        help="the student's KD divergence",
+    )
+    transfer_options: Optional[str] = option(
+        None,
+        default_text="none: the defaults",
+        help="the recipe's transfer settings that differ from their defaults, e.g. 'LOGIT_STANDARDIZATION=1'",
+    )
+
+    @property
+    def transfer(self) -> Optional[str]:
+        """The divergence a KD student's term uses (the default forward KL when none is recorded); None for
+        teachers and pure sequence-level students, which have no KD term."""
+        if self.kind != "student" or self.kd_mode == "seq":
+            return None
+        return self.divergence or DEFAULT_DIVERGENCE
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -57,13 +81,18 @@ class RunManifest:
             raise InvalidConfig(f"a {self.kd_mode} KD student needs a temperature")
         if self.kind == "teacher" and (self.temperature, self.kd_mode, self.teacher) != (None, None, None):
             raise InvalidConfig("a teacher run has no temperature, KD mode or teacher")
+        if self.divergence is not None and self.divergence not in DIVERGENCES:
+            raise InvalidConfig(f"divergence {self.divergence!r}: expected one of {', '.join(DIVERGENCES)}")
+        if (self.divergence, self.transfer_options) != (None, None) and self.transfer is None:
+            raise InvalidConfig("a teacher or seq-KD student run has no divergence or transfer options")
 
 
 def write_manifest(run_dir, manifest: RunManifest) -> Path:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / MANIFEST
-    atomic_write_json(path, asdict(manifest))
+    document = {k: v for k, v in asdict(manifest).items() if k not in TRANSFER_FIELDS or v is not None}
+    atomic_write_json(path, document)
     return path
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Mapping
 
 from lskd.errors import InvalidConfig
-from lskd_grid.grid import Grid
+from lskd_grid.grid import Grid, divergence_suffix
+from lskd_grid.runs import DEFAULT_DIVERGENCE
+from lskd_grid.transfers import cache_settings, transfer_settings
 
 # The kinds a stage can be; the Slurm executor takes a time limit per kind.
 KINDS = ("data", "teacher", "cache", "student", "eval", "results")
@@ -83,8 +85,9 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
         stages += deployed
         evals += [s.name for s in deployed if s.name.startswith("eval-")]
         sources = {}
+        stored = cache_settings(values, grid)
         if "word" in modes:
-            stages.append(top_k_cache(f"cache-{ident}", f"{folder}/cache-top{topk}", teacher.name, values))
+            stages.append(top_k_cache(f"cache-{ident}", f"{folder}/cache-top{topk}", teacher.name, values, stored))
             sources["word"] = stages[-1].name
         if {"seq", "seq+word"} & set(modes):
             distill = pick(values, ("DISTILL_BEAM", "DISTILL_LENPEN", "FP16"))
@@ -93,12 +96,13 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
             sources["seq"] = stages[-1].name
         if "seq+word" in modes:
             cache = f"{folder}/distilled-cache-top{topk}"
-            stages.append(top_k_cache(f"distilled-cache-{ident}", cache, f"distill-{ident}", values))
+            stages.append(top_k_cache(f"distilled-cache-{ident}", cache, f"distill-{ident}", values, stored))
             sources["seq+word"] = stages[-1].name
         for student in grid.students(teacher, "bleu.json"):
             m = student.manifest
             folder = f"{run_dir}/{student.name}"
             trained = pick(values, STUDENT_TRAINING, KD_MODE=m.kd_mode or "", TEMPERATURE=str(m.temperature))
+            trained.update(transfer_settings(values, m.transfer))
             after = (sources[m.kd_mode],)
             stages.append(
                 Stage(student.name, "student", f"{folder}/training-finished", (folder,), after, trained, True)
@@ -112,9 +116,12 @@ def nmt_stages(values: dict, grid: Grid) -> list[Stage]:
     return stages
 
 
-def top_k_cache(name: str, cache: str, after: str, values: dict) -> Stage:
-    """lskd-dump-teacher's top-k on train, then valid; valid's fingerprint, written last, says it is done."""
-    return Stage(name, "cache", f"{cache}/valid.json", (cache,), (after,), pick(values, ("TOPK", "FP16")))
+def top_k_cache(name: str, cache: str, after: str, values: dict, stored: dict | None = None) -> Stage:
+    """lskd-dump-teacher's top-k on train, then valid; valid's fingerprint, written last, says it is done.
+    ``stored``: what it also stores for the students' transfer (``lskd_grid.transfers.cache_settings``)."""
+    return Stage(
+        name, "cache", f"{cache}/valid.json", (cache,), (after,), pick(values, ("TOPK", "FP16"), **(stored or {}))
+    )
 
 
 def evaluation(run: str, folder: str, values: dict) -> Stage:
@@ -172,27 +179,45 @@ def vision_stages(values: dict, grid: Grid, diffusion: bool = False) -> list[Sta
                 VISION_TRAINING + ("STUDENT_ARCH", "STUDENT_INIT"),
                 TEMPERATURE=str(student.manifest.temperature),
             )
+            trained.update(transfer_settings(values, student.manifest.transfer))
             stages.append(
                 Stage(student.name, "student", f"{folder}/metrics.json", (folder,), (teacher.name,), trained, True)
             )
             runs.append(student.name)
     if diffusion:
         for seed in grid.seeds:
-            folder = f"{run_dir}/diffusion-s{seed}"
-            mine = tuple(s.name for s in stages if s.kind in ("teacher", "student") and s.name.endswith(f"-s{seed}"))
-            stages.append(
-                Stage(
-                    f"diffusion-s{seed}",
-                    "eval",
-                    f"{folder}/diffusion.json",
-                    (folder,),
-                    mine,
-                    pick(values, ("DIFFUSION_TEMPERATURES",)),
+            for divergence in grid.divergences:
+                name = f"diffusion{divergence_suffix(divergence)}-s{seed}"
+                folder = f"{run_dir}/{name}"
+                stages.append(
+                    Stage(
+                        name,
+                        "eval",
+                        f"{folder}/diffusion.json",
+                        (folder,),
+                        diffusion_inputs(stages, grid, seed, divergence),
+                        pick(values, ("DIFFUSION_TEMPERATURES",)),
+                    )
                 )
-            )
-            runs.append(stages[-1].name)
+                runs.append(stages[-1].name)
     stages.append(results_stage(run_dir, tuple(runs), pick(values, ("PAPER",))))
     return stages
+
+
+def diffusion_inputs(stages: list[Stage], grid: Grid, seed: int, divergence: str) -> tuple[str, ...]:
+    """The runs one diffusion figure shows: the seed's teachers and its students of ``divergence``."""
+    students = {
+        run.name
+        for teacher in grid.teachers("metrics.json")
+        if teacher.manifest.seed == seed
+        for run in grid.students(teacher, "metrics.json")
+        if (run.manifest.divergence or DEFAULT_DIVERGENCE) == divergence
+    }
+    return tuple(
+        s.name
+        for s in stages
+        if (s.kind == "teacher" and s.name.endswith(f"-s{seed}")) or (s.kind == "student" and s.name in students)
+    )
 
 
 def recorded(run_dir: str, stage: Stage) -> dict | None:

@@ -4,6 +4,10 @@ A cell is one teacher α and one row: the teacher itself, or a student at one KD
 value is the mean over the seeds whose metrics file could be read, with the sample standard deviation
 (n - 1) and n beside it. A run whose manifest exists but whose metrics file is absent, unreadable or lacks
 the metric is a *missing* run: it is listed, and its cell shows fewer seeds; it is never averaged away.
+
+A grid of several transfers (students of more than one divergence, ``lskd_grid.transfers``) is read one
+transfer at a time (``collect(..., transfer=...)``): the teachers and sequence-level students, which have no
+transfer, with the KD students of that divergence.
 """
 
 import json
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from lskd.divergences import DIVERGENCES
 from lskd.errors import DataError, InvalidConfig
 from lskd_grid.runs import RunManifest, find_runs
 
@@ -96,6 +101,7 @@ class Grid:
     alphas: set = field(default_factory=set)
     modes: dict = field(default_factory=dict)  # kd_mode -> set of temperatures (None for pure seq-KD)
     runs: list = field(default_factory=list)  # (run folder, RunManifest) as find_runs gives them
+    transfer: Optional[str] = None  # the divergence of its KD students, when the folder holds several
 
     @property
     def max_seeds(self) -> int:
@@ -153,8 +159,20 @@ def read_document(path: Path) -> tuple[Optional[object], str]:
         return None, f"{path.name}: unreadable ({error})"
 
 
-def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
-    """Read every run of ``folder`` from its manifest; ``metrics_file`` overrides each manifest's file name."""
+def transfers_of(folder) -> list[str]:
+    """The divergences of the KD students in ``folder``, in ``lskd.divergences.DIVERGENCES`` order."""
+    found = {manifest.transfer for _, manifest in find_runs(folder)} - {None}
+    return [d for d in DIVERGENCES if d in found]
+
+
+def of_transfer(manifest: RunManifest, transfer: Optional[str]) -> bool:
+    """Whether a run belongs to the table of ``transfer`` (None: every run)."""
+    return transfer is None or manifest.transfer in (None, transfer)
+
+
+def collect(folder, metric: str, metrics_file: Optional[str] = None, transfer: Optional[str] = None) -> Grid:
+    """Read every run of ``folder`` from its manifest; ``metrics_file`` overrides each manifest's file name;
+    ``transfer``: only the runs of that divergence's table (``of_transfer``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder (expected a grid folder of runs, each with a run.json)")
@@ -163,9 +181,10 @@ def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
         raise DataError(
             f"{folder}: no run manifests (expected run folders {folder}/*/run.json, written by the recipes)"
         )
+    runs = [(run_dir, manifest) for run_dir, manifest in runs if of_transfer(manifest, transfer)]
     if not metric.strip() or any(not part for part in metric.split(".")):
         raise InvalidConfig(f"--metric {metric!r}: expected a dotted key such as best.top1 or sacrebleu.score")
-    grid = Grid(folder, metric, runs=runs)
+    grid = Grid(folder, metric, runs=runs, transfer=transfer)
     owners: dict = {}
     key_errors = []
     for run_dir, manifest in runs:
@@ -178,7 +197,7 @@ def collect(folder, metric: str, metrics_file: Optional[str] = None) -> Grid:
             raise DataError(
                 f"{run_dir.name} and {owners[slot]} are both {row.label.lower()} "
                 f"α {number_key(manifest.alpha)}, T {row.t_label}, KD mode {row.kd_mode or '-'}, "
-                f"seed {manifest.seed}: expected one run per cell and seed"
+                f"seed {manifest.seed}: expected one run per cell and seed (or per divergence, split by transfer)"
             )
         owners[slot] = run_dir.name
         cell = grid.cells.setdefault((row, manifest.alpha), Cell())
@@ -242,7 +261,9 @@ def collect_diffusion(grid: Grid, reports: list[Path]) -> tuple[dict, list[str]]
         for name, model in models.items():
             found = run_of_checkpoint(checkpoints.get(name, {}).get("path", ""), grid.runs)
             if found is None:
-                unmatched.append(f"{path.relative_to(grid.folder)}: {name}")
+                other = run_of_checkpoint(checkpoints.get(name, {}).get("path", ""), find_runs(grid.folder))
+                if grid.transfer is None or other is None:
+                    unmatched.append(f"{path.relative_to(grid.folder)}: {name}")
                 continue
             manifest = found[1]
             for label, split, pair, key in DIFFUSION_MEASURES:

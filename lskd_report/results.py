@@ -6,6 +6,10 @@ shown is the dotted key ``--metric`` inside that file. Each cell is the mean ± 
 over its seeds, with n; the paper's published number sits beside it. The claims are checked with t intervals
 paired by seed (``lskd_report.verdicts``). Writes PREFIX.md, PREFIX.csv, PREFIX.json, PREFIX-verdicts.json,
 PREFIX-comparisons.csv and PNG plots next to them, and prints the Markdown.
+
+A grid whose students use more than one transfer (the recipes' ``DIVERGENCES``) gets all of that once per
+divergence D, under PREFIX-D (each with the teachers and the sequence-level students, which have no transfer),
+and PREFIX.md, PREFIX.csv (a ``transfer`` column first) and PREFIX.json that gather them.
 """
 
 import csv
@@ -30,6 +34,7 @@ from lskd_report.aggregate import (
     diffusion_reports,
     number_key,
     sorted_cells,
+    transfers_of,
 )
 from lskd_report.deployed import caption as deployed_caption
 from lskd_report.deployed import cell_deployed, collect_deployed, csv_header, csv_values, deployed_text
@@ -383,6 +388,7 @@ def build_report(
     paper_metric: Optional[str] = None,
     confidence: float = CONFIDENCE,
     data_manifest: Optional[Path] = None,
+    transfer: Optional[str] = None,
 ) -> Report:
     check_level(confidence)
     paper = table = column = None
@@ -391,7 +397,7 @@ def build_report(
             raise InvalidConfig(f"--paper {paper_id!r}: expected one of {', '.join(paper_tables())}, or none")
         table = paper_table(paper_id)
         column = paper_metric_for(table, metric, paper_metric)
-    grid = collect(grid_dir, metric, metrics_file)
+    grid = collect(grid_dir, metric, metrics_file, transfer)
     title, caption = (
         f"Results of {grid_dir}",
         (
@@ -406,6 +412,9 @@ def build_report(
         caption += f" Paper: `{column}`, {table['source']}." + (f" {table['note']}" if "note" in table else "")
     if data_manifest is not None:
         caption += data_sentence(data_manifest)
+    if transfer is not None:
+        title += f", transfer {transfer}"
+        caption += f" KD students of divergence {transfer} (teachers and seq-KD students, which have none, in each)."
     deployed = collect_deployed(grid, metric, metrics_file)
     caption += deployed_caption(deployed)
     return Report(grid, prefix, paper_id, column, paper, caption, title, confidence, deployed)
@@ -561,10 +570,62 @@ def level_of(confidence: Optional[float], noise_factor: Optional[float]) -> floa
     return check_level(level, "--noise-factor")
 
 
+def transfer_csv(tables: dict) -> str:
+    """Every transfer's CSV in one, a ``transfer`` column first (a header line wherever the columns change)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = None
+    for transfer, text in tables.items():
+        rows = list(csv.reader(io.StringIO(text)))
+        if rows[0] != header:
+            header = rows[0]
+            writer.writerow(["transfer", *header])
+        writer.writerows([transfer, *row] for row in rows[1:])
+    return out.getvalue()
+
+
+def write_transfers(args: "ResultsConfig", confidence: float, transfers: list[str]) -> str:
+    """One report per transfer under PREFIX-D, then PREFIX.md, .json and last .csv (the done marker)."""
+    reports = [
+        build_report(
+            args.run_dir,
+            args.metric,
+            args.paper,
+            Path(f"{args.out}-{transfer}"),
+            args.metrics_file,
+            args.paper_metric,
+            confidence,
+            args.data_manifest,
+            transfer,
+        )
+        for transfer in transfers
+    ]
+    texts = [write_outputs(report) for report in reports]
+    heading = [
+        f"# Results of {args.run_dir}, one table per transfer: {', '.join(transfers)}",
+        "",
+        "Files: " + ", ".join(f"{report.prefix}.{{md,csv,json}}" for report in reports),
+        "",
+    ]
+    text = "\n".join(heading) + "\n" + "\n".join(texts)
+    document = {
+        "grid": str(args.run_dir),
+        "transfers": {t: f"{report.prefix}.json" for t, report in zip(transfers, reports)},
+    }
+    atomic_write_json(Path(f"{args.out}.json"), document)
+    atomic_write_text(Path(f"{args.out}.md"), text)
+    atomic_write_text(Path(f"{args.out}.csv"), transfer_csv({t: r.csv_text() for t, r in zip(transfers, reports)}))
+    return text
+
+
 @console_script("lskd-results")
 def main(argv=None) -> None:
     args = parse_config(ResultsConfig, argv, prog="lskd-results", description=__doc__.splitlines()[0])
     confidence = level_of(args.confidence, args.noise_factor)
+    transfers = transfers_of(args.run_dir) if Path(args.run_dir).is_dir() else []
+    if len(transfers) > 1:
+        print(write_transfers(args, confidence, transfers), end="")
+        return
     report = build_report(
         args.run_dir,
         args.metric,

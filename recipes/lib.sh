@@ -10,6 +10,8 @@ PYTHON="${PYTHON:-$([ -x "$REPO_ROOT/.venv/bin/python" ] && echo "$REPO_ROOT/.ve
 export LSKD_RUN_OWNER="${LSKD_RUN_OWNER:-$$}"
 # A grid's stages (set by settle): stage -> the file that says it finished, and the settings record it writes.
 declare -A STAGE_DONE=() STAGE_RECORD=()
+# A student divergence -> its transfer settings that differ from the defaults, as its manifest records them.
+declare -A TRANSFER_OPTIONS=()
 
 # settle RECIPE ARG...: the recipe's settings from the environment and its flags (lskd_grid.settle):
 # every setting as a variable, the constants of the recipe, and the grid's planned runs in TEACHERS and STUDENTS
@@ -182,8 +184,23 @@ wait_all() {  # PID...: wait for every one; fails when any failed
     return "$status"
 }
 
-# run_fields ROW: the planned run's fields in RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER.
-run_fields() { read -r RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER <<<"$1"; }
+# run_fields ROW: the planned run's fields in RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER, and
+# RUN_DIVERGENCE: a student's divergence when it is not the default kl, else empty.
+run_fields() { read -r RUN_NAME RUN_KIND RUN_ALPHA RUN_T RUN_SEED RUN_MODE RUN_TEACHER RUN_DIVERGENCE <<<"$1"; }
+
+# transfer_args PREFIX DIVERGENCE: a student's transfer flags in TRANSFER_ARGS, none for the default transfer
+# (kl, every transfer setting at its default). PREFIX: kd- for word_kd's option names, '' for lskd-vision's.
+transfer_args() {
+    local prefix="$1" divergence="${2:-kl}"
+    TRANSFER_ARGS=()
+    if [ "$divergence" != kl ]; then TRANSFER_ARGS+=(--kd-divergence "$divergence"); fi
+    if [ "$divergence" = jsd ]; then TRANSFER_ARGS+=("--${prefix}jsd-beta" "$JSD_BETA"); fi
+    case "$divergence" in skew_*) TRANSFER_ARGS+=("--${prefix}skew" "$SKEW") ;; esac
+    if [ -n "$TEACHER_TEMPERATURE" ]; then TRANSFER_ARGS+=("--${prefix}teacher-temperature" "$TEACHER_TEMPERATURE"); fi
+    if [ "$LOGIT_STANDARDIZATION" = 1 ]; then TRANSFER_ARGS+=("--${prefix}logit-standardization"); fi
+    if [ "${TOPK_TAIL:-0}" = 1 ]; then TRANSFER_ARGS+=(--kd-topk-tail); fi
+    return 0
+}
 
 # lane_students TEACHER: the planned student rows of that teacher folder, in LANE_STUDENTS.
 lane_students() {
@@ -197,12 +214,16 @@ lane_students() {
 
 # record_run ROW: RUN_DIR/<folder>/run.json, the manifest lskd-results reads, written when the run starts.
 record_run() {
-    local name kind alpha temperature seed mode teacher
-    read -r name kind alpha temperature seed mode teacher <<<"$1"
+    local name kind alpha temperature seed mode teacher divergence
+    read -r name kind alpha temperature seed mode teacher divergence <<<"$1"
     local args=(--kind "$kind" --alpha "$alpha" --seed "$seed" --metrics "$METRICS_FILE")
     if [ "$temperature" != - ]; then args+=(--temperature "$temperature"); fi
     if [ "$mode" != - ]; then args+=(--kd-mode "$mode"); fi
     if [ "$teacher" != - ]; then args+=(--teacher "$teacher"); fi
+    if [ -n "$divergence" ]; then args+=(--divergence "$divergence"); fi
+    if [ "$kind" = student ] && [ "$mode" != seq ] && [ -n "${TRANSFER_OPTIONS[${divergence:-kl}]:-}" ]; then
+        args+=(--transfer-options "${TRANSFER_OPTIONS[${divergence:-kl}]}")
+    fi
     "$PYTHON" -m lskd_grid.runs record "$RUN_DIR/$name" "${args[@]}"
 }
 
@@ -275,8 +296,10 @@ vision_lane() {
     lane_students "$teacher"
     for row in "${LANE_STUDENTS[@]}"; do
         run_fields "$row"
+        transfer_args "" "$RUN_DIVERGENCE"
         stage "$RUN_NAME" "$RUN_DIR/$RUN_NAME/metrics.json" vision_train "$row" train-student \
-            --teacher "$RUN_DIR/$teacher/best.pth" --temperature "$RUN_T" "${VISION_ARGS[@]}" "${STUDENT_ARGS[@]}"
+            --teacher "$RUN_DIR/$teacher/best.pth" --temperature "$RUN_T" "${VISION_ARGS[@]}" "${STUDENT_ARGS[@]}" \
+            "${TRANSFER_ARGS[@]}"
     done
 }
 

@@ -79,28 +79,36 @@ train_student() {
     local teacher
     run_fields "$1"
     teacher="$RUN_DIR/$RUN_TEACHER"
+    transfer_args kd- "$RUN_DIVERGENCE"
     case "$RUN_MODE" in
         word) train_model "$1" "$DATA_BIN" "$STUDENT_PATIENCE" --task translation_kd \
             --teacher-cache "$teacher/cache-top$TOPK" --criterion word_kd --kd-temperature "$RUN_T" \
-            --kd-weight "$KD_WEIGHT" --label-smoothing "$STUDENT_LS" ;;
+            --kd-weight "$KD_WEIGHT" --label-smoothing "$STUDENT_LS" "${TRANSFER_ARGS[@]}" ;;
         seq) train_model "$1" "$teacher/distilled" "$STUDENT_PATIENCE" --task translation \
             --criterion label_smoothed_teacher --label-smoothing "$STUDENT_LS" ;;
         seq+word) train_model "$1" "$teacher/distilled" "$STUDENT_PATIENCE" --task translation_kd \
             --teacher-cache "$teacher/distilled-cache-top$TOPK" --criterion word_kd --kd-temperature "$RUN_T" \
-            --kd-weight "$KD_WEIGHT" --label-smoothing "$STUDENT_LS" ;;
+            --kd-weight "$KD_WEIGHT" --label-smoothing "$STUDENT_LS" "${TRANSFER_ARGS[@]}" ;;
     esac
 }
 
 # dump_teacher TEACHER_RUN DATA CACHE: the teacher's top-k on DATA's train, then valid (the subsets a student
 # loads); a subset whose cache is already published is kept. valid's fingerprint, written last, marks it done.
+# With TOPK_TAIL=1 it also stores the tail at each teacher temperature (TEACHER_TEMPERATURE, else TEMPERATURES),
+# with LOGIT_STANDARDIZATION=1 the rows' standardisation statistics.
 dump_teacher() {
-    local teacher="$1" data="$2" cache="$3" subset precision=()
+    local teacher="$1" data="$2" cache="$3" subset precision=() stored=() tail_temperatures=()
     if [ "$FP16" = 1 ]; then precision=(--fp16); fi
+    if [ "$TOPK_TAIL" = 1 ]; then
+        read -r -a tail_temperatures <<<"${TEACHER_TEMPERATURE:-$TEMPERATURE_NAMES}"
+        stored+=(--tail-temperatures "${tail_temperatures[@]}")
+    fi
+    if [ "$LOGIT_STANDARDIZATION" = 1 ]; then stored+=(--standardization-stats); fi
     for subset in train valid; do
         if [ -f "$cache/$subset.json" ]; then continue; fi
         "$PYTHON" -m lskd_fairseq.cli.dump_teacher "$data" --teacher-path "$teacher/checkpoints/checkpoint_best.pt" \
             --subset "$subset" --topk "$TOPK" --out "$cache" -s "$SOURCE_LANG" -t "$TARGET_LANG" \
-            --max-tokens "$MAX_TOKENS" "${precision[@]}"
+            --max-tokens "$MAX_TOKENS" "${precision[@]}" "${stored[@]}"
     done
 }
 
