@@ -9,10 +9,12 @@ A transfer compares the student's and the teacher's distributions over the same 
 - a top-k teacher with its tail: k + 1 outcomes, the k tokens and "everything else", the teacher's tail
   mass from its full row's log-sum-exp (``TeacherRows.log_normalizer``), the student's from its own row.
 
-The forward KL (Hinton's and Tan et al.'s transfer at one temperature, on raw logits) runs through the fused
-loss of ``lskd.losses`` and its CPU row kernel. Every other transfer runs ``_ChunkedTransfer``, Liger-Kernel's
-recipe: row chunks within a memory bound, each chunk's loss and gradient by autograd over the plain formulas
-in the forward, so the backward only scales the stored gradient and no transfer needs a hand-written one.
+The forward KL on raw logits (Hinton's and Tan et al.'s transfer; a top-k teacher also at its own temperature
+or with its tail) runs through the fused loss of ``lskd.losses`` and its CPU row kernel when there is a hard
+target; the tests compare it with the generic path and the textbook formulas. Every other transfer runs
+``_ChunkedTransfer``, Liger-Kernel's recipe: row chunks within a memory bound, each chunk's loss and gradient
+by autograd over the plain formulas in the forward, so the backward only scales the stored gradient and no
+transfer needs a hand-written one.
 Arithmetic is float32 or better whatever the logits' dtype.
 """
 
@@ -130,6 +132,17 @@ def topk_teacher_rows(logits: Tensor, k: int, transfer: Transfer) -> TeacherRows
     return rows
 
 
+def topk_teacher_log_probs(teacher: TeacherRows, transfer: Transfer, dtype: torch.dtype) -> Tensor:
+    """A top-k teacher's log-probabilities over its k tokens [N, k], renormalised over them, or with its
+    tail [N, k + 1]: each token's full-row log-probability, then log of the mass outside the k tokens."""
+    moments = (teacher.mean.to(dtype), teacher.std.to(dtype)) if transfer.standardize else None
+    picked = _prepared(teacher.topk_logits.to(dtype), transfer.standardize, transfer.teacher_t, moments)
+    if not transfer.tail:
+        return F.log_softmax(picked, -1)
+    log_q_k = picked - teacher.log_normalizer.to(dtype)[:, None]
+    return torch.cat([log_q_k, _log1mexp(torch.logsumexp(log_q_k, -1))[:, None]], -1)
+
+
 def outcome_log_probs(student: Tensor, teacher: TeacherRows, transfer: Transfer) -> tuple[Tensor, Tensor]:
     """(student, teacher) log-probabilities over the transfer's outcomes, per row."""
     log_p = F.log_softmax(_prepared(student, transfer.standardize, transfer.temperature), -1)
@@ -138,16 +151,14 @@ def outcome_log_probs(student: Tensor, teacher: TeacherRows, transfer: Transfer)
             _prepared(teacher.logits.to(student.dtype), transfer.standardize, transfer.teacher_t), -1
         )
     indices = teacher.topk_indices
-    moments = (teacher.mean.to(student.dtype), teacher.std.to(student.dtype)) if transfer.standardize else None
-    picked = _prepared(teacher.topk_logits.to(student.dtype), transfer.standardize, transfer.teacher_t, moments)
+    log_q = topk_teacher_log_probs(teacher, transfer, student.dtype)
     if not transfer.tail:
         if transfer.divergence == "kl":
-            return log_p.gather(-1, indices), F.log_softmax(picked, -1)
-        return F.log_softmax(log_p.gather(-1, indices), -1), F.log_softmax(picked, -1)
+            return log_p.gather(-1, indices), log_q
+        return F.log_softmax(log_p.gather(-1, indices), -1), log_q
     log_p_k = log_p.gather(-1, indices)
     log_p_tail = _safe_logsumexp(log_p.scatter(-1, indices, NEG_INF))
-    log_q_k = picked - teacher.log_normalizer.to(student.dtype)[:, None]
-    log_q_tail = _log1mexp(torch.logsumexp(log_q_k, -1))
+    log_q_k, log_q_tail = log_q[:, :-1], log_q[:, -1]
     # No outcome is left outside the k tokens (k = V, or -inf logits): the teacher's tail is its rounding.
     log_q_tail = torch.where(log_p_tail == NEG_INF, torch.full_like(log_q_tail, NEG_INF), log_q_tail)
     return torch.cat([log_p_k, log_p_tail[:, None]], -1), torch.cat([log_q_k, log_q_tail[:, None]], -1)
@@ -241,6 +252,12 @@ class TransferObjective:
     divergence: Tensor
 
 
+def _fused_kl(transfer: Transfer, teacher: TeacherRows) -> bool:
+    """The forward KL on raw logits: the fused loss, whose top-k teacher may have its own temperature and
+    the tail bucket (its log-probabilities come in; the student's side is the fused passes')."""
+    return transfer.is_plain_kl or (transfer.divergence == "kl" and teacher.sparse and not transfer.standardize)
+
+
 def transfer_objective(
     student_logits: Tensor,
     target: Optional[Tensor],
@@ -263,7 +280,8 @@ def transfer_objective(
     if target is None and kd_weight != 1.0:
         raise InvalidConfig(f"KD weight {kd_weight} mixes in a hard loss; give the targets")
     mask = target.ne(ignore_index) if (target is not None and ignore_index is not None) else None
-    if transfer.is_plain_kl and target is not None:
+    compute = torch.promote_types(student_logits.dtype, torch.float32)
+    if _fused_kl(transfer, teacher) and target is not None:
         fused = kd_objective(
             student_logits,
             target,
@@ -277,6 +295,7 @@ def transfer_objective(
             convention=convention,
             reduce=reduce,
             kernel=kernel,
+            teacher_topk_log_probs=None if transfer.is_plain_kl else topk_teacher_log_probs(teacher, transfer, compute),
         )
         return TransferObjective(fused.loss, fused.nll, fused.kd_kl, fused.kd_kl)
     if teacher.sparse:

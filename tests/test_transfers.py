@@ -310,6 +310,38 @@ def test_objective_mixes_the_label_smoothed_nll_and_masks_padding(name):
     torch.testing.assert_close(objective.kd_kl[keep].double(), kl_exact, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kernel", ["eager", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_topk_forward_kl_with_tail_or_own_teacher_temperature_matches_the_textbook(kernel, dtype):
+    """A top-k forward KL with a hard target takes the fused loss (its tail and teacher temperature come in
+    as the teacher's log-probabilities): value, kd_kl and gradient against the float64 formula, padding
+    masked, an empty tail (k = V) and a row whose tail mass is tiny included."""
+    student, teacher = logits(6, 23, seed=59, dtype=dtype)
+    student[3, :] = -10.0
+    teacher[3, :] = -10.0
+    student[3, :4], teacher[3, :4] = 10.0, 10.0  # k = 4 tokens hold all but about 1e-8 of both rows at T = 1
+    target = torch.tensor([2, 5, PAD, 7, 0, PAD])
+    keep = target.ne(PAD)
+    for temperature, teacher_temperature, k, tail in (
+        (2.0, None, 4, True),
+        (1.0, 0.5, 4, True),
+        (3.0, 4.0, 5, False),
+        (2.0, None, 23, True),
+    ):
+        transfer = Transfer("kl", temperature, teacher_temperature=teacher_temperature, tail=tail)
+        s = student.clone().requires_grad_()
+        rows = topk_teacher_rows(teacher, k, transfer)
+        objective = transfer_objective(s, target, rows, transfer, 1.0, 0.0, PAD, reduce=False, kernel=kernel)
+        objective.loss.sum().backward()
+        exact, exact_grad = reference(student[keep], teacher[keep], "kl", temperature, teacher_temperature, k, tail)
+        rtol = 1e-2 if dtype == torch.bfloat16 else 1e-4
+        assert_matches(objective.divergence[keep], s.grad[keep], exact, exact_grad, rtol)
+        torch.testing.assert_close(objective.kd_kl, objective.divergence)
+        assert (objective.loss[~keep] == 0).all() and (s.grad[~keep] == 0).all()
+        generic, generic_grad = ours(student[keep], teacher[keep], transfer, k=k)
+        torch.testing.assert_close(objective.divergence[keep].float(), generic.divergence.float(), rtol=rtol, atol=rtol)
+
+
 def test_row_chunks_do_not_change_the_result(monkeypatch):
     student, teacher = logits(9, 40, seed=53)
     whole, whole_grad = ours(student, teacher, Transfer("jsd", 2.0))
