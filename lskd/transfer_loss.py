@@ -32,9 +32,9 @@ from lskd.errors import InvalidConfig
 from lskd.losses import _smoothed, _smoothed_target_weights, check_convention, kd_objective
 
 # Elements per row chunk of the generic loss: its autograd graph holds about ten chunk-sized float32
-# temporaries, 1 MB each on CPU, so a chunk's passes mostly stay in a core's L2 cache (25 % faster than
-# 4 MB chunks at V = 8000, bench/results-divergences.md) while the per-chunk overhead of autograd stays small.
-CPU_CHUNK_ELEMENTS = 1 << 18
+# temporaries, 512 KB each on CPU, so the operands of each pass stay in a core's L2 cache (at V = 8000 this
+# was 20-45 % faster than 2^16, 2^18 or 2^20 elements) while the per-chunk overhead of autograd stays small.
+CPU_CHUNK_ELEMENTS = 1 << 17
 GPU_CHUNK_ELEMENTS = 1 << 23
 # A row whose logits are all equal has standard deviation 0; its standardised logits are then all 0.
 MIN_VARIANCE = 1e-24
@@ -231,7 +231,7 @@ def _chunked_passes(student, teacher: TeacherRows, target, mask, plan: _Plan) ->
             hard, nll = _add_hard_loss(logits, target[chunk], (1.0 - plan.kd_weight) * keep_rows, plan, grad[chunk])
             loss = plan.kd_weight * divergence + (1.0 - plan.kd_weight) * hard
         values = torch.stack([loss, nll, divergence, forward_kl])
-        if keep is not None:  # padding rows read 0 and pass no gradient, whatever their logits
+        if keep is not None and not bool(keep.all()):  # padding rows read 0 and pass no gradient
             values = torch.where(keep, values, torch.zeros_like(values))
             grad[chunk].masked_fill_(~keep[:, None], 0.0)
         terms[:, chunk] = values
