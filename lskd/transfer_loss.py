@@ -146,6 +146,12 @@ def topk_teacher_log_probs(teacher: TeacherRows, transfer: Transfer, dtype: torc
 
 def outcome_log_probs(student: Tensor, teacher: TeacherRows, transfer: Transfer) -> tuple[Tensor, Tensor]:
     """(student, teacher) log-probabilities over the transfer's outcomes, per row."""
+    if teacher.sparse and not transfer.tail and transfer.divergence != "kl":
+        # Renormalised over the k tokens, the student's full-row normaliser cancels: no pass over V.
+        moments = row_moments(student) if transfer.standardize else None
+        picked = student.gather(-1, teacher.topk_indices)
+        log_p = F.log_softmax(_prepared(picked, transfer.standardize, transfer.temperature, moments), -1)
+        return log_p, topk_teacher_log_probs(teacher, transfer, student.dtype)
     log_p = F.log_softmax(_prepared(student, transfer.standardize, transfer.temperature), -1)
     if not teacher.sparse:
         return log_p, F.log_softmax(
@@ -153,10 +159,8 @@ def outcome_log_probs(student: Tensor, teacher: TeacherRows, transfer: Transfer)
         )
     indices = teacher.topk_indices
     log_q = topk_teacher_log_probs(teacher, transfer, student.dtype)
-    if not transfer.tail:
-        if transfer.divergence == "kl":
-            return log_p.gather(-1, indices), log_q
-        return F.log_softmax(log_p.gather(-1, indices), -1), log_q
+    if not transfer.tail:  # the forward KL keeps the student's full-row probabilities at the k tokens
+        return log_p.gather(-1, indices), log_q
     log_p_k = log_p.gather(-1, indices)
     log_p_tail = _safe_logsumexp(log_p.scatter(-1, indices, NEG_INF))
     log_q_k, log_q_tail = log_q[:, :-1], log_q[:, -1]
