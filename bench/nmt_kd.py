@@ -377,9 +377,11 @@ def divergence_goals(rows: list[dict]) -> list[str]:
         "forward and backward by autograd: about thirty passes over every [rows x V] chunk (several with exp or "
         "log; one separate operation each) where LS makes about five and the fused forward KL three, so on a "
         "CPU it costs several times LS from a full-vocabulary teacher (the divergence runs over V outcomes) and "
-        "about LS from a top-k teacher (over k; the student's softmax and the LS-NLL dominate). Fusing a "
-        "divergence's passes into one kernel, as the forward KL's are fused, is what would meet the remaining "
-        "time goals; the memory goal holds because the path keeps one "
+        "less from a top-k teacher (over k; the LS-NLL's softmax, the gradient's passes over V and autograd's "
+        "per-chunk overhead remain). The tail's extra pass reads a [rows x V] buffer that is no longer in cache, "
+        "beside a top-k forward KL that makes only three. Fusing a divergence's passes into one kernel, as the "
+        "forward KL's are fused, is what would meet the remaining time goals; the memory goal holds because the "
+        "path keeps one "
         "gradient buffer and a chunk's temporaries.",
     ]
 
