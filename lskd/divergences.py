@@ -101,23 +101,20 @@ def scale_of(divergence: str, temperature: float) -> float:
     return temperature if divergence == "tvd" else temperature**2
 
 
-def _weighted_log_ratio(log_a: Tensor, log_b: Tensor, zeros: bool) -> Tensor:
-    """Σ a·(log a − log b) per row; outcomes with a = 0 count 0 (their -inf − -inf never reaches a gradient)."""
+def _weighted_log_ratio(log_a: Tensor, log_b: Tensor, zeros: bool, a: Optional[Tensor] = None) -> Tensor:
+    """Σ a·(log a − log b) per row (``a`` = exp(log_a) where already computed); outcomes with a = 0 count 0
+    (their -inf − log b never reaches a gradient)."""
     difference = log_a - log_b
     if zeros:
         difference = torch.where(log_a == NEG_INF, torch.zeros_like(log_a), difference)
-    return (log_a.exp() * difference).sum(-1)
+    return ((log_a.exp() if a is None else a) * difference).sum(-1)
 
 
-def log_mixture(log_a: Tensor, log_b: Tensor, weight_a: float, zeros: bool = True) -> Tensor:
-    """log(w·a + (1 − w)·b) per outcome; -inf where both are 0, with a zero gradient there."""
-    if not zeros:
-        return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
-    both_zero = (log_a == NEG_INF) & (log_b == NEG_INF)
-    zero = torch.zeros_like(log_a)
-    safe_a, safe_b = torch.where(both_zero, zero, log_a), torch.where(both_zero, zero, log_b)
-    mixed = torch.logaddexp(safe_a + math.log(weight_a), safe_b + math.log1p(-weight_a))
-    return torch.where(both_zero, torch.full_like(mixed, NEG_INF), mixed)
+def log_mixture(a: Tensor, b: Tensor, weight_a: float) -> Tensor:
+    """log(w·a + (1 − w)·b) per outcome of the probabilities a and b, from their exponentials that the
+    divergence needs anyway (cheaper than a log-space logaddexp). The mixture is floored at the smallest
+    normal float: there both a and b are below it, so the outcome weighs nothing in either KL."""
+    return torch.lerp(b, a, weight_a).clamp_min(torch.finfo(a.dtype).tiny).log()
 
 
 # Each divergence of student log-probabilities ``log_p`` from the teacher's ``log_q``. ``zeros`` False
@@ -133,8 +130,11 @@ def reverse_kl(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
 
 
 def jsd(log_p: Tensor, log_q: Tensor, beta: float, zeros: bool = True) -> Tensor:
-    log_m = log_mixture(log_q, log_p, beta, zeros)
-    return beta * _weighted_log_ratio(log_q, log_m, zeros) + (1.0 - beta) * _weighted_log_ratio(log_p, log_m, zeros)
+    p, q = log_p.exp(), log_q.exp()
+    log_m = log_mixture(q, p, beta)
+    return beta * _weighted_log_ratio(log_q, log_m, zeros, q) + (1.0 - beta) * _weighted_log_ratio(
+        log_p, log_m, zeros, p
+    )
 
 
 def tvd(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
@@ -142,11 +142,13 @@ def tvd(log_p: Tensor, log_q: Tensor, zeros: bool = True) -> Tensor:
 
 
 def skew_kl(log_p: Tensor, log_q: Tensor, skew: float, zeros: bool = True) -> Tensor:
-    return _weighted_log_ratio(log_q, log_mixture(log_q, log_p, skew, zeros), zeros)
+    q = log_q.exp()
+    return _weighted_log_ratio(log_q, log_mixture(q, log_p.exp(), skew), zeros, q)
 
 
 def skew_reverse_kl(log_p: Tensor, log_q: Tensor, skew: float, zeros: bool = True) -> Tensor:
-    return _weighted_log_ratio(log_p, log_mixture(log_p, log_q, skew, zeros), zeros)
+    p = log_p.exp()
+    return _weighted_log_ratio(log_p, log_mixture(p, log_q.exp(), skew), zeros, p)
 
 
 def divergence_rows(log_p: Tensor, log_q: Tensor, transfer: Transfer, zeros: bool = True) -> Tensor:

@@ -228,6 +228,7 @@ class _FusedKD(torch.autograd.Function):
         smoothing,
         convention,
         kernel,
+        teacher_log_probs=None,
     ):
         vocab = student.size(-1)
         compiled = row_kernel(kernel, student, teacher_logits)  # decided once: the backward uses the same passes
@@ -237,7 +238,14 @@ class _FusedKD(torch.autograd.Function):
         tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
         gold, logit_sum, q_student, q_teacher = raw[9:13]
         lse_t = _log_sum_exp(tempered_stats)
-        if q is not None:
+        dense_factor = None
+        if teacher_log_probs is not None and teacher_log_probs.size(-1) > topk_indices.size(-1):
+            p_t = tempered_probs if tempered_probs is not None else probs
+            cross_entropy, kl, q, dense_factor = _tail_terms(p_t, topk_indices, picked, teacher_log_probs, lse_t)
+        elif q is not None:
+            if teacher_log_probs is not None:
+                log_q = teacher_log_probs.to(q.dtype)
+                q = log_q.exp()
             cross_entropy = lse_t - (q * picked).nansum(-1).double()
             kl = cross_entropy + (q * log_q).sum(-1).double()  # over k entries: no large cancellation
         else:
@@ -270,6 +278,7 @@ class _FusedKD(torch.autograd.Function):
         ctx.buffers = (probs, tempered_probs)
         ctx.teacher = (teacher_logits, topk_indices, topk_logits)
         ctx.settings = (temperature, smoothing, convention, compiled)
+        ctx.dense_factor = dense_factor
         if target is None:
             return None, None, outputs[0], outputs[1]
         return tuple(outputs)
@@ -293,15 +302,18 @@ class _FusedKD(torch.autograd.Function):
         )
         gold_weight, other_weight = _smoothed_target_weights(smoothing, vocab, convention)
         coef_kd = (grad_ce + grad_kl) * temperature
+        coef_sparse = coef_kd
+        if ctx.dense_factor is not None:  # the tail bucket scales the tempered probabilities outside the k tokens
+            coef_kd = coef_kd * ctx.dense_factor.to(coef_kd.dtype)
         coef_probs = grad_hard + grad_nll
         coef_gold = grad_hard * (gold_weight - other_weight) + grad_nll
         coef_other = grad_hard * other_weight
         if mask is not None:  # masked rows get zero coefficients, hence a zero gradient
-            coef_kd, coef_probs, coef_gold, coef_other = (
-                c * mask for c in (coef_kd, coef_probs, coef_gold, coef_other)
+            coef_kd, coef_sparse, coef_probs, coef_gold, coef_other = (
+                c * mask for c in (coef_kd, coef_sparse, coef_probs, coef_gold, coef_other)
             )
         poison = ctx.poison.to(grad.dtype)  # NaN on rows with a NaN or +inf logit: the whole row's gradient
-        coef_kd, coef_probs = coef_kd + poison, coef_probs + poison
+        coef_kd, coef_sparse, coef_probs = coef_kd + poison, coef_sparse + poison, coef_probs + poison
         if probs is not None and tempered_probs is None:
             coef_probs = coef_probs + coef_kd  # top-k teacher at T = 1: p_T = p
         # grad <- c_probs·p - c_other + c_kd·D per row (c_kd·D alone without a hard target), then the sparse terms
@@ -327,10 +339,37 @@ class _FusedKD(torch.autograd.Function):
                 if tempered_probs is not None:
                     g.addcmul_(tempered_probs[chunk], coef_kd[chunk, None])
         if q is not None:
-            grad.scatter_add_(-1, topk_indices, -coef_kd[:, None] * q)
+            grad.scatter_add_(-1, topk_indices, -coef_sparse[:, None] * q)
         if target is not None:
             grad.scatter_add_(-1, target[:, None], -coef_gold[:, None])
-        return grad.to(student.dtype), None, None, None, None, None, None, None, None, None
+        return grad.to(student.dtype), None, None, None, None, None, None, None, None, None, None
+
+
+def _tail_terms(p_t, topk_indices, picked, teacher_log_probs, lse_t):
+    """T²-less CE and KL of the forward KL over k + 1 outcomes (the k tokens and the tail), the sparse
+    gradient weights and the factor on the tempered probabilities, from the fused passes' buffers.
+
+    With r = q_tail / p_tail, d(CE)/dz = (1 − r)·p_T everywhere, plus r·p_T − q at the k tokens. The
+    student's tail mass is the sum of its probabilities outside the k tokens (one pass, no cancellation)."""
+    k = topk_indices.size(-1)
+    on_topk = p_t.gather(-1, topk_indices)
+    p_t.scatter_(-1, topk_indices, 0.0)
+    outside = p_t.sum(-1).double()  # a cascaded sum of positive terms: no float64 copy needed
+    p_t.scatter_(-1, topk_indices, on_topk)
+    # Over the sum of the written probabilities, which normalises the rounding that they share.
+    log_p_tail = outside.log() - (outside + on_topk.sum(-1, dtype=torch.float64)).log()
+    log_p_k = picked.double() - lse_t[:, None]
+    log_q = teacher_log_probs.double()
+    log_q_k, log_q_tail = log_q[:, :k], log_q[:, k]
+    # No outcome is left outside the k tokens (k = V, or -inf logits): the teacher's tail is its rounding.
+    log_q_tail = torch.where(outside == 0, -math.inf, log_q_tail)
+    q_k, q_tail = log_q_k.exp(), log_q_tail.exp()
+    tail_ce = torch.where(q_tail > 0, -q_tail * log_p_tail, 0.0)
+    cross_entropy = (q_k * -log_p_k).nansum(-1) + tail_ce
+    kl = cross_entropy + (q_k * log_q_k).nansum(-1) + torch.where(q_tail > 0, q_tail * log_q_tail, 0.0)
+    ratio = torch.where(outside > 0, q_tail / log_p_tail.exp(), 0.0)
+    sparse = q_k - ratio[:, None] * log_p_k.exp()
+    return cross_entropy, kl, sparse.to(p_t.dtype), (1.0 - ratio).to(p_t.dtype)
 
 
 def _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits) -> None:
@@ -394,11 +433,15 @@ def kd_objective(
     convention: str = "uniform",
     reduce: bool = True,
     kernel: str = "auto",
+    teacher_topk_log_probs: Optional[Tensor] = None,
 ) -> KDObjective:
     """Word-level KD as Tan et al. train NMT students; with ``kd_weight = 1`` it is the vision paper's
     pure KD loss (summed; divide by the batch size for ``batchmean``). ``reduce=False`` keeps one value
     per row (fairseq's ``reduce`` argument). ``kernel``: ``auto`` runs float32 CPU rows through the
-    compiled row kernel where it builds, ``eager`` never, ``cpu`` always (``lskd.cpu_kernel``)."""
+    compiled row kernel where it builds, ``eager`` never, ``cpu`` always (``lskd.cpu_kernel``).
+    ``teacher_topk_log_probs`` [N, k] replaces the top-k teacher's log_softmax(logits / T) (another teacher
+    temperature); with k + 1 columns the last is the teacher's tail, the mass outside its k tokens, and the
+    KD term is the forward KL over those k + 1 outcomes (``lskd.transfer_loss``)."""
     check_kd_weight(kd_weight)
     check_smoothing(smoothing)
     check_temperature(temperature)
@@ -418,6 +461,7 @@ def kd_objective(
         smoothing,
         convention,
         kernel,
+        teacher_topk_log_probs,
     )
     loss = kd_weight * cross_entropy + (1.0 - kd_weight) * hard
     if not reduce:

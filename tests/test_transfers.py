@@ -205,6 +205,19 @@ def test_skew_kls_tend_to_the_kls_as_the_skew_vanishes():
         torch.testing.assert_close(near.divergence, exact.divergence, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["jsd", "skew_kl", "skew_reverse_kl"])
+def test_mixtures_stay_finite_where_both_probabilities_underflow_float32(name):
+    """Log-probabilities far below float32's smallest normal (about −87) on both sides: the mixture's floor
+    keeps value and gradient finite and equal to the float64 formula."""
+    student, teacher = logits(6, 50, seed=61, spread=60.0)
+    terms, grad = ours(student, teacher, Transfer(name, 0.5))
+    exact, exact_grad = reference(student, teacher, name, 0.5)
+    assert torch.isfinite(terms.divergence).all() and torch.isfinite(grad).all()
+    torch.testing.assert_close(terms.divergence.double(), exact, rtol=1e-5, atol=1e-6)
+    # the saturated rows' exact gradient is below 1e-8: float32's rounding of the probabilities bounds ours
+    torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_tvd_is_between_zero_and_one():
     student, teacher = logits(50, 30, seed=23, spread=20.0)
     for temperature in (0.5, 1.0, 8.0):
@@ -308,6 +321,38 @@ def test_objective_mixes_the_label_smoothed_nll_and_masks_padding(name):
     torch.testing.assert_close(reduced.loss, objective.loss.sum())
     kl_exact, _ = reference(student[keep], teacher[keep], "kl", 2.0)
     torch.testing.assert_close(objective.kd_kl[keep].double(), kl_exact, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["eager", "auto"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_topk_forward_kl_with_tail_or_own_teacher_temperature_matches_the_textbook(kernel, dtype):
+    """A top-k forward KL with a hard target takes the fused loss (its tail and teacher temperature come in
+    as the teacher's log-probabilities): value, kd_kl and gradient against the float64 formula, padding
+    masked, an empty tail (k = V) and a row whose tail mass is tiny included."""
+    student, teacher = logits(6, 23, seed=59, dtype=dtype)
+    student[3, :] = -10.0
+    teacher[3, :] = -10.0
+    student[3, :4], teacher[3, :4] = 10.0, 10.0  # k = 4 tokens hold all but about 1e-8 of both rows at T = 1
+    target = torch.tensor([2, 5, PAD, 7, 0, PAD])
+    keep = target.ne(PAD)
+    for temperature, teacher_temperature, k, tail in (
+        (2.0, None, 4, True),
+        (1.0, 0.5, 4, True),
+        (3.0, 4.0, 5, False),
+        (2.0, None, 23, True),
+    ):
+        transfer = Transfer("kl", temperature, teacher_temperature=teacher_temperature, tail=tail)
+        s = student.clone().requires_grad_()
+        rows = topk_teacher_rows(teacher, k, transfer)
+        objective = transfer_objective(s, target, rows, transfer, 1.0, 0.0, PAD, reduce=False, kernel=kernel)
+        objective.loss.sum().backward()
+        exact, exact_grad = reference(student[keep], teacher[keep], "kl", temperature, teacher_temperature, k, tail)
+        rtol = 1e-2 if dtype == torch.bfloat16 else 1e-4
+        assert_matches(objective.divergence[keep], s.grad[keep], exact, exact_grad, rtol)
+        torch.testing.assert_close(objective.kd_kl, objective.divergence)
+        assert (objective.loss[~keep] == 0).all() and (s.grad[~keep] == 0).all()
+        generic, generic_grad = ours(student[keep], teacher[keep], transfer, k=k)
+        torch.testing.assert_close(objective.divergence[keep].float(), generic.divergence.float(), rtol=rtol, atol=rtol)
 
 
 def test_row_chunks_do_not_change_the_result(monkeypatch):
