@@ -17,6 +17,7 @@ from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.settle import stage_code
 from lskd_grid.stages import check_records, redo_paths
+from test_recipe_grid import run_recipe
 
 TOY = RECIPES["toy_translation"]
 
@@ -185,16 +186,6 @@ def test_a_second_run_on_a_run_dir_in_use_is_refused_naming_the_first(tmp_path):
     wait_for(tmp_path / "grid" / "b.pid")
     third.terminate()
     assert third.communicate(timeout=30)[1].startswith("lanes: SIGTERM: stopped")
-
-
-def run_recipe(name, env, *args, cwd=None):
-    return subprocess.run(
-        ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHON": str(PYTHON), **env},
-    )
 
 
 def test_dry_run_prints_the_paper_grid_job_graph_and_writes_nothing(tmp_path):

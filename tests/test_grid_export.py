@@ -4,18 +4,16 @@ CTranslate2) in the plan, under both executors, and lskd-results' deployed colum
 import csv
 import hashlib
 import json
-import os
 import re
 import statistics
-import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
 from lskd_deploy.export import QUANTIZATIONS
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.stages import check_records
+from test_recipe_grid import run_recipe as recipe_run
 from test_results import add_run, results
 
 TOY = RECIPES["toy_translation"]
@@ -27,13 +25,7 @@ def toy_plan(run_dir, *argv):
 
 
 def run_recipe(name, env, *args, cwd=None):
-    return subprocess.run(
-        ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHON": str(PYTHON), "PYTHONWARNINGS": "ignore", **env},
-    )
+    return recipe_run(name, {"PYTHONWARNINGS": "ignore", **env}, *args, cwd=cwd)
 
 
 def test_export_int8_adds_an_export_and_its_evaluation_after_each_models_training(tmp_path):

@@ -5,7 +5,6 @@ into one table per transfer on a hand-made grid folder. Nothing here trains."""
 import csv
 import io
 import json
-import os
 import statistics
 import subprocess
 
@@ -15,17 +14,8 @@ from conftest import PYTHON, REPO
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest, read_manifest, write_manifest
+from test_recipe_grid import run_recipe
 from test_results import results
-
-
-def run_recipe(name, env, *args, cwd):
-    return subprocess.run(
-        ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHON": str(PYTHON), **env},
-    )
 
 
 def plan(recipe, env, tmp_path):

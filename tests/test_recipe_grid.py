@@ -27,7 +27,8 @@ RECIPE_SCRIPTS = [
 ]
 
 
-def run_script(name, env, *args, cwd=None):
+def run_recipe(name, env, *args, cwd=None):
+    """A recipe run as users run it: bash, this checkout's interpreter, the environment plus ``env``."""
     return subprocess.run(
         ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
         capture_output=True,
@@ -146,7 +147,7 @@ def test_student_label_smoothing_takes_the_cores_range():
 
 @pytest.mark.parametrize("name", RECIPE_SCRIPTS)
 def test_every_recipe_has_help_listing_each_setting(name):
-    result = run_script(name, {}, "--help")
+    result = run_recipe(name, {}, "--help")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout == usage(RECIPES[name]) + "\n"
     for setting in RECIPES[name].settings:
@@ -179,7 +180,7 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize("name, env, args, needle", BAD_SETTINGS)
 def test_bad_settings_fail_with_one_line_before_writing(name, env, args, needle, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_script(name, {"RUN_DIR": str(run_dir), "DEMO_DIR": str(run_dir), **env}, *args, cwd=tmp_path)
+    result = run_recipe(name, {"RUN_DIR": str(run_dir), "DEMO_DIR": str(run_dir), **env}, *args, cwd=tmp_path)
     assert needle in one_line_error(result) and result.stdout == ""
     assert list(tmp_path.iterdir()) == []
 
