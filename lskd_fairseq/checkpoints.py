@@ -33,8 +33,8 @@ def allow_fairseq_checkpoints() -> None:
 
 def _with_lskd_refusals(load):
     """fairseq's loader (``fairseq-generate --path``, ``fairseq-train --restore-file``) calls ``torch.load``
-    itself: a refused unsafe file would end in torch's traceback, whose last advice is to retry with
-    ``weights_only=False``. Its refusal becomes lskd's one-line ``DataError`` (printed by ``cli_errors``)."""
+    itself: a refused unsafe file would end in torch's traceback, whose last advice is to retry with the
+    weights-only check turned off. Its refusal becomes lskd's one-line ``DataError`` (printed by ``cli_errors``)."""
 
     @functools.wraps(load)
     def load_checkpoint_to_cpu(path, *args, **kwargs):
