@@ -12,13 +12,15 @@ setup: $(STAMP)
 # fairseq (requirements-fairseq.txt: the version for this Python) is installed with --no-deps: its metadata
 # asks for torchaudio, which would pull a second torch. --no-build-isolation builds fairseq's extensions
 # against the torch already in the venv; CFLAGS=-g0 drops their debug info, a third of the build time. The
-# build (minutes, one core) runs while the other requirements install, once what it compiles against is in place.
+# build (minutes, one core) runs while the other requirements install, once what it compiles against is in place,
+# and then the fused KD loss kernel compiles (lskd/cpu_kernel.py, about 30 s) so the first KD run need not.
 $(STAMP): pyproject.toml requirements.txt requirements-fairseq.txt requirements-dev.txt constraints.txt
 	@echo "== setup 1/3: $(VENV) with torch (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch numpy cython wheel setuptools
-	@echo "== setup 2/3: fairseq's extensions (2-4 minutes once; then from pip's cache) and the other requirements"
-	$(PIP) install -c constraints.txt -r requirements.txt -r requirements-dev.txt & others=$$!; \
+	@echo "== setup 2/3: fairseq's extensions (2-4 minutes once; then from pip's cache), the other requirements, the KD kernel"
+	{ $(PIP) install -c constraints.txt -r requirements.txt -r requirements-dev.txt && \
+	  PYTHONPATH=. $(PY) -c 'from lskd.cpu_kernel import build_now; print(build_now())'; } & others=$$!; \
 	CFLAGS=-g0 $(PIP) install -c constraints.txt --no-deps --no-build-isolation -r requirements-fairseq.txt; \
 	built=$$?; wait $$others && [ $$built = 0 ]
 	@echo "== setup 3/3: lskd in editable mode"

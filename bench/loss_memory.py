@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from lskd.divergences import DIVERGENCES, Transfer
+from lskd.checks import DIVERGENCES
+from lskd.divergences import Transfer
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd.transfer_loss import TeacherRows, teacher_log_normalizer, transfer_objective
 

@@ -44,7 +44,8 @@ from bench.fairseq_training import build_training
 from bench.loss_memory import TRANSFER_MODES, transfer_loss
 from bench.timing import device_name, timed
 from lskd import cpu_kernel
-from lskd.divergences import DIVERGENCES, Transfer
+from lskd.checks import DIVERGENCES
+from lskd.divergences import Transfer
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd.transfer_loss import teacher_log_normalizer
 from lskd_fairseq.cli.dump_teacher import DumpConfig, dump, score_batches

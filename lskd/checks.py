@@ -41,3 +41,18 @@ def check_topk(k: int, vocabulary: int, flag: str) -> None:
         raise InvalidConfig(
             f"{flag} must be in [1, {vocabulary}] (the target vocabulary has {vocabulary} symbols), got {k}"
         )
+
+
+# The transfers lskd.divergences implements, named here so that planning a grid needs no torch.
+DIVERGENCES = ("kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl")
+
+
+def check_divergence(divergence: str) -> None:
+    if divergence not in DIVERGENCES:
+        raise InvalidConfig(f"KD divergence must be one of {', '.join(DIVERGENCES)}, got {divergence!r}")
+
+
+def check_open_unit(value: float, name: str) -> None:
+    """β and skew weigh two distributions; 0 and 1 are the plain KLs, which have their own names."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 < value < 1.0):
+        raise InvalidConfig(f"{name} must be in (0, 1) exclusive, got {value}")

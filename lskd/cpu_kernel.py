@@ -81,6 +81,15 @@ def _built():
     return module
 
 
+def build_now() -> str:
+    """Build (or verify) the kernel now and say in one line how that went: ``make setup`` calls it while
+    fairseq's extensions compile on the other core, so that the first KD run does not wait for it."""
+    module, reason = _build()
+    if module is None:
+        return f"fused KD loss kernel: not built ({reason}); the KD loss runs its eager passes"
+    return "fused KD loss kernel: ready"
+
+
 def inputs_fit(student: Tensor, teacher_logits: Optional[Tensor]) -> bool:
     """The kernel reads contiguous float32 CPU rows (logits of other dtypes or devices take the eager path)."""
 

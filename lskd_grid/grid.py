@@ -18,8 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from lskd.checks import check_smoothing, check_temperature
-from lskd.divergences import DIVERGENCES
+from lskd.checks import DIVERGENCES, check_smoothing, check_temperature
 from lskd.errors import InvalidConfig
 from lskd_grid.runs import DEFAULT_DIVERGENCE, KD_MODES, RunManifest
 from lskd_tools.cli import console_script

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional
 
-from lskd.checks import check_smoothing, check_temperature
-from lskd.divergences import DIVERGENCES
+from lskd.checks import DIVERGENCES, check_smoothing, check_temperature
 from lskd.errors import DataError, InvalidConfig
 from lskd_tools.cli import ArgumentParser, add_options, config_from, console_script, option
 from lskd_tools.files import atomic_write_json

@@ -9,8 +9,7 @@ forward-KL grid is named and resumed exactly as before. The formulas are ``lskd.
 
 import math
 
-from lskd.checks import check_temperature
-from lskd.divergences import check_open_unit
+from lskd.checks import check_open_unit, check_temperature
 from lskd_grid.grid import Grid, divergences, number_name
 from lskd_grid.recipe_settings import Setting, choice, optional, through
 from lskd_grid.runs import DEFAULT_DIVERGENCE

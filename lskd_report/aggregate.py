@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from lskd.divergences import DIVERGENCES
+from lskd.checks import DIVERGENCES
 from lskd.errors import DataError, InvalidConfig
 from lskd_grid.runs import RunManifest, find_runs
 
@@ -160,7 +160,7 @@ def read_document(path: Path) -> tuple[Optional[object], str]:
 
 
 def transfers_of(folder) -> list[str]:
-    """The divergences of the KD students in ``folder``, in ``lskd.divergences.DIVERGENCES`` order."""
+    """The divergences of the KD students in ``folder``, in ``lskd.checks.DIVERGENCES`` order."""
     found = {manifest.transfer for _, manifest in find_runs(folder)} - {None}
     return [d for d in DIVERGENCES if d in found]
 

@@ -5,8 +5,8 @@ dataset and role (see ``lskd_vision.config.PRESETS``); a flag given on the comma
 import dataclasses
 import textwrap
 
+from lskd.checks import DIVERGENCES
 from lskd.cpu_kernel import KD_KERNELS
-from lskd.divergences import DIVERGENCES
 from lskd_tools.cli import DEVICES, ArgumentParser, add_options, config_from, console_script
 from lskd_vision.config import PRESETS, TrainConfig, build_config
 from lskd_vision.data import DATASETS

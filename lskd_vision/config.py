@@ -31,7 +31,7 @@ class TrainConfig:
     temperature: float = 1.0
     kd_weight: float = 1.0  # 1 = pure KD (the paper); below 1 mixes in (1 - w) · CE with the labels
     kd_kernel: str = "auto"  # lskd.cpu_kernel.KD_KERNELS
-    kd_divergence: str = "kl"  # lskd.divergences.DIVERGENCES
+    kd_divergence: str = "kl"  # lskd.checks.DIVERGENCES
     jsd_beta: float = 0.5
     skew: float = 0.1
     teacher_temperature: Optional[float] = None  # None: --temperature

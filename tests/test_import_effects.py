@@ -25,6 +25,13 @@ def test_evaluation_tools_do_not_import_fairseq():
     assert python("import sys, lskd_nmt.evaluate, lskd_nmt.prepare_iwslt; print('fairseq' in sys.modules)") == "False"
 
 
+def test_planning_a_grid_does_not_import_torch():
+    """The recipes run these once per stage (a run's manifest, the settings); torch's import alone costs about
+    1.5 s of CPU each time."""
+    modules = "lskd_grid.runs, lskd_grid.settle, lskd_grid.stages"
+    assert python(f"import sys, {modules}; print('torch' in sys.modules)") == "False"
+
+
 def test_plugin_hooks_are_installed_once():
     code = """
 import sys

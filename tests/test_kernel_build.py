@@ -165,3 +165,19 @@ def test_a_build_failure_reason_keeps_the_compiler_error_after_a_long_first_line
     reason = failure_reason(error)
     assert reason.startswith("RuntimeError: Error building extension 'k': xxx") and "\n" not in reason
     assert reason.endswith("(kd_rows.cpp:3:10: fatal error: torch/extension.h: No such file or directory)")
+
+
+BUILD_NOW = "from lskd.cpu_kernel import build_now; print(build_now())"
+
+
+def test_setup_builds_the_kernel_ahead_or_says_why_not(real_build, tmp_path):
+    """``make setup`` runs build_now so the first KD run finds the kernel built; it never fails setup."""
+    extensions, _ = cache_with(real_build, tmp_path)
+    ready = run_loss(extensions, BUILD_NOW)
+    assert (ready.returncode, ready.stdout.strip()) == (0, "fused KD loss kernel: ready")
+    missing = run_loss(tmp_path / "empty", BUILD_NOW, CXX="no-such-c++")
+    assert missing.returncode == 0
+    assert missing.stdout.strip() == (
+        "fused KD loss kernel: not built (no C++ compiler: 'no-such-c++' is not on PATH (install one, or name it "
+        "in CXX)); the KD loss runs its eager passes"
+    )

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import build_training
-from lskd.divergences import DIVERGENCES, Transfer
+from lskd.checks import DIVERGENCES
+from lskd.divergences import Transfer
 from lskd.errors import InvalidConfig
 from lskd.transfer_loss import TeacherRows, topk_teacher_rows, transfer_objective
 from lskd_fairseq.criterions.word_kd import WordKDCriterion

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lskd.divergences import DIVERGENCES, Transfer, scale_of
+from lskd.checks import DIVERGENCES
+from lskd.divergences import Transfer, scale_of
 from lskd.errors import InvalidConfig
 from lskd.losses import distillation_terms, topk_teacher
 from lskd.transfer_loss import TeacherRows, topk_teacher_rows, transfer_objective, transfer_terms

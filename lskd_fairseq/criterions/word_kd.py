@@ -18,9 +18,9 @@ from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
-from lskd.checks import check_kd_weight, check_temperature
+from lskd.checks import DIVERGENCES, check_kd_weight, check_temperature
 from lskd.cpu_kernel import KD_KERNELS, check_kernel
-from lskd.divergences import DIVERGENCES, Transfer
+from lskd.divergences import Transfer
 from lskd.errors import InvalidConfig
 from lskd.transfer_loss import TeacherRows, topk_teacher_rows, transfer_objective
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherConfig, SmoothedTargetCriterion
