@@ -20,9 +20,10 @@ from tqdm import tqdm
 from lskd.diffusion import check_classes, select_classes
 from lskd.errors import InvalidConfig
 from lskd_report.diffusion_report import AnalysisOutputs, ModelFeatures, analyse_models, parse_checkpoints
+from lskd_vision.checkpoint import build_trained, read_checkpoint
 from lskd_vision.data import CROP_SIZE, RESIZE_SIZE, dataset_spec, load_data
 from lskd_vision.engine import wants_cuda
-from lskd_vision.models import build_trained, penultimate_and_classifier, read_checkpoint
+from lskd_vision.models import penultimate_and_classifier
 
 
 @dataclass

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from lskd.diffusion import suggest_classes
 from lskd.errors import InvalidConfig
-from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+from lskd_fairseq.binarised import load_subset, translation_task
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_report.diffusion_report import ModelFeatures, analyse_models, parse_checkpoints
 from lskd_tools.cli import console_script, device_option, option, parse_config, torch_device
 
