@@ -76,7 +76,8 @@ class FairseqLoop:
         from fairseq.dataclass.configs import GenerationConfig
 
         from lskd_deploy.translate import FAIRSEQ_GENERATE_SEED
-        from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
+        from lskd_fairseq.binarised import load_subset, translation_task
+        from lskd_fairseq.checkpoints import load_frozen_model
 
         self.torch = torch
         self.task = translation_task(str(data_bin), "src", "tgt")

@@ -48,8 +48,9 @@ from lskd.checks import DIVERGENCES
 from lskd.divergences import Transfer
 from lskd.losses import kd_objective, label_smoothed_nll, topk_teacher
 from lskd.transfer_loss import teacher_log_normalizer
+from lskd_fairseq.binarised import load_subset, translation_task
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.cli.dump_teacher import DumpConfig, dump, score_batches
-from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, target_lengths
 from lskd_nmt.toy_corpus import write_corpus
 

@@ -2,8 +2,7 @@
 
 The one piece not in Python is the KD loss's CPU row kernel (``kernels/kd_rows.cpp``), which torch's own
 extension builder compiles (``lskd.cpu_kernel``). Import the module you need (``lskd.losses``,
-``lskd.analysis``, ``lskd.diffusion_measure``, ``lskd.class_suggestion``, ``lskd.errors``); this package
-file imports nothing, so ``lskd.errors`` loads
+``lskd.diffusion``, ``lskd.errors``); this package file imports nothing, so ``lskd.errors`` loads
 without torch. Nothing in ``lskd`` imports fairseq, torchvision, matplotlib or any data tool: every other
 lskd package imports the core, never the reverse.
 """

@@ -106,10 +106,9 @@ def check_dictionaries(config: ExportConfig, state: dict, source: str, target: s
     """Refuse a --data-bin whose dictionaries are not the checkpoint's (the first differing symbol); returns
     how they were checked. The embedding sizes are always compared; the symbols where the checkpoint records
     them (the plugin's criteria) or its training data folder still holds them."""
-    from lskd_fairseq.checkpoints import recorded_dictionaries
-    from lskd_fairseq.loading import _dictionaries_in, _first_difference
+    from lskd_fairseq.checkpoints import dictionaries_in, first_difference, recorded_dictionaries
 
-    found = _dictionaries_in(str(config.data_bin), source, target)
+    found = dictionaries_in(str(config.data_bin), source, target)
     if found is None:
         raise InvalidConfig(
             f"--data-bin {config.data_bin}: expected dict.{source}.txt and dict.{target}.txt "
@@ -125,14 +124,14 @@ def check_dictionaries(config: ExportConfig, state: dict, source: str, target: s
     recorded, how = recorded_dictionaries(state), "symbols recorded in the checkpoint"
     if recorded is None:
         training_data = str(state["cfg"]["task"].get("data") or "").split(os.pathsep)[0] if state.get("cfg") else ""
-        recorded = _dictionaries_in(training_data, source, target) if os.path.isdir(training_data) else None
+        recorded = dictionaries_in(training_data, source, target) if os.path.isdir(training_data) else None
         how = f"symbols of the training data folder {training_data}"
     if recorded is None:
         return "sizes only (the checkpoint records no dictionaries and its training data folder is gone)"
     for side in ("source", "target"):
         ours, theirs = list(found[side]), list(recorded[side])
         if ours != theirs:
-            difference = _first_difference(ours, theirs).replace("data has", "--data-bin has")
+            difference = first_difference(ours, theirs).replace("data has", "--data-bin has")
             raise DataError(
                 f"--data-bin {config.data_bin}: its {side} dictionary is not the one checkpoint {config.checkpoint} "
                 f"was trained with ({len(ours)} vs {len(theirs)} symbols; {difference})"

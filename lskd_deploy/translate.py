@@ -102,17 +102,17 @@ def model_vocabularies(folder: Path) -> dict:
 def check_vocabularies(folder: Path, data_bin: Path, source_lang: str, target_lang: str) -> None:
     """Refuse a model whose vocabularies are not the data's dictionaries (the first differing symbol):
     token ids would be read as other words. CTranslate2 names fairseq's ``<pad>`` ``<blank>``."""
-    from lskd_fairseq.loading import _dictionaries_in, _first_difference
+    from lskd_fairseq.checkpoints import dictionaries_in, first_difference
 
     vocabularies = model_vocabularies(folder)
-    dictionaries = _dictionaries_in(str(data_bin), source_lang, target_lang)
+    dictionaries = dictionaries_in(str(data_bin), source_lang, target_lang)
     if dictionaries is None:
         raise InvalidConfig(f"{data_bin}: expected dict.{source_lang}.txt and dict.{target_lang}.txt there")
     for side, lang in (("source", source_lang), ("target", target_lang)):
         ours = ["<blank>" if symbol == "<pad>" else symbol for symbol in dictionaries[side]]
         theirs = vocabularies[side]
         if ours != theirs:
-            difference = _first_difference(ours, theirs).replace("checkpoint has", "model has")
+            difference = first_difference(ours, theirs).replace("checkpoint has", "model has")
             raise DataError(
                 f"--model {folder}: its {side} vocabulary is not {data_bin}'s dict.{lang}.txt "
                 f"({len(theirs)} vs {len(ours)} symbols; {difference})"
@@ -134,7 +134,7 @@ class Subset:
 
 def read_subset(data_bin: Path, subset: str, source_lang: str, target_lang: str, batch_size: int) -> Subset:
     """The subset's sentences in corpus order and fairseq-generate's batches of them."""
-    from lskd_fairseq.loading import load_subset, translation_task
+    from lskd_fairseq.binarised import load_subset, translation_task
 
     task = translation_task(str(data_bin), source_lang, target_lang)
     dataset = load_subset(task, subset)

@@ -1,4 +1,5 @@
-"""The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out."""
+"""The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out; and the
+markdown table of such a JSON (``python -m lskd_report.diffusion_report diffusion.json``)."""
 
 import argparse
 import json
@@ -7,11 +8,11 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from lskd.analysis import ModelProjection, SplitProjection, check_classes, project_model
-from lskd.diffusion_measure import space_diffusion
+from lskd.diffusion import ModelProjection, SplitProjection, check_classes, project_model, space_diffusion
 from lskd.errors import InvalidConfig
-from lskd_report.diffusion_plot import plot_projections
 from lskd_tools.files import atomic_write_json
 
 MEASURE_NOTE = (
@@ -20,6 +21,55 @@ MEASURE_NOTE = (
     "paper's own diffusion index was never published and is not reproduced here"
 )
 PCA_NOTE = "numpy SVD PCA to 2-D, fitted on each model's training points plus its 3 training centroids"
+# The paper's red / green / blue for target, similar and dissimilar class.
+CLASS_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
+SPLIT_TITLES = (("train", "training"), ("valid", "validation"))
+
+
+def _draw_split(axes, split: SplitProjection, classes: Sequence[int]) -> None:
+    for colour, c in zip(CLASS_COLOURS, classes):
+        points = split.points_2d[split.labels == c]
+        axes.scatter(points[:, 0], points[:, 1], s=10, alpha=0.6, color=colour, linewidths=0)
+    for colour, centroid in zip(CLASS_COLOURS, split.centroids_2d):
+        axes.scatter(centroid[0], centroid[1], s=400, marker="*", color=colour, edgecolors="black", linewidths=1.2)
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+def plot_projections(projections: Mapping[str, ModelProjection], class_names: Sequence[str], path: Path) -> Path:
+    """Scatter of each model's 2-D points (alpha 0.6, one colour per class) with class centroids as large
+    stars. Both panels of a row share axes, because they share the model's training-fitted PCA.
+
+    The figure is drawn on a ``Figure`` of its own, not through pyplot, so neither importing this module
+    nor plotting changes the caller's matplotlib backend or global figure list."""
+    figure = Figure(figsize=(9, 4 * len(projections)))
+    grid = figure.subplots(len(projections), 2, squeeze=False)
+    for row, (name, projection) in enumerate(projections.items()):
+        grid[row, 1].sharex(grid[row, 0])
+        grid[row, 1].sharey(grid[row, 0])
+        for column, (split, title) in enumerate(SPLIT_TITLES):
+            _draw_split(grid[row, column], getattr(projection, split), projection.templates.classes)
+            grid[row, column].set_title(f"{name}: {title}")
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=colour, label=label)
+        for colour, label in zip(CLASS_COLOURS, class_names)
+    ]
+    handles.append(
+        Line2D(
+            [],
+            [],
+            marker="*",
+            linestyle="",
+            color="grey",
+            markeredgecolor="black",
+            markersize=14,
+            label="class centroid",
+        )
+    )
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    figure.tight_layout(rect=(0, 0.06 / len(projections), 1, 1))
+    figure.savefig(path, dpi=120)
+    return path
 
 
 @dataclass

@@ -5,6 +5,7 @@ are unpickled; anything else is refused as unsafe, never retried with the check 
 is one ``DataError`` naming the file and what is wrong with it.
 """
 
+import argparse
 import re
 import warnings
 from collections.abc import Iterable
@@ -16,7 +17,10 @@ from lskd.errors import DataError
 
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _REFUSED_OPERAND = re.compile(r"Unsupported operand \d+")
-FAIRSEQ_CONFIG = "argparse.Namespace"  # allow-listed only where fairseq checkpoints are read (lskd_fairseq)
+# The config fairseq-train pickles into every checkpoint: allow-listed only where fairseq checkpoints are read
+# (lskd_fairseq), and named in the refusal everywhere else.
+FAIRSEQ_SAFE_GLOBALS = [argparse.Namespace]
+FAIRSEQ_CONFIG = "argparse.Namespace"
 
 
 def _first_sentence(error: Exception) -> str:

@@ -1,5 +1,5 @@
-"""Architectures by name (one ``ArchitectureSpec`` row each in ``ARCHITECTURES``), checkpoint loading and the
-penultimate-layer hook point.
+"""Architectures by name (one ``ArchitectureSpec`` row each in ``ARCHITECTURES``), loading a state dict into
+one, and the penultimate-layer hook point (reading checkpoint files is ``lskd_vision.checkpoint``'s).
 
 torchvision models are always built with random weights: pretrained weights only ever come from a
 file the user names, so nothing is downloaded behind their back.
@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from lskd.errors import InvalidConfig
-from lskd_tools.checkpoints import load_checkpoint
 
 
 class DigitsCNN(nn.Module):
@@ -127,64 +126,6 @@ def classifier_path(arch: str) -> str:
 
 def num_classes_of(state_dict: dict, arch: str) -> int:
     return state_dict[classifier_path(arch) + ".weight"].shape[0]
-
-
-def _state_dict_of(payload, path: Path) -> dict:
-    state = payload
-    if isinstance(payload, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(payload.get(key), dict):
-                state = payload[key]
-                break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InvalidConfig(f"checkpoint {path} holds no state dict of tensors")
-    return {key.removeprefix("module."): value for key, value in state.items()}
-
-
-def read_state_dict(path: Path) -> dict:
-    """Weights from our checkpoints, the official repo's ``.pth.tar`` (``state_dict`` with DDP's
-    ``module.`` prefixes) or a bare state dict, loaded with ``weights_only=True``."""
-    return _state_dict_of(load_checkpoint(path), path)
-
-
-@dataclass
-class TrainedCheckpoint:
-    """A checkpoint's weights with the architecture they belong to, read before any data is touched."""
-
-    path: Path
-    arch: str
-    state: dict
-
-    @property
-    def num_classes(self) -> int:
-        return num_classes_of(self.state, self.arch)
-
-
-def read_checkpoint(path: Path, arch: str | None, arch_flag: str) -> TrainedCheckpoint:
-    """Weights of ``path`` and their architecture: ``arch`` when given (the flag named ``arch_flag``
-    wins, as for official files that record none), else the one our checkpoints record."""
-    payload = load_checkpoint(path)
-    state = _state_dict_of(payload, path)
-    arch = arch or (payload.get("arch") if isinstance(payload, dict) else None)
-    if arch is None:
-        raise InvalidConfig(f"checkpoint {path} does not record its architecture; pass {arch_flag}")
-    head = classifier_path(arch) + ".weight"
-    if head not in state:
-        raise InvalidConfig(f"checkpoint {path} has no {head}; expected a {arch} state dict")
-    return TrainedCheckpoint(Path(path), arch, state)
-
-
-def build_trained(checkpoint: TrainedCheckpoint, num_classes: int, dataset: str) -> nn.Module:
-    """The checkpoint's model in eval mode, refused when its classifier predicts another number of
-    classes than ``dataset`` has (its class indices would not be the dataset's labels)."""
-    if checkpoint.num_classes != num_classes:
-        raise InvalidConfig(
-            f"checkpoint {checkpoint.path} predicts {checkpoint.num_classes} classes; expected {num_classes} "
-            f"to match --dataset {dataset}"
-        )
-    model = build_model(checkpoint.arch, num_classes)
-    load_weights(model, checkpoint.state, checkpoint.arch, checkpoint.path, keep_classifier=True)
-    return model.eval()
 
 
 def load_weights(model: nn.Module, state: dict, arch: str, path: Path, keep_classifier: bool) -> None:

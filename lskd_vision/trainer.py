@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from lskd.errors import InvalidConfig
 from lskd_vision import checkpoint
+from lskd_vision.checkpoint import build_trained, read_checkpoint, read_state_dict
 from lskd_vision.config import TrainConfig
 from lskd_vision.data import DataBundle, check_data, load_data
 from lskd_vision.engine import (
@@ -32,15 +33,7 @@ from lskd_vision.engine import (
     wants_cuda,
 )
 from lskd_vision.logbook import Logbook
-from lskd_vision.models import (
-    architecture,
-    build_model,
-    build_trained,
-    classifier_path,
-    load_weights,
-    read_checkpoint,
-    read_state_dict,
-)
+from lskd_vision.models import architecture, build_model, classifier_path, load_weights
 from lskd_vision.run_folder import check_out_folder, check_resumed_settings, claim
 
 

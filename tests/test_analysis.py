@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
-from lskd.analysis import (
+from lskd.diffusion import (
     PlanePCA,
     TemplateProjection,
     augmented_templates,

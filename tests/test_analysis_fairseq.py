@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from lskd_fairseq.binarised import load_subset, translation_task
+from lskd_fairseq.checkpoints import load_frozen_model
+from lskd_fairseq.cli.diffusion import batch_features
 from lskd_fairseq.cli.diffusion import main as diffusion_main
-from lskd_fairseq.diffusion import batch_features
-from lskd_fairseq.loading import load_frozen_model, load_subset, translation_task
 
 pytestmark = pytest.mark.slow  # trains a model with fairseq-train: deselect with -m "not slow"
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lskd.diffusion_measure import pair_diffusion, space_diffusion
+from lskd.diffusion import pair_diffusion, space_diffusion
 from lskd.errors import InvalidConfig
 
 A, B, C = 0, 1, 2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lskd.class_suggestion import suggest_classes
+from lskd.diffusion import suggest_classes
 from lskd.errors import InvalidConfig
 
 

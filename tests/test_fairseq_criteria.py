@@ -9,9 +9,9 @@ from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEn
 from conftest import build_training, first_batch, require_row_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import fairseq_epsilon
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherCriterion
 from lskd_fairseq.criterions.word_kd import WordKDCriterion
-from lskd_fairseq.loading import load_frozen_model
 
 
 def loss_and_grads(criterion, model, sample):

@@ -17,7 +17,7 @@ def python(code: str, **env) -> str:
 
 
 def test_importing_the_plot_module_leaves_the_callers_matplotlib_backend():
-    code = "import matplotlib, lskd_report.diffusion_plot; print(matplotlib.get_backend())"
+    code = "import matplotlib, lskd_report.diffusion_report; print(matplotlib.get_backend())"
     assert python(code, MPLBACKEND="svg") == "svg"
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import dump_teacher, fairseq_cli, train
+from lskd_fairseq.binarised import load_subset, translation_task
 from lskd_fairseq.cli import dump_teacher as dump_module
-from lskd_fairseq.loading import load_subset, translation_task
 from lskd_tools.cli import parse_config
 
 pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs

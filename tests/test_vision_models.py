@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lskd.errors import DataError, InvalidConfig
-from lskd_vision.models import build_model, load_weights, penultimate_and_classifier, read_state_dict
+from lskd_vision.checkpoint import read_state_dict
+from lskd_vision.models import build_model, load_weights, penultimate_and_classifier
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ import torch
 from PIL import Image
 
 import lskd_vision.visualize as visualize_module
-from lskd_report.diffusion_plot import CLASS_COLOURS
-from lskd_report.diffusion_report import AnalysisOutputs
+from lskd_report.diffusion_report import CLASS_COLOURS, AnalysisOutputs
 from lskd_vision.cli import main
 from lskd_vision.data import load_digits_split
 from lskd_vision.models import build_model

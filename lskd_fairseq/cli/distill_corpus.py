@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
 from lskd.errors import InvalidConfig
+from lskd_fairseq.binarised import load_subset, too_long_sentences, translation_task
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.distilled_corpus import (
     Counts,
     Settings,
@@ -36,7 +38,6 @@ from lskd_fairseq.distilled_corpus import (
     start_staging,
     subset_prefix,
 )
-from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import file_digest
 

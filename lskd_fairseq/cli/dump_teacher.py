@@ -22,7 +22,8 @@ import lskd_fairseq  # noqa: F401  (the plugin's process hooks: checkpoint allow
 from lskd.checks import check_temperature
 from lskd.errors import InvalidConfig
 from lskd.transfer_loss import row_moments, standardized
-from lskd_fairseq.loading import load_frozen_model, load_subset, too_long_sentences, translation_task
+from lskd_fairseq.binarised import load_subset, too_long_sentences, translation_task
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.teacher_cache import (
     DTYPES,
     CacheWriter,

@@ -18,8 +18,8 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from lskd.checks import check_topk
 from lskd.errors import DataError, InvalidConfig
+from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.launch import check_data_parallel_launch
-from lskd_fairseq.loading import load_frozen_model
 from lskd_fairseq.teacher_cache import Fingerprint, TeacherCache, TeacherCacheDataset, check_cache_serves
 
 
