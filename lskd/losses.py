@@ -4,6 +4,8 @@ Everything here is plain torch so that both front-ends compute the same numbers.
 per-example) values are returned unreduced; callers sum (fairseq: sum over tokens, normalised by
 ``ntokens``) or average (vision: ``batchmean``). All distillation math runs in float32 whatever the
 dtype of the logits, because tempered softmaxes of fp16 logits lose most of their mass at T = 64.
+``lskd.reference`` writes each objective here in plain autograd: the specification the tests hold these
+fused paths against.
 """
 
 import math
