@@ -124,7 +124,7 @@ class RowStatistics(NamedTuple):
     teacher: SoftmaxStatistics  # of teacher / T (full teacher only)
     gold: Tensor  # the gold token's logit (hard target only)
     logit_sum: Tensor  # Σ_v s_v
-    q_student: Tensor  # Σ_v q_v·s_v/T over the teacher's unnormalised q (full teacher only)
+    q_student: Tensor  # Σ_v q_v·s_v/T over q as written (full teacher only; divided by teacher.prob_sum when used)
     q_teacher: Tensor  # Σ_v q_v·t_v/T, likewise
 
     @staticmethod
