@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lskd.losses import KDObjective, KDTerms, _smoothed_target_weights
+from lskd.losses import KDObjective, KDTerms
 
 
 def _compute(logits: Tensor) -> Tensor:
@@ -26,12 +26,15 @@ def _weighted_sum(weights: Tensor, values: Tensor) -> Tensor:
     return torch.where(weights > 0, weights * values, 0.0).sum(-1)
 
 
-def smoothed_targets(target: Tensor, vocab: int, smoothing: float, convention: str = "uniform") -> Tensor:
+def smoothed_targets(
+    target: Tensor, vocab: int, smoothing: float, convention: str = "uniform", dtype: torch.dtype = torch.float32
+) -> Tensor:
     """The label-smoothed target distributions [N, V]: ``uniform`` (1-a)·onehot + a/V (Szegedy et al.),
     ``fairseq`` 1-a on the gold token and a/(V-1) on each other one."""
-    gold, other = _smoothed_target_weights(smoothing, vocab, convention)
-    onehot = F.one_hot(target, vocab).bool()
-    return torch.where(onehot, gold, other)
+    onehot = F.one_hot(target, vocab).to(dtype)
+    if convention == "uniform":
+        return (1 - smoothing) * onehot + smoothing / vocab
+    return (1 - smoothing) * onehot + smoothing / (vocab - 1) * (1 - onehot)
 
 
 def label_smoothed_nll(
@@ -39,7 +42,7 @@ def label_smoothed_nll(
 ) -> tuple[Tensor, Tensor]:
     """Per-row cross-entropy against the smoothed targets, and the plain NLL of the gold token."""
     log_p = F.log_softmax(_compute(student_logits), -1)
-    weights = smoothed_targets(target, log_p.size(-1), smoothing, convention).to(log_p.dtype)
+    weights = smoothed_targets(target, log_p.size(-1), smoothing, convention, log_p.dtype)
     nll = -log_p.gather(-1, target[:, None]).squeeze(-1)
     return -_weighted_sum(weights, log_p), nll
 

@@ -38,11 +38,12 @@ def float64_smoothed_nll(student, target, smoothing, convention):
     losses = []
     for row, gold in zip(student.double().tolist(), target.tolist()):
         vocab = len(row)
-        total = sum(math.exp(v) for v in row)
-        other = smoothing / vocab if convention == "uniform" else smoothing / (vocab - 1)
-        weights = [
-            1 - smoothing + (other if convention == "uniform" else 0) if v == gold else other for v in range(vocab)
-        ]
+        total = sum(math.exp(x) for x in row)
+        if convention == "uniform":  # (1 - a)·onehot + a/V
+            on_gold, other = 1 - smoothing + smoothing / vocab, smoothing / vocab
+        else:  # 1 - a on the gold token, a/(V - 1) on each other one
+            on_gold, other = 1 - smoothing, smoothing / (vocab - 1)
+        weights = [on_gold if v == gold else other for v in range(vocab)]
         losses.append(sum(-w * math.log(math.exp(x) / total) for w, x in zip(weights, row)))
     return torch.tensor(losses, dtype=torch.float64)
 
