@@ -4,11 +4,13 @@ Everything here is plain torch so that both front-ends compute the same numbers.
 per-example) values are returned unreduced; callers sum (fairseq: sum over tokens, normalised by
 ``ntokens``) or average (vision: ``batchmean``). All distillation math runs in float32 whatever the
 dtype of the logits, because tempered softmaxes of fp16 logits lose most of their mass at T = 64.
+``lskd.reference`` writes each objective here in plain autograd: the specification the tests hold these
+fused paths against.
 """
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -101,40 +103,83 @@ def _row_dot(a: Tensor, b: Tensor, scratch: Tensor, out: Tensor) -> None:
     torch.nansum(torch.mul(a, b, out=scratch), -1, out=out)
 
 
-def _softmax_with_stats(x: Tensor, out: Tensor, stats: Tensor, peak_known: bool = False) -> Tensor:
-    """softmax(x) into ``out``; ``stats`` [3, rows] receives what ``_log_sum_exp`` needs (``stats[0]``, the
-    row maximum of x, is already there when ``peak_known``).
+class SoftmaxStatistics(NamedTuple):
+    """What a row's log-sum-exp is rebuilt from after its softmax pass, per row: the ``peak`` (row maximum)
+    of the softmax's input, the ``largest_prob`` it wrote and the ``prob_sum`` of what it wrote."""
+
+    peak: Tensor
+    largest_prob: Tensor
+    prob_sum: Tensor
+
+    def rows(self, chunk: slice) -> "SoftmaxStatistics":
+        return SoftmaxStatistics(*(statistic[chunk] for statistic in self))
+
+
+class RowStatistics(NamedTuple):
+    """Everything the fused passes reduce a row to, as views into the one [13, rows] tensor that the
+    compiled row kernel (``lskd/kernels/kd_rows.cpp``) fills in this order."""
+
+    tempered: SoftmaxStatistics  # of student / T
+    plain: SoftmaxStatistics  # of the student
+    teacher: SoftmaxStatistics  # of teacher / T (full teacher only)
+    gold: Tensor  # the gold token's logit (hard target only)
+    logit_sum: Tensor  # Σ_v s_v
+    q_student: Tensor  # Σ_v q_v·s_v/T over q as written (full teacher only; divided by teacher.prob_sum when used)
+    q_teacher: Tensor  # Σ_v q_v·t_v/T, likewise
+
+    @staticmethod
+    def over(table: Tensor) -> "RowStatistics":
+        """Named views of ``table`` [13, rows]."""
+        return RowStatistics(
+            SoftmaxStatistics(*table[0:3]), SoftmaxStatistics(*table[3:6]), SoftmaxStatistics(*table[6:9]), *table[9:13]
+        )
+
+
+def _softmax_with_stats(x: Tensor, out: Tensor, stats: SoftmaxStatistics, peak_known: bool = False) -> Tensor:
+    """softmax(x) into ``out``; ``stats`` receives what ``_log_sum_exp`` needs (``stats.peak``, the row
+    maximum of x, is already there when ``peak_known``).
 
     softmax puts exp(0)·(1/S) = 1/S on a row's largest entry, which gives its sum S without a second exp
     pass; the sum of the written probabilities (1 up to the rounding of softmax's own accumulation)
     corrects S to torch.sum's more accurate cascaded sum.
     """
     if not peak_known:
-        torch.amax(x, -1, out=stats[0])
+        torch.amax(x, -1, out=stats.peak)
     torch._softmax(x, -1, False, out=out)
-    torch.amax(out, -1, out=stats[1])
-    torch.sum(out, -1, out=stats[2])
+    torch.amax(out, -1, out=stats.largest_prob)
+    torch.sum(out, -1, out=stats.prob_sum)
     return out
 
 
-def _log_sum_exp(stats: Tensor) -> Tensor:
+def _log_sum_exp(stats: SoftmaxStatistics) -> Tensor:
     """log Σ_v exp(x_v) per row from ``_softmax_with_stats``'s statistics, in float64."""
-    peak, largest_prob, prob_sum = stats.double()
+    peak, largest_prob, prob_sum = (statistic.double() for statistic in stats)
     return peak + prob_sum.log() - largest_prob.log()
 
 
-def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled):
-    """The forward passes of ``_FusedKD``: the student's softmax p (when there is a hard target),
-    ``D = p_T - q`` (p_T for a top-k teacher; not needed when it is p), and the row statistics, from the
-    ``compiled`` row kernel (``lskd.cpu_kernel.row_kernel``), or from eager row chunks when it is None."""
+class FusedPasses(NamedTuple):
+    """What the forward passes of ``_FusedKD`` leave: the student's softmax ``probs`` p (hard target only),
+    ``tempered_probs`` D = p_T - q (p_T for a top-k teacher; None when it is p), the row ``stats``, the top-k
+    teacher's ``q`` and ``log_q`` [N, k] and the tempered student logits ``picked`` at its k tokens."""
+
+    probs: Optional[Tensor]
+    tempered_probs: Optional[Tensor]
+    stats: RowStatistics
+    q: Optional[Tensor]
+    log_q: Optional[Tensor]
+    picked: Optional[Tensor]
+
+
+def _fused_passes(student, *, target, teacher_logits, topk_indices, topk_logits, temperature, compiled) -> FusedPasses:
+    """The forward passes of ``_FusedKD``, from the ``compiled`` row kernel (``lskd.cpu_kernel.row_kernel``),
+    or from eager row chunks when it is None."""
     rows, vocab = student.shape
     sparse = topk_indices is not None
     hard_loss = target is not None
     shared = hard_loss and temperature == 1  # p_T = p
     compute = torch.float64 if compiled is not None else torch.promote_types(student.dtype, torch.float32)
-    # Row statistics: [0:3] tempered student, [3:6] untempered student, [6:9] teacher, then the gold
-    # logit, Σ_v s_v, Σ q·s/T and Σ q·t/T.
-    raw = torch.empty(13, rows, dtype=compute, device=student.device)
+    table = torch.empty(13, rows, dtype=compute, device=student.device)
+    stats = RowStatistics.over(table)
     buffers = {"dtype": torch.promote_types(student.dtype, torch.float32), "device": student.device}
     probs = torch.empty(rows, vocab, **buffers) if hard_loss else None
     tempered_probs = None if sparse and shared else torch.empty(rows, vocab, **buffers)
@@ -143,29 +188,34 @@ def _fused_passes(student, target, teacher_logits, topk_indices, topk_logits, te
         log_q = F.log_softmax(topk_logits.to(buffers["dtype"]) / temperature, dim=-1)
         q = log_q.exp()
     if compiled is not None:
-        compiled.kd_rows(student, teacher_logits, temperature, probs, tempered_probs, raw)
+        compiled.kd_rows(student, teacher_logits, temperature, probs, tempered_probs, table)
         if hard_loss:
-            raw[9] = student.gather(-1, target[:, None]).squeeze(-1)
+            stats.gold.copy_(student.gather(-1, target[:, None]).squeeze(-1))
         if sparse:
             picked = student.gather(-1, topk_indices) / temperature
     else:
         picked = _eager_passes(
-            student, target, teacher_logits, topk_indices, temperature, smoothing, probs, tempered_probs, raw
+            student,
+            target=target,
+            teacher_logits=teacher_logits,
+            topk_indices=topk_indices,
+            temperature=temperature,
+            probs=probs,
+            tempered_probs=tempered_probs,
+            stats=stats,
         )
-    return probs, tempered_probs, raw, q, log_q, picked
+    return FusedPasses(probs, tempered_probs, stats, q, log_q, picked)
 
 
-def _eager_passes(student, target, teacher_logits, topk_indices, temperature, smoothing, probs, tempered_probs, raw):
-    """``_fused_passes`` in cache-sized row chunks of torch operations; returns the top-k teacher's picked
-    tempered student logits."""
+def _eager_passes(student, *, target, teacher_logits, topk_indices, temperature, probs, tempered_probs, stats):
+    """``_fused_passes`` in cache-sized row chunks of torch operations, filling ``probs``, ``tempered_probs``
+    and ``stats``; returns the top-k teacher's picked tempered student logits."""
     rows, vocab = student.shape
     device = student.device
-    compute = raw.dtype
+    compute = stats.gold.dtype
     sparse = topk_indices is not None
     hard_loss = target is not None
     shared = hard_loss and temperature == 1
-    tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
-    gold, logit_sum, q_student, q_teacher = raw[9:13]
     picked = torch.empty(rows, topk_indices.size(-1), dtype=compute, device=device) if sparse else None
     step = _chunk_rows(device, vocab)
     scratch = torch.empty(4, min(step, rows), vocab, dtype=compute, device=device)
@@ -179,14 +229,14 @@ def _eager_passes(student, target, teacher_logits, topk_indices, temperature, sm
             torch.div(logits, temperature, out=tempered)
         peak_known = hard_loss and not shared
         if peak_known:
-            _softmax_with_stats(logits, probs[chunk], plain_stats[:, chunk])
+            _softmax_with_stats(logits, probs[chunk], stats.plain.rows(chunk))
             # max(s/T) = max(s)/T exactly: rounding a division by T > 0 keeps the order of the entries.
-            torch.div(plain_stats[0, chunk], temperature, out=tempered_stats[0, chunk])
+            torch.div(stats.plain.peak[chunk], temperature, out=stats.tempered.peak[chunk])
         probs_t = probs[chunk] if shared else tempered_probs[chunk]
-        _softmax_with_stats(tempered, probs_t, tempered_stats[:, chunk], peak_known)
-        torch.sum(logits, -1, out=logit_sum[chunk])  # also tells rows with a NaN or +inf logit (see _FusedKD)
+        _softmax_with_stats(tempered, probs_t, stats.tempered.rows(chunk), peak_known)
+        torch.sum(logits, -1, out=stats.logit_sum[chunk])  # also tells rows with a NaN or +inf logit (see _FusedKD)
         if hard_loss:
-            torch.gather(logits, -1, target[chunk, None], out=gold[chunk, None])
+            torch.gather(logits, -1, target[chunk, None], out=stats.gold[chunk, None])
         if sparse:
             torch.gather(tempered, -1, topk_indices[chunk], out=picked[chunk])
             continue
@@ -195,9 +245,9 @@ def _eager_passes(student, target, teacher_logits, topk_indices, temperature, sm
             teacher = teacher_tempered.copy_(teacher)
         if temperature != 1:
             teacher = torch.div(teacher, temperature, out=teacher_tempered)
-        teacher_q = _softmax_with_stats(teacher, teacher_probs, teacher_stats[:, chunk])
-        _row_dot(teacher_q, teacher, product, q_teacher[chunk])
-        _row_dot(teacher_q, tempered, product, q_student[chunk])
+        teacher_q = _softmax_with_stats(teacher, teacher_probs, stats.teacher.rows(chunk))
+        _row_dot(teacher_q, teacher, product, stats.q_teacher[chunk])
+        _row_dot(teacher_q, tempered, product, stats.q_student[chunk])
         torch.sub(probs_t, teacher_q, out=tempered_probs[chunk])  # D = p_T - q
     return picked
 
@@ -232,12 +282,16 @@ class _FusedKD(torch.autograd.Function):
     ):
         vocab = student.size(-1)
         compiled = row_kernel(kernel, student, teacher_logits)  # decided once: the backward uses the same passes
-        probs, tempered_probs, raw, q, log_q, picked = _fused_passes(
-            student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled
+        probs, tempered_probs, stats, q, log_q, picked = _fused_passes(
+            student,
+            target=target,
+            teacher_logits=teacher_logits,
+            topk_indices=topk_indices,
+            topk_logits=topk_logits,
+            temperature=temperature,
+            compiled=compiled,
         )
-        tempered_stats, plain_stats, teacher_stats = raw[0:3], raw[3:6], raw[6:9]
-        gold, logit_sum, q_student, q_teacher = raw[9:13]
-        lse_t = _log_sum_exp(tempered_stats)
+        lse_t = _log_sum_exp(stats.tempered)
         dense_factor = None
         if teacher_log_probs is not None and teacher_log_probs.size(-1) > topk_indices.size(-1):
             p_t = tempered_probs if tempered_probs is not None else probs
@@ -251,21 +305,21 @@ class _FusedKD(torch.autograd.Function):
         else:
             # softmax's own sum is less accurate than torch.sum's: dividing the dot products by the written q's
             # sum (the teacher's prob_sum statistic) removes the shared error of a row's q.
-            q_sum = teacher_stats[2].double()
-            cross_entropy = lse_t - q_student.double() / q_sum
+            q_sum = stats.teacher.prob_sum.double()
+            cross_entropy = lse_t - stats.q_student.double() / q_sum
             # From row statistics each accurate in absolute terms, their difference taken in float64, so the
             # KL of two close distributions (T = 64) keeps its digits.
-            kl = (lse_t - _log_sum_exp(teacher_stats)) + (q_teacher.double() - q_student.double()) / q_sum
+            kl = (lse_t - _log_sum_exp(stats.teacher)) + (stats.q_teacher.double() - stats.q_student.double()) / q_sum
         outputs = [cross_entropy * temperature**2, kl * temperature**2]
         if target is not None:
-            lse = lse_t if temperature == 1 else _log_sum_exp(plain_stats)
-            nll = lse - gold.double()
-            hard = _smoothed(nll, lambda: logit_sum.double() - vocab * lse, smoothing, vocab, convention)
+            lse = lse_t if temperature == 1 else _log_sum_exp(stats.plain)
+            nll = lse - stats.gold.double()
+            hard = _smoothed(nll, lambda: stats.logit_sum.double() - vocab * lse, smoothing, vocab, convention)
             outputs = [hard, nll] + outputs
         # A NaN or +inf student logit (the row's logit sum is NaN or +inf), or a row of -inf only, leaves the row
         # without a distribution; each pass would show its own partial pattern of NaN and inf there, so every
         # term and every gradient entry of such a row is NaN on both.
-        no_distribution = logit_sum.isnan() | logit_sum.eq(math.inf) | tempered_stats[0].eq(-math.inf)
+        no_distribution = stats.logit_sum.isnan() | stats.logit_sum.eq(math.inf) | stats.tempered.peak.eq(-math.inf)
         ctx.poison = torch.where(no_distribution, math.nan, 0.0)
         outputs = torch.stack(outputs) + ctx.poison
         if mask is not None:
@@ -289,9 +343,16 @@ class _FusedKD(torch.autograd.Function):
         teacher_logits, topk_indices, topk_logits = ctx.teacher
         temperature, smoothing, convention, compiled = ctx.settings
         if ctx.buffers is None:  # a second backward (retain_graph): the first one used the buffers up
-            ctx.buffers = _fused_passes(
-                student, target, teacher_logits, topk_indices, topk_logits, temperature, smoothing, compiled
-            )[:2]
+            passes = _fused_passes(
+                student,
+                target=target,
+                teacher_logits=teacher_logits,
+                topk_indices=topk_indices,
+                topk_logits=topk_logits,
+                temperature=temperature,
+                compiled=compiled,
+            )
+            ctx.buffers = (passes.probs, passes.tempered_probs)
         probs, tempered_probs = ctx.buffers
         ctx.buffers = None
         grad = tempered_probs if probs is None else probs
@@ -343,6 +404,37 @@ class _FusedKD(torch.autograd.Function):
         if target is not None:
             grad.scatter_add_(-1, target[:, None], -coef_gold[:, None])
         return grad.to(student.dtype), None, None, None, None, None, None, None, None, None, None
+
+
+def _fused_kd(
+    student,
+    *,
+    target,
+    mask,
+    teacher_logits,
+    topk_indices,
+    topk_logits,
+    temperature,
+    smoothing,
+    convention,
+    kernel,
+    teacher_log_probs=None,
+):
+    """``_FusedKD`` by keyword (autograd functions take positional arguments only): per row LS-NLL, NLL,
+    T²·CE and T²·KL, the first two None without a ``target``."""
+    return _FusedKD.apply(
+        student,
+        target,
+        mask,
+        teacher_logits,
+        topk_indices,
+        topk_logits,
+        temperature,
+        smoothing,
+        convention,
+        kernel,
+        teacher_log_probs,
+    )
 
 
 def _tail_terms(p_t, topk_indices, picked, teacher_log_probs, lse_t):
@@ -397,8 +489,17 @@ def distillation_terms(
     _check_teacher_arguments(teacher_logits, teacher_topk_indices, teacher_topk_logits)
     check_kernel(kernel)
     indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
-    _, _, cross_entropy, kl = _FusedKD.apply(
-        student_logits, None, mask, teacher_logits, indices, teacher_topk_logits, temperature, 0.0, "uniform", kernel
+    _, _, cross_entropy, kl = _fused_kd(
+        student_logits,
+        target=None,
+        mask=mask,
+        teacher_logits=teacher_logits,
+        topk_indices=indices,
+        topk_logits=teacher_topk_logits,
+        temperature=temperature,
+        smoothing=0.0,
+        convention="uniform",
+        kernel=kernel,
     )
     return KDTerms(cross_entropy=cross_entropy, kl=kl)
 
@@ -435,13 +536,50 @@ def kd_objective(
     kernel: str = "auto",
     teacher_topk_log_probs: Optional[Tensor] = None,
 ) -> KDObjective:
-    """Word-level KD as Tan et al. train NMT students; with ``kd_weight = 1`` it is the vision paper's
-    pure KD loss (summed; divide by the batch size for ``batchmean``). ``reduce=False`` keeps one value
-    per row (fairseq's ``reduce`` argument). ``kernel``: ``auto`` runs float32 CPU rows through the
-    compiled row kernel where it builds, ``eager`` never, ``cpu`` always (``lskd.cpu_kernel``).
-    ``teacher_topk_log_probs`` [N, k] replaces the top-k teacher's log_softmax(logits / T) (another teacher
-    temperature); with k + 1 columns the last is the teacher's tail, the mass outside its k tokens, and the
-    KD term is the forward KL over those k + 1 outcomes (``lskd.transfer_loss``)."""
+    """The student's loss of label smoothing + knowledge distillation, per row (token or image)::
+
+        loss = w · T² · CE(q, p_T) + (1 - w) · CE(y_a, p)
+        p = softmax(s),  p_T = softmax(s / T),  q = softmax(t / T),  CE(a, b) = -Σ_v a_v · log b_v
+
+    the distillation of Hinton, Vinyals & Dean (2015), mixed with cross-entropy against the label-smoothed
+    targets y_a of Szegedy et al. (2016), as Tan et al. (2019) train NMT students and Chandrasegaran et al.
+    (2022) study the two together; with w = 1 it is that paper's pure KD loss of the vision students (summed
+    here; divide by the batch size for its ``batchmean``). The T² keeps the gradient's scale as T grows
+    (Hinton et al., section 2). ``lskd.reference.kd_objective`` is the same loss in plain autograd, the
+    specification this fused one is tested against.
+
+    - ``student_logits`` s [N, V]: any float dtype; the arithmetic is float32 or better.
+    - ``target`` [N]: the gold token (or class) of each row.
+    - ``temperature`` T > 0: softens student and teacher alike.
+    - ``kd_weight`` w in [0, 1]: the KD term's share; 1 - w goes to the label-smoothed cross-entropy.
+    - ``smoothing`` a in [0, 1): the label smoothing of y_a (see ``convention``).
+    - ``teacher_logits`` t [N, V], or a top-k teacher as ``teacher_topk_indices`` and ``teacher_topk_logits``
+      [N, k] (``topk_teacher``): q is then renormalised over the k tokens and the student keeps its
+      full-vocabulary p_T there (Tan et al.'s top-k distillation). Give exactly one of the two.
+    - ``ignore_index``: rows whose target is it (padding) are 0 and get no gradient.
+    - ``convention``: ``uniform`` y_a = (1 - a)·onehot + a/V (Szegedy et al., the paper); ``fairseq`` 1 - a on
+      the gold token and a/(V - 1) on each other one (``fairseq_epsilon`` converts).
+    - ``reduce``: True sums the rows; False keeps one value per row (fairseq's ``reduce`` argument).
+    - ``kernel``: ``auto`` runs float32 CPU rows through the compiled row kernel where it builds, ``eager``
+      never, ``cpu`` always (``lskd.cpu_kernel``); the values agree to float32 rounding.
+    - ``teacher_topk_log_probs`` [N, k]: replaces the top-k teacher's log q (e.g. at its own temperature);
+      with k + 1 columns the last is the teacher's tail, the mass outside its k tokens, and the KD term is
+      the forward KL over those k + 1 outcomes (``lskd.transfer_loss``).
+
+    Returns the summed (or per-row) ``loss``, the plain NLL of the gold token ``nll`` (what fairseq logs)
+    and ``kd_kl`` = T²·KL(q ‖ p_T), which differs from T²·CE(q, p_T) by the teacher's entropy and reads 0
+    when the student matches the teacher.
+
+    References:
+    G. Hinton, O. Vinyals, J. Dean. Distilling the Knowledge in a Neural Network. NIPS Deep Learning
+    Workshop, 2015. arXiv:1503.02531.
+    C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the Inception Architecture for
+    Computer Vision. CVPR 2016 (label smoothing, section 7).
+    X. Tan, Y. Ren, D. He, T. Qin, Z. Zhao, T.-Y. Liu. Multilingual Neural Machine Translation with Knowledge
+    Distillation. ICLR 2019. arXiv:1902.10461.
+    K. Chandrasegaran, N.-T. Tran, Y. Zhao, N.-M. Cheung. Revisiting Label Smoothing and Knowledge
+    Distillation Compatibility: What was Missing? ICML 2022, PMLR 162:2890-2916. arXiv:2206.14532.
+    """
     check_kd_weight(kd_weight)
     check_smoothing(smoothing)
     check_temperature(temperature)
@@ -450,18 +588,18 @@ def kd_objective(
     check_kernel(kernel)
     mask = target.ne(ignore_index) if ignore_index is not None else None
     indices = None if teacher_topk_indices is None else teacher_topk_indices.long()
-    hard, nll, cross_entropy, kl = _FusedKD.apply(
+    hard, nll, cross_entropy, kl = _fused_kd(
         student_logits,
-        target,
-        mask,
-        teacher_logits,
-        indices,
-        teacher_topk_logits,
-        temperature,
-        smoothing,
-        convention,
-        kernel,
-        teacher_topk_log_probs,
+        target=target,
+        mask=mask,
+        teacher_logits=teacher_logits,
+        topk_indices=indices,
+        topk_logits=teacher_topk_logits,
+        temperature=temperature,
+        smoothing=smoothing,
+        convention=convention,
+        kernel=kernel,
+        teacher_log_probs=teacher_topk_log_probs,
     )
     loss = kd_weight * cross_entropy + (1.0 - kd_weight) * hard
     if not reduce:

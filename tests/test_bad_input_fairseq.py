@@ -211,6 +211,14 @@ def test_word_kd_without_translation_kd(toy_bin, tmp_path):
     refused(result, save_dir, "criterion word_kd needs --task translation_kd", "task is translation")
 
 
+def test_a_model_with_an_adaptive_softmax_is_refused_before_training(toy_bin, tmp_path):
+    """The criteria read full-vocabulary logits, which an adaptive softmax's decoder does not give."""
+    save_dir = tmp_path / "save"
+    extra = ["--criterion", "label_smoothed_teacher", "--adaptive-softmax-cutoff", "20,40", "--max-update", "2"]
+    result = train(toy_bin, save_dir, *extra, check=False)
+    refused(result, save_dir, "--adaptive-softmax-cutoff: the lskd criteria need", "train without")
+
+
 def test_translation_kd_without_a_teacher(toy_bin, tmp_path):
     save_dir, result = student(toy_bin, tmp_path)
     refused(result, save_dir, "task translation_kd needs a teacher: give --teacher-path", "--teacher-cache")

@@ -107,7 +107,9 @@ def test_required_kernel_refuses_inputs_it_does_not_take():
 def test_auto_uses_the_kernel_for_float32_and_eager_for_other_inputs(monkeypatch):
     calls = []
     original = lskd.losses._eager_passes
-    monkeypatch.setattr(lskd.losses, "_eager_passes", lambda *args: calls.append(args[0].dtype) or original(*args))
+    monkeypatch.setattr(
+        lskd.losses, "_eager_passes", lambda student, **rest: calls.append(student.dtype) or original(student, **rest)
+    )
     student = torch.randn(4, 10)
     distillation_terms(student, 2.0, teacher_logits=student)
     distillation_terms(student.bfloat16(), 2.0, teacher_logits=student.bfloat16())

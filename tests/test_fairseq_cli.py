@@ -10,6 +10,7 @@ import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
+from lskd.reference import distillation_terms as specified_terms
 from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
@@ -46,8 +47,8 @@ def student_run(tmp_path_factory, toy_bin, teacher_checkpoint):
 
 
 def float64_valid_kd_kl(toy_bin, teacher_checkpoint, student_checkpoint) -> float:
-    """T²·Σ_v q_v·log(q_v / p_v^T) over every target token of the valid subset, per token and in bits, as the
-    formula says: the student checkpoint against the teacher, summed in float64."""
+    """T²·Σ_v q_v·log(q_v / p_v^T) over every target token of the valid subset, per token and in bits, from the
+    loss core's specification: the student checkpoint against the teacher, in float64."""
     temperature = float(STUDENT[STUDENT.index("--kd-temperature") + 1])
     task, model, _ = build_training(toy_bin, *STUDENT, "--teacher-path", teacher_checkpoint)
     model.load_state_dict(torch.load(student_checkpoint, map_location="cpu", weights_only=True)["model"])
@@ -56,11 +57,10 @@ def float64_valid_kd_kl(toy_bin, teacher_checkpoint, student_checkpoint) -> floa
     total, tokens = 0.0, 0
     for sample in task.get_batch_iterator(task.dataset("valid"), max_tokens=600).next_epoch_itr(shuffle=False):
         with torch.no_grad():
-            student = model(**sample["net_input"])[0].double() / temperature
-            teacher = task.teacher(**sample["net_input"])[0].double() / temperature
+            student = model(**sample["net_input"])[0].double()
+            teacher = task.teacher(**sample["net_input"])[0].double()
         keep = sample["target"].ne(task.target_dictionary.pad())
-        log_q, log_p = torch.log_softmax(teacher[keep], -1), torch.log_softmax(student[keep], -1)
-        total += temperature**2 * (log_q.exp() * (log_q - log_p)).sum().item()
+        total += specified_terms(student[keep], temperature, teacher_logits=teacher[keep]).kl.sum().item()
         tokens += int(keep.sum())
     return total / tokens / math.log(2)
 

@@ -1,4 +1,4 @@
-"""The fairseq criteria against fairseq's own criterion and a float64 formula, on real toy batches."""
+"""The fairseq criteria against fairseq's own criterion and the loss core's float64 specification, on toy batches."""
 
 import copy
 
@@ -9,6 +9,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEn
 from conftest import build_training, first_batch, require_row_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import fairseq_epsilon
+from lskd.reference import kd_objective as specified_objective
 from lskd_fairseq.checkpoints import load_frozen_model
 from lskd_fairseq.criterions.label_smoothed_teacher import LabelSmoothedTeacherCriterion
 from lskd_fairseq.criterions.word_kd import WordKDCriterion
@@ -65,23 +66,19 @@ def test_word_kd_with_zero_weight_is_label_smoothed_teacher(student):
         torch.testing.assert_close(grads[name], ref_grads[name])
 
 
-def float64_word_kd(student_logits, teacher_logits, target, pad, temperature, weight, alpha):
-    """Tan et al.'s loss of each target position written out with explicit sums, in float64 (0 at padding)."""
-    losses = []
-    s_rows = student_logits.double().reshape(-1, student_logits.size(-1))
-    t_rows = teacher_logits.double().reshape(-1, teacher_logits.size(-1))
-    for s, t, y in zip(s_rows, t_rows, target.reshape(-1).tolist()):
-        if y == pad:
-            losses.append(0.0)
-            continue
-        vocab = s.numel()
-        log_p_t = s / temperature - torch.logsumexp(s / temperature, 0)
-        q = torch.exp(t / temperature - torch.logsumexp(t / temperature, 0))
-        log_p = s - torch.logsumexp(s, 0)
-        kd = -(q * log_p_t).sum().item()
-        ls = (1 - alpha) * -log_p[y].item() + alpha / vocab * -log_p.sum().item()
-        losses.append(weight * temperature**2 * kd + (1 - weight) * ls)
-    return losses
+def specified_word_kd(student_logits, teacher_logits, target, pad, temperature, weight, alpha):
+    """Tan et al.'s loss of each target position from the core's specification, in float64 (0 at padding)."""
+    vocab = student_logits.size(-1)
+    return specified_objective(
+        student_logits.double().reshape(-1, vocab),
+        target.reshape(-1),
+        temperature,
+        weight,
+        alpha,
+        teacher_logits=teacher_logits.double().reshape(-1, vocab),
+        ignore_index=pad,
+        reduce=False,
+    ).loss
 
 
 @pytest.mark.parametrize("temperature", [1.0, 3.0, 64.0])
@@ -94,7 +91,7 @@ def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature
     with torch.no_grad():
         loss, _, _ = kd(model, batch)
         student_logits, _ = model(**sample["net_input"])
-    expected = float64_word_kd(
+    expected = specified_word_kd(
         student_logits,
         batch["teacher"]["logits"],
         sample["target"],
@@ -103,7 +100,7 @@ def test_word_kd_equals_float64_formula(student, teacher_checkpoint, temperature
         0.9,
         0.1,
     )
-    assert loss.item() == pytest.approx(sum(expected), rel=1e-5)
+    assert loss.item() == pytest.approx(expected.sum().item(), rel=1e-5)
 
 
 def unreduced(criterion, model, sample):
@@ -144,11 +141,10 @@ def test_unreduced_word_kd_is_the_per_token_formula(student, teacher_checkpoint)
         reduced, _, _ = kd(model, batch)
         student_logits, _ = model(**sample["net_input"])
     model.train()
-    expected = float64_word_kd(
+    expected = specified_word_kd(
         student_logits, batch["teacher"]["logits"], sample["target"], task.target_dictionary.pad(), 3.0, 0.9, 0.1
     )
     assert loss.shape == log["kd_loss"].shape == (len(expected), 1)
-    expected = torch.tensor(expected, dtype=torch.float64)
     torch.testing.assert_close(loss.view(-1).double(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loss.sum(), reduced, rtol=1e-5, atol=1e-4)
 
@@ -225,3 +221,24 @@ def test_word_kd_without_teacher_says_what_to_use(student):
     kd = WordKDCriterion(task, False, 0.1, kd_temperature=1.0, kd_weight=0.5)
     with pytest.raises(InvalidConfig, match="translation_kd"):
         kd(model, sample)
+
+
+ADAPTIVE_SOFTMAX = ["--adaptive-softmax-cutoff", "20,40"]
+
+
+@pytest.mark.parametrize("criterion", ["label_smoothed_teacher", "word_kd"])
+def test_a_model_with_an_adaptive_softmax_is_refused_when_the_criterion_is_built(toy_bin, criterion):
+    kd = ["--task", "translation_kd", "--kd-temperature", "2"] if criterion == "word_kd" else []
+    with pytest.raises(InvalidConfig, match="^--adaptive-softmax-cutoff: the lskd criteria need"):
+        build_training(toy_bin, "--criterion", criterion, *kd, *ADAPTIVE_SOFTMAX)
+
+
+def test_a_model_with_an_adaptive_softmax_is_refused_by_the_criterion_itself(toy_bin):
+    """A model built elsewhere (here for fairseq's adaptive_loss criterion) reaches the criterion's forward."""
+    task, model, _ = build_training(
+        toy_bin, "--criterion", "adaptive_loss", "--ddp-backend", "legacy_ddp", *ADAPTIVE_SOFTMAX
+    )
+    assert model.decoder.adaptive_softmax is not None
+    criterion = LabelSmoothedTeacherCriterion(task, sentence_avg=False, label_smoothing=0.1)
+    with pytest.raises(InvalidConfig, match="--adaptive-softmax-cutoff"):
+        criterion(model, first_batch(task))

@@ -1,11 +1,15 @@
-"""The KD-loss core against hand-written float64 formulas and torch's own label smoothing."""
+"""The KD-loss core: its specification (``lskd.reference``) against float64 formulas written out here and
+torch's own label smoothing, then the fused loss (eager passes and compiled row kernel) against that
+specification, value and gradient, in every case the fused backward is derived for."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from lskd import reference
 from lskd.errors import InvalidConfig
 from lskd.losses import distillation_terms, fairseq_epsilon, kd_objective, label_smoothed_nll, topk_teacher
 
@@ -14,18 +18,51 @@ PAD = 1
 pytestmark = pytest.mark.usefixtures("loss_passes")
 
 
-def reference_kd(student, teacher, temperature):
-    """T² · Σ q log(1/p) and T² · Σ q log(q/p), float64, written out term by term."""
-    student, teacher = student.double(), teacher.double()
+def float64_kd(student, teacher, temperature, k=None):
+    """T² · Σ q log(1/p) and T² · Σ q log(q/p), float64, written out term by term; with ``k`` q is the
+    teacher renormalised over its k largest logits and the sums run over those k tokens."""
     ce, kl = [], []
-    for s_row, t_row in zip(student, teacher):
-        s_exp = [math.exp(v / temperature) for v in s_row.tolist()]
-        t_exp = [math.exp(v / temperature) for v in t_row.tolist()]
+    for s_row, t_row in zip(student.double().tolist(), teacher.double().tolist()):
+        s_exp = [math.exp(v / temperature) for v in s_row]
         p = [v / sum(s_exp) for v in s_exp]
-        q = [v / sum(t_exp) for v in t_exp]
-        ce.append(temperature**2 * sum(-qi * math.log(pi) for qi, pi in zip(q, p)))
-        kl.append(temperature**2 * sum(qi * math.log(qi / pi) for qi, pi in zip(q, p) if qi > 0))
+        tokens = sorted(range(len(t_row)), key=lambda v: -t_row[v])[:k]
+        t_exp = {v: math.exp(t_row[v] / temperature) for v in tokens}
+        q = {v: e / sum(t_exp.values()) for v, e in t_exp.items()}
+        ce.append(temperature**2 * sum(-q[v] * math.log(p[v]) for v in tokens))
+        kl.append(temperature**2 * sum(q[v] * math.log(q[v] / p[v]) for v in tokens if q[v] > 0))
     return torch.tensor(ce, dtype=torch.float64), torch.tensor(kl, dtype=torch.float64)
+
+
+def float64_smoothed_nll(student, target, smoothing, convention):
+    """Σ_v y_v · log(1/p_v) with the smoothed targets y of ``convention``, float64, term by term."""
+    losses = []
+    for row, gold in zip(student.double().tolist(), target.tolist()):
+        vocab = len(row)
+        total = sum(math.exp(x) for x in row)
+        if convention == "uniform":  # (1 - a)·onehot + a/V
+            on_gold, other = 1 - smoothing + smoothing / vocab, smoothing / vocab
+        else:  # 1 - a on the gold token, a/(V - 1) on each other one
+            on_gold, other = 1 - smoothing, smoothing / (vocab - 1)
+        weights = [on_gold if v == gold else other for v in range(vocab)]
+        losses.append(sum(-w * math.log(math.exp(x) / total) for w, x in zip(weights, row)))
+    return torch.tensor(losses, dtype=torch.float64)
+
+
+def teacher_given(teacher, k=None, tail=False, teacher_temperature=None):
+    """The teacher arguments of the losses: full logits, or its top k (with its log-probabilities at its own
+    temperature, renormalised over the k tokens or with the tail as a (k+1)-th column)."""
+    if k is None:
+        return {"teacher_logits": teacher}
+    indices, values = topk_teacher(teacher, k)
+    given = {"teacher_topk_indices": indices, "teacher_topk_logits": values}
+    if teacher_temperature is not None or tail:
+        log_q = torch.log_softmax(teacher.double() / (teacher_temperature or 1.0), -1).gather(-1, indices)
+        if tail:
+            log_q = torch.cat([log_q, torch.log1p(-log_q.exp().sum(-1, keepdim=True))], -1)
+        else:
+            log_q = log_q.log_softmax(-1)
+        given["teacher_topk_log_probs"] = log_q
+    return given
 
 
 @pytest.fixture
@@ -37,13 +74,126 @@ def logits():
     return student, teacher, target
 
 
+# The specification against formulas written out here.
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0, 64.0])
+@pytest.mark.parametrize("k", [None, 4])
+def test_reference_kd_terms_are_the_float64_formula(logits, temperature, k):
+    student, teacher, _ = (t.double() if t.is_floating_point() else t for t in logits)
+    terms = reference.distillation_terms(student, temperature, **teacher_given(teacher, k))
+    cross_entropy, kl = float64_kd(student, teacher, temperature, k)
+    torch.testing.assert_close(terms.cross_entropy, cross_entropy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms.kl, kl, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("convention", ["uniform", "fairseq"])
+def test_reference_smoothed_nll_is_the_float64_formula(logits, convention):
+    student, _, target = logits
+    hard, nll = reference.label_smoothed_nll(student.double(), target, 0.2, convention)
+    torch.testing.assert_close(hard, float64_smoothed_nll(student, target, 0.2, convention))
+    torch.testing.assert_close(nll, float64_smoothed_nll(student, target, 0.0, convention))
+
+
+def test_reference_objective_mixes_the_terms_and_zeroes_padding(logits):
+    student, teacher, target = (t.double() if t.is_floating_point() else t for t in logits)
+    keep = target.ne(PAD)
+    objective = reference.kd_objective(
+        student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD, reduce=False
+    )
+    cross_entropy, kl = float64_kd(student, teacher, 2.0)
+    smoothed = F.cross_entropy(student, target, label_smoothing=0.1, reduction="none")
+    torch.testing.assert_close(objective.loss, torch.where(keep, 0.9 * cross_entropy + 0.1 * smoothed, 0.0))
+    torch.testing.assert_close(objective.kd_kl, torch.where(keep, kl, 0.0))
+
+
+def test_reference_tail_is_the_kl_over_the_k_tokens_and_the_rest(logits):
+    student, teacher, _ = (t.double() if t.is_floating_point() else t for t in logits)
+    temperature, given = 2.0, teacher_given(teacher, 3, tail=True)
+    terms = reference.distillation_terms(student, temperature, **given)
+    expected = []
+    for s_row, tokens, log_q in zip(
+        student.tolist(), given["teacher_topk_indices"].tolist(), given["teacher_topk_log_probs"].tolist()
+    ):
+        s_exp = [math.exp(v / temperature) for v in s_row]
+        p = [s_exp[v] / sum(s_exp) for v in tokens]
+        outcomes = p + [1 - sum(p)]
+        expected.append(temperature**2 * sum(math.exp(lq) * (lq - math.log(po)) for lq, po in zip(log_q, outcomes)))
+    torch.testing.assert_close(terms.kl, torch.tensor(expected, dtype=torch.float64))
+
+
+# The fused loss against the specification.
+
+
+def values_and_gradient(function, student, dtype, **arguments):
+    """``function``'s per-row outputs at ``dtype`` and the student's gradient of a weighted sum of all of
+    them, so that every output's backward counts."""
+    student = student.to(dtype).requires_grad_()
+    cast = {key: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for key, v in arguments.items()}
+    result = function(student, **cast)
+    outputs = [getattr(result, field.name) for field in dataclasses.fields(result)]
+    (gradient,) = torch.autograd.grad(sum((i + 1) * value.sum() for i, value in enumerate(outputs)), student)
+    return [value.detach().double() for value in outputs], gradient.double()
+
+
+def assert_fused_equals_reference(fused, specification, student, dtype, **arguments):
+    values, gradient = values_and_gradient(fused, student, dtype, **arguments)
+    exact_values, exact_gradient = values_and_gradient(specification, student, torch.float64, **arguments)
+    tolerance = {} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    for value, exact in zip(values, exact_values):
+        torch.testing.assert_close(value, exact, **tolerance)
+    torch.testing.assert_close(gradient, exact_gradient, **tolerance)
+
+
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 3.0, 64.0])
-def test_kd_term_matches_float64_formula(logits, temperature):
+def test_fused_kd_terms_match_the_reference(logits, temperature):
     student, teacher, _ = logits
     terms = distillation_terms(student, temperature, teacher_logits=teacher)
-    ce, kl = reference_kd(student, teacher, temperature)
-    torch.testing.assert_close(terms.cross_entropy.double(), ce, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(terms.kl.double(), kl, rtol=1e-3, atol=1e-4)
+    exact = reference.distillation_terms(student.double(), temperature, teacher_logits=teacher.double())
+    torch.testing.assert_close(terms.cross_entropy.double(), exact.cross_entropy, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms.kl.double(), exact.kl, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("convention", ["uniform", "fairseq"])
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_fused_objective_and_gradient_equal_the_reference(logits, dtype, convention, topk, temperature):
+    student, teacher, target = logits
+    arguments = dict(target=target, temperature=temperature, kd_weight=0.7, smoothing=0.2, ignore_index=PAD)
+    arguments.update(convention=convention, reduce=False, **teacher_given(teacher, topk))
+    assert_fused_equals_reference(kd_objective, reference.kd_objective, student, dtype, **arguments)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("topk", [None, 3])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_fused_kd_terms_and_gradient_equal_the_reference_without_a_target(logits, dtype, topk, temperature):
+    student, teacher, target = logits
+    arguments = dict(temperature=temperature, mask=target.ne(PAD), **teacher_given(teacher, topk))
+    assert_fused_equals_reference(distillation_terms, reference.distillation_terms, student, dtype, **arguments)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("tail", [False, True])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_fused_topk_with_given_teacher_log_probs_equals_the_reference(logits, dtype, tail, temperature):
+    """The teacher's log-probabilities at its own temperature (1.5), over its k tokens or with its tail."""
+    student, teacher, target = logits
+    arguments = dict(target=target, temperature=temperature, kd_weight=0.8, smoothing=0.1, ignore_index=PAD)
+    arguments.update(reduce=False, **teacher_given(teacher, 3, tail=tail, teacher_temperature=1.5))
+    assert_fused_equals_reference(kd_objective, reference.kd_objective, student, dtype, **arguments)
+
+
+def test_fused_objective_sums_what_the_reference_sums(logits):
+    student, teacher, target = logits
+    mixed = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
+    exact = reference.kd_objective(
+        student.double(), target, 2.0, 0.9, 0.1, teacher_logits=teacher.double(), ignore_index=PAD
+    )
+    torch.testing.assert_close(mixed.loss.double(), exact.loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixed.nll.double(), exact.nll, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mixed.kd_kl.double(), exact.kd_kl, rtol=1e-3, atol=1e-4)
 
 
 def test_kl_is_zero_when_student_equals_teacher(logits):
@@ -61,15 +211,6 @@ def test_topk_with_k_equal_vocab_is_the_full_vocabulary(logits):
     full = distillation_terms(student, 2.0, teacher_logits=teacher)
     torch.testing.assert_close(sparse.cross_entropy, full.cross_entropy)
     torch.testing.assert_close(sparse.kl, full.kl)
-
-
-def test_topk_renormalises_over_the_k_entries(logits):
-    student, teacher, _ = logits
-    indices, values = topk_teacher(teacher, 4)
-    terms = distillation_terms(student, 3.0, teacher_topk_indices=indices, teacher_topk_logits=values)
-    q = torch.softmax(values.double() / 3.0, -1)
-    log_p = torch.log_softmax(student.double() / 3.0, -1).gather(-1, indices)
-    torch.testing.assert_close(terms.cross_entropy.double(), -9.0 * (q * log_p).sum(-1), rtol=1e-5, atol=1e-5)
 
 
 def test_uniform_smoothing_matches_torch_cross_entropy(logits):
@@ -91,16 +232,6 @@ def test_fairseq_convention_is_uniform_with_rescaled_epsilon(logits):
     torch.testing.assert_close(uniform, fairseq)
 
 
-def test_objective_mixes_kd_and_smoothed_nll(logits):
-    student, teacher, target = logits
-    keep = target.ne(PAD)
-    mixed = kd_objective(student, target, 2.0, 0.9, 0.1, teacher_logits=teacher, ignore_index=PAD)
-    ce, kl = reference_kd(student[keep], teacher[keep], 2.0)
-    ls = F.cross_entropy(student[keep].double(), target[keep], label_smoothing=0.1, reduction="sum")
-    torch.testing.assert_close(mixed.loss.double(), 0.9 * ce.sum() + 0.1 * ls, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(mixed.kd_kl.double(), kl.sum(), rtol=1e-3, atol=1e-4)
-
-
 def test_pure_kd_is_the_vision_papers_batchmean_kl(logits):
     student, teacher, target = logits
     objective = kd_objective(student, target, 4.0, 1.0, 0.0, teacher_logits=teacher)
@@ -119,16 +250,14 @@ def test_half_precision_inputs_give_finite_fp32_gradients_at_t64(logits, dtype):
     assert (student.grad[target.eq(PAD)] == 0).all()
 
 
-def test_minus_infinity_logits_stay_finite(logits):
+def test_minus_infinity_logits_are_tokens_of_probability_zero(logits):
     student, teacher, target = logits
-    student, teacher = student.clone().requires_grad_(), teacher.clone()
-    teacher[:, 3] = float("-inf")
-    with torch.no_grad():
-        student[:, 3] = float("-inf")
-    objective = kd_objective(student, target.clamp(min=4), 64.0, 0.9, 0.0, teacher_logits=teacher)
-    objective.loss.backward()
-    assert torch.isfinite(objective.loss) and torch.isfinite(objective.kd_kl)
-    assert torch.isfinite(student.grad).all()
+    student, teacher = student.clone(), teacher.clone()
+    teacher[:, 3] = student[:, 3] = float("-inf")
+    arguments = dict(target=target.clamp(min=4), temperature=64.0, kd_weight=0.9, smoothing=0.0, teacher_logits=teacher)
+    assert_fused_equals_reference(kd_objective, reference.kd_objective, student, torch.float32, **arguments)
+    _, gradient = values_and_gradient(kd_objective, student, torch.float32, **arguments)
+    assert torch.isfinite(gradient).all() and (gradient[:, 3] == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -147,45 +276,6 @@ def test_bad_settings_name_the_value(logits, kwargs, message):
     with pytest.raises(InvalidConfig) as error:
         kd_objective(student, target, teacher_logits=teacher, **settings)
     assert message in str(error.value)
-
-
-def reference_objective(student, target, teacher, temperature, weight, smoothing, convention, pad, topk=None):
-    """The objective through plain autograd ops, as a reference for the fused backward."""
-    keep = target.ne(pad)
-    vocab = student.size(-1)
-    lprobs = torch.log_softmax(student, -1)
-    gold = F.one_hot(target, vocab).to(lprobs.dtype)
-    if convention == "uniform":  # (1-a)·onehot + a/V
-        smoothed = (1 - smoothing) * gold + smoothing / vocab
-    else:  # 1-a on the gold token, a/(V-1) on each of the others
-        smoothed = torch.where(gold.bool(), 1 - smoothing, smoothing / (vocab - 1))
-    hard = -(smoothed * lprobs).sum(-1)
-    log_p_t = torch.log_softmax(student / temperature, -1)
-    if topk is None:
-        kd = -(torch.softmax(teacher / temperature, -1) * log_p_t).sum(-1)
-    else:
-        values, indices = teacher.topk(topk, -1)
-        kd = -(torch.softmax(values / temperature, -1) * log_p_t.gather(-1, indices)).sum(-1)
-    return (weight * temperature**2 * kd[keep]).sum() + ((1 - weight) * hard[keep]).sum()
-
-
-@pytest.mark.parametrize("convention", ["uniform", "fairseq"])
-@pytest.mark.parametrize("topk", [None, 3])
-@pytest.mark.parametrize("temperature", [1.0, 3.0])
-def test_fused_gradient_equals_autograd_of_the_plain_formula(logits, convention, topk, temperature):
-    student, teacher, target = (t.double() if t.is_floating_point() else t for t in logits)
-    student = student.requires_grad_()
-    kwargs = (
-        {"teacher_logits": teacher}
-        if topk is None
-        else dict(zip(("teacher_topk_indices", "teacher_topk_logits"), topk_teacher(teacher, topk)))
-    )
-    fused = kd_objective(student, target, temperature, 0.7, 0.2, ignore_index=PAD, convention=convention, **kwargs)
-    (fused_grad,) = torch.autograd.grad(fused.loss, student)
-    reference = reference_objective(student, target, teacher, temperature, 0.7, 0.2, convention, PAD, topk)
-    (reference_grad,) = torch.autograd.grad(reference, student)
-    torch.testing.assert_close(fused.loss, reference)
-    torch.testing.assert_close(fused_grad, reference_grad)
 
 
 def test_fused_terms_pass_gradcheck(logits):

@@ -13,12 +13,23 @@ from fairseq import utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
-from omegaconf import II
+from omegaconf import II, DictConfig
 
 from lskd.checks import check_smoothing
+from lskd.errors import InvalidConfig
 from lskd.losses import label_smoothed_nll
 from lskd_fairseq.checkpoints import record_dictionaries
 from lskd_fairseq.launch import check_data_parallel_launch
+
+
+def check_full_vocabulary_logits(adaptive_softmax: bool) -> None:
+    """The criteria read the decoder's output as logits over the whole vocabulary; an adaptive softmax gives
+    a head over its first cutoff only (fairseq's ``adaptive_loss`` criterion is the one made for it)."""
+    if adaptive_softmax:
+        raise InvalidConfig(
+            "--adaptive-softmax-cutoff: the lskd criteria need the decoder's logits over the whole vocabulary, "
+            "which an adaptive softmax does not give; train without --adaptive-softmax-cutoff"
+        )
 
 
 @dataclass
@@ -43,6 +54,14 @@ class SmoothedTargetCriterion(FairseqCriterion):
         self.smoothing = label_smoothing
         self.ignore_prefix_size = ignore_prefix_size
 
+    @classmethod
+    def build_criterion(cls, cfg, task):
+        # fairseq builds the model before the criterion, from options of the same configuration: a model
+        # with an adaptive softmax stops here, before any step (which would leave a crash.pt).
+        model_options = cfg._get_root().get("model") if isinstance(cfg, DictConfig) else None
+        check_full_vocabulary_logits(getattr(model_options, "adaptive_softmax_cutoff", None) is not None)
+        return super().build_criterion(cfg, task)
+
     def drop_prefix(self, tensor):
         """[B, T, ...] with the first ``ignore_prefix_size`` time steps removed, flattened to [B*T, ...]."""
         if self.ignore_prefix_size > 0:
@@ -50,6 +69,7 @@ class SmoothedTargetCriterion(FairseqCriterion):
         return tensor.reshape(-1, *tensor.shape[2:])
 
     def logits_and_target(self, model, net_output, sample):
+        check_full_vocabulary_logits(getattr(getattr(model, "decoder", None), "adaptive_softmax", None) is not None)
         return self.drop_prefix(net_output[0]), self.drop_prefix(model.get_targets(sample, net_output))
 
     @staticmethod

@@ -92,13 +92,13 @@ class WordKDCriterion(SmoothedTargetCriterion):
         if kd_topk < 0:
             raise InvalidConfig(f"--kd-topk must be >= 0 (0 = full vocabulary), got {kd_topk}")
         self.transfer = transfer_from_flags(
-            kd_temperature,
-            str(kd_divergence),
-            kd_jsd_beta,
-            kd_skew,
-            kd_teacher_temperature,
-            kd_logit_standardization,
-            kd_topk_tail,
+            temperature=kd_temperature,
+            divergence=str(kd_divergence),
+            beta=kd_jsd_beta,
+            skew=kd_skew,
+            teacher_temperature=kd_teacher_temperature,
+            standardize=kd_logit_standardization,
+            tail=kd_topk_tail,
         )
         self.temperature = kd_temperature
         self.kd_weight = kd_weight
@@ -109,13 +109,13 @@ class WordKDCriterion(SmoothedTargetCriterion):
     def build_criterion(cls, cfg, task):
         # As fairseq builds it, so a bad run stops before any step.
         transfer = transfer_from_flags(
-            cfg.kd_temperature,
-            str(cfg.kd_divergence),
-            cfg.kd_jsd_beta,
-            cfg.kd_skew,
-            cfg.kd_teacher_temperature,
-            cfg.kd_logit_standardization,
-            cfg.kd_topk_tail,
+            temperature=cfg.kd_temperature,
+            divergence=str(cfg.kd_divergence),
+            beta=cfg.kd_jsd_beta,
+            skew=cfg.kd_skew,
+            teacher_temperature=cfg.kd_teacher_temperature,
+            standardize=cfg.kd_logit_standardization,
+            tail=cfg.kd_topk_tail,
         )
         check_word_kd_task(task, cfg.kd_topk, transfer)
         return super().build_criterion(cfg, task)
@@ -168,12 +168,20 @@ class WordKDCriterion(SmoothedTargetCriterion):
                 metrics.log_scalar(key, total / ntokens / unit, ntokens, round=3)
 
 
-def transfer_from_flags(temperature, divergence, beta, skew, teacher_temperature, standardize, tail) -> Transfer:
+def transfer_from_flags(*, temperature, divergence, beta, skew, teacher_temperature, standardize, tail) -> Transfer:
     """The criterion's transfer; a bad value is refused naming its flag."""
     check_temperature(temperature)
     flags = {"JSD beta": "--kd-jsd-beta", "skew": "--kd-skew", "KD temperature": "--kd-teacher-temperature"}
     try:
-        return Transfer(divergence, temperature, teacher_temperature, beta, skew, standardize, tail)
+        return Transfer(
+            divergence=divergence,
+            temperature=temperature,
+            teacher_temperature=teacher_temperature,
+            jsd_beta=beta,
+            skew=skew,
+            standardize=standardize,
+            tail=tail,
+        )
     except InvalidConfig as error:
         text = str(error)
         name = next((flag for key, flag in flags.items() if text.startswith(key)), "--kd-divergence")
