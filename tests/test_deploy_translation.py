@@ -11,7 +11,7 @@ import json
 import ctranslate2
 import pytest
 
-from conftest import fairseq_cli, train
+from fixtures.fairseq_runs import fairseq_cli, train
 from lskd_nmt.evaluate import parse_generate_output
 from test_evaluate_scoring import cli_bleu
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
-from conftest import dump_teacher, fairseq_cli, train
+from fixtures.fairseq_runs import dump_teacher, fairseq_cli, train
 from lskd_fairseq.cli import distill_corpus
 from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.loading import load_subset, translation_task

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON
+from environment import PYTHON
 from lskd_nmt.nmt_profiles import moses_tokenize
 from repo_root import REPO
 from test_evaluate_scoring import cli_bleu

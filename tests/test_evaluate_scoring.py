@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sacremoses import MosesTokenizer
 
-from conftest import PYTHON
+from environment import PYTHON
 from lskd.errors import ToolError
 from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation, summary
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize

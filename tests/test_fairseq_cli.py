@@ -9,7 +9,16 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
+from environment import BIN_DIR
+from fixtures.fairseq_runs import (
+    TINY_TRANSFORMER,
+    TRAINING,
+    build_training,
+    fairseq_cli,
+    first_batch,
+    preprocess,
+    train,
+)
 from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
@@ -204,8 +213,6 @@ def test_two_process_gloo_run_matches_update_freq_two(toy_bin, teacher_checkpoin
 
 
 def build_args(common, save_dir):
-    from conftest import TINY_TRANSFORMER, TRAINING
-
     return [*TINY_TRANSFORMER, *TRAINING, "--save-dir", save_dir, *common]
 
 

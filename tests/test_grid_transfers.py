@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest, read_manifest, write_manifest
+from repo_root import REPO
 from test_recipe_grid import run_recipe
 from test_results import results
 

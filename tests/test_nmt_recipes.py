@@ -13,9 +13,10 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd_grid.recipe_table import distill_command
 from lskd_grid.runs import RunManifest, find_runs
+from repo_root import REPO
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 

@@ -8,12 +8,13 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd.errors import InvalidConfig
 from lskd_grid.grid import Grid
 from lskd_grid.recipe_settings import settle, usage
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest
+from repo_root import REPO
 
 RECIPE_SCRIPTS = [
     "toy_translation",

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import build_training
+from fixtures.fairseq_runs import build_training
 from lskd.divergences import DIVERGENCES, Transfer
 from lskd.errors import InvalidConfig
 from lskd.transfer_loss import TeacherRows, topk_teacher_rows, transfer_objective
