@@ -5,32 +5,16 @@ Expected scores come from sacreBLEU's command line run on text files the test wr
 
 import html
 import random
-import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sacremoses import MosesTokenizer
 
-from environment import PYTHON
 from lskd.errors import ToolError
 from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation, summary
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
 from release_fixtures import release_folder, sentence_pairs
-
-SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
-
-
-def cli_bleu(tmp_path: Path, hypotheses, references, *options) -> float:
-    (tmp_path / "cli.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
-    (tmp_path / "cli.ref").write_text("\n".join(references) + "\n", encoding="utf-8")
-    result = subprocess.run(
-        [str(SACREBLEU_CLI), str(tmp_path / "cli.ref"), "-i", str(tmp_path / "cli.hyp"), "-b", "-w", "6", *options],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(result.stdout.strip())
+from sacrebleu_cli import cli_bleu
 
 
 def english_segments(count):
