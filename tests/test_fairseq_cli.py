@@ -11,40 +11,19 @@ import torch
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
 from environment import BIN_DIR
 from fixtures.fairseq_runs import (
+    STUDENT,
     TINY_TRANSFORMER,
     TRAINING,
     build_training,
     fairseq_cli,
     first_batch,
+    logged_updates,
     preprocess,
     train,
 )
 from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
-
-STUDENT = [
-    "--task",
-    "translation_kd",
-    "--criterion",
-    "word_kd",
-    "--kd-temperature",
-    "2",
-    "--kd-weight",
-    "0.9",
-    "--label-smoothing",
-    "0.1",
-]
-
-
-def logged_updates(stdout: str) -> list[dict]:
-    """fairseq's json log lines of single training updates (``train_inner``)."""
-    rows = []
-    for line in stdout.splitlines():
-        match = re.search(r"\{.*\}", line)
-        if match and '"train_inner"' not in line and '"update"' in match.group(0):
-            rows.append(json.loads(match.group(0)))
-    return rows
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.settle import stage_code
 from lskd_grid.stages import check_records, redo_paths
+from recipe_runs import run_recipe
 from repo_root import REPO
-from test_recipe_grid import run_recipe
 
 TOY = RECIPES["toy_translation"]
 

@@ -2,7 +2,6 @@
 the manifests they will record, flags and environment, and one-line errors, exit status 2, before anything is
 written, for every recipe. Nothing here trains."""
 
-import os
 import re
 import subprocess
 
@@ -14,7 +13,7 @@ from lskd_grid.grid import Grid
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest
-from repo_root import REPO
+from recipe_runs import run_recipe
 
 RECIPE_SCRIPTS = [
     "toy_translation",
@@ -26,17 +25,6 @@ RECIPE_SCRIPTS = [
     "imagenet",
     "demo",
 ]
-
-
-def run_recipe(name, env, *args, cwd=None):
-    """A recipe run as users run it: bash, this checkout's interpreter, the environment plus ``env``."""
-    return subprocess.run(
-        ["bash", str(REPO / "recipes" / f"{name}.sh"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHON": str(PYTHON), **env},
-    )
 
 
 def one_line_error(result):

@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from fixtures.fairseq_runs import TINY_TRANSFORMER, TRAINING
+from fixtures.fairseq_runs import STUDENT, TINY_TRANSFORMER, TRAINING, logged_updates
 from repo_root import REPO
-from test_fairseq_cli import STUDENT, logged_updates
 
 SLURM_CONF = os.environ.get("LSKD_SLURM_CONF", "")
 pytestmark = [
