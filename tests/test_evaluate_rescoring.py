@@ -14,7 +14,7 @@ from fixtures.iwslt_release import MAX_LINES
 from lskd_nmt.evaluate import main, score_generation
 from lskd_nmt.nmt_profiles import TextNormaliser, profile_named
 from sacrebleu_cli import SACREBLEU_CLI
-from test_evaluate_scoring import config, degrade, english_segments, generate_output, pieces
+from system_outputs import config, degrade, english_segments, generate_output, pieces
 
 
 def cli_result(reference, hypotheses, *options) -> dict:

@@ -16,7 +16,7 @@ from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest, read_manifest, write_manifest
 from recipe_runs import run_recipe
 from repo_root import REPO
-from test_results import results
+from results_runs import results
 
 
 def plan(recipe, env, tmp_path):
