@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from conftest import TORCH_UNSAFE_ADVICE, fairseq_cli, read_only, without_write_override
+from bad_input_helpers import TORCH_UNSAFE_ADVICE, read_only, without_write_override
+from fixtures.fairseq_runs import fairseq_cli
 from lskd_fairseq.cli.dump_teacher import main as dump_main
 from lskd_nmt.evaluate import main as evaluate_main
 from lskd_vision.models import build_model

@@ -7,7 +7,7 @@ from fractions import Fraction
 import pytest
 import torch
 
-from conftest import TORCH_UNSAFE_ADVICE
+from bad_input_helpers import TORCH_UNSAFE_ADVICE
 from lskd.checks import MAX_TEMPERATURE, check_temperature, check_topk
 from lskd.errors import DataError, InvalidConfig
 from lskd.losses import kd_objective

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import (
-    BIN_DIR,
+from bad_input_helpers import TORCH_UNSAFE_ADVICE
+from environment import BIN_DIR
+from fixtures.fairseq_runs import (
     PLUGIN_DIR,
     TINY_TRANSFORMER,
-    TORCH_UNSAFE_ADVICE,
     TRAINING,
     build_training,
     dump_teacher,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lskd.losses
-from conftest import require_row_kernel
+from fixtures.loss_paths import require_row_kernel
 from lskd import cpu_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import distillation_terms, kd_objective, topk_teacher

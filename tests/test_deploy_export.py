@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import fairseq_cli
+from fixtures.fairseq_runs import fairseq_cli
 from lskd_deploy.translate import Hypothesis, Subset, generate_log
 from lskd_fairseq.checkpoints import DICTIONARIES_KEY
 from lskd_nmt.evaluate import is_generate_output, parse_generate_output

@@ -11,9 +11,9 @@ import json
 import ctranslate2
 import pytest
 
-from conftest import fairseq_cli, train
+from fixtures.fairseq_runs import fairseq_cli, train
 from lskd_nmt.evaluate import parse_generate_output
-from test_evaluate_scoring import cli_bleu
+from sacrebleu_cli import cli_bleu
 
 pytestmark = pytest.mark.slow  # fairseq-train runs: deselect with -m "not slow"
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from fairseq.data import Dictionary, indexed_dataset
 
-from conftest import dump_teacher, fairseq_cli, train
+from fixtures.fairseq_runs import dump_teacher, fairseq_cli, train
 from lskd_fairseq.binarised import load_subset, translation_task
 from lskd_fairseq.cli import distill_corpus
 from lskd_fairseq.distilled_corpus import MANIFEST, staging_folder
 from lskd_fairseq.teacher_cache import Fingerprint
 from lskd_tools.cli import run_command
-from test_evaluate_scoring import cli_bleu
+from sacrebleu_cli import cli_bleu
 
 pytestmark = pytest.mark.slow  # trains a teacher and runs fairseq's CLIs: deselect with -m "not slow"
 

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON
+from environment import PYTHON
 from lskd_nmt.nmt_profiles import moses_tokenize
 from repo_root import REPO
-from test_evaluate_scoring import cli_bleu
+from sacrebleu_cli import cli_bleu
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 

@@ -10,10 +10,11 @@ import subprocess
 import pytest
 
 import lskd_nmt.evaluate as evaluate
-from conftest import MAX_LINES
+from fixtures.iwslt_release import MAX_LINES
 from lskd_nmt.evaluate import main, score_generation
 from lskd_nmt.nmt_profiles import TextNormaliser, profile_named
-from test_evaluate_scoring import SACREBLEU_CLI, config, degrade, english_segments, generate_output, pieces
+from sacrebleu_cli import SACREBLEU_CLI
+from system_outputs import config, degrade, english_segments, generate_output, pieces
 
 
 def cli_result(reference, hypotheses, *options) -> dict:

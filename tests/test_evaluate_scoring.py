@@ -5,37 +5,17 @@ Expected scores come from sacreBLEU's command line run on text files the test wr
 
 import html
 import random
-import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sacremoses import MosesTokenizer
 
-from conftest import PYTHON
 from lskd.errors import ToolError
-from lskd_nmt.evaluate import EvalConfig, binarised_sentence_count, parse_generate_output, score_generation, summary
+from lskd_nmt.evaluate import binarised_sentence_count, parse_generate_output, score_generation, summary
 from lskd_nmt.nmt_profiles import moses_detokenize, moses_tokenize
-from release_fixtures import release_folder, sentence_pairs
-
-SACREBLEU_CLI = PYTHON.parent / "sacrebleu"
-
-
-def cli_bleu(tmp_path: Path, hypotheses, references, *options) -> float:
-    (tmp_path / "cli.hyp").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
-    (tmp_path / "cli.ref").write_text("\n".join(references) + "\n", encoding="utf-8")
-    result = subprocess.run(
-        [str(SACREBLEU_CLI), str(tmp_path / "cli.ref"), "-i", str(tmp_path / "cli.hyp"), "-b", "-w", "6", *options],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(result.stdout.strip())
-
-
-def english_segments(count):
-    """Generated TED-like English: apostrophes, quotes, '&', '<', numbers, punctuation."""
-    return [en for _, en in sentence_pairs(count, seed=5)]
+from release_fixtures import release_folder
+from sacrebleu_cli import cli_bleu
+from system_outputs import config, degrade, english_segments, generate_output, pieces
 
 
 def real_english_segments():
@@ -47,55 +27,6 @@ def real_english_segments():
         for line in text.splitlines()
         if "<seg id=" in line
     ]
-
-
-def degrade(sentence: str, rng: random.Random) -> str:
-    """A plausible system output: some words dropped or swapped."""
-    words = sentence.split()
-    words = [w for w in words if rng.random() > 0.15] or words[:1]
-    if len(words) > 3 and rng.random() < 0.5:
-        i = rng.randrange(len(words) - 1)
-        words[i], words[i + 1] = words[i + 1], words[i]
-    return " ".join(words)
-
-
-def pieces(text: str) -> str:
-    """Sentencepiece-style pieces: '▁' opens each word, long words are cut into 3-character pieces."""
-    out = []
-    for word in text.split():
-        word = "\u2581" + word
-        out += [word[i : i + 3] for i in range(0, len(word), 3)]
-    return " ".join(out)
-
-
-def generate_output(hypotheses, references, seed=0) -> str:
-    """fairseq-generate's text format, sentences in shuffled (batch) order, with the S/D/P and log lines."""
-    ids = list(range(len(hypotheses)))
-    random.Random(seed).shuffle(ids)
-    lines = ["2026-01-01 | INFO | fairseq_cli.generate | loading model(s)"]
-    for i in ids:
-        lines += [
-            f"S-{i}\tsource {i}",
-            f"T-{i}\t{references[i]}",
-            f"H-{i}\t-0.4521\t{hypotheses[i]}",
-            f"D-{i}\t-0.4521\tdetok {i}",
-            f"P-{i}\t-0.1 -0.2",
-        ]
-    lines.append("Generate test with beam=5: BLEU4 = 12.34, 1/2/3/4 (BP=1.000)")
-    return "\n".join(lines) + "\n"
-
-
-def config(tmp_path, profile, subword="sentencepiece", lang="en", references=None):
-    return EvalConfig(
-        data_bin=tmp_path,
-        checkpoint=tmp_path / "checkpoint.pt",
-        source_lang="de",
-        target_lang=lang,
-        out=tmp_path / "bleu.json",
-        profile=profile,
-        subword=subword,
-        references=references,
-    )
 
 
 def test_modern_profile_scores_equal_sacrebleu_cli(tmp_path):

@@ -9,34 +9,22 @@ import pytest
 import torch
 
 import lskd_fairseq  # noqa: F401  (allow-lists what fairseq checkpoints need)
-from conftest import BIN_DIR, build_training, fairseq_cli, first_batch, preprocess, train
+from environment import BIN_DIR
+from fixtures.fairseq_runs import (
+    STUDENT,
+    TINY_TRANSFORMER,
+    TRAINING,
+    build_training,
+    fairseq_cli,
+    first_batch,
+    logged_updates,
+    preprocess,
+    train,
+)
 from lskd.reference import distillation_terms as specified_terms
 from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # fairseq-train/-generate runs: deselect with -m "not slow"
-
-STUDENT = [
-    "--task",
-    "translation_kd",
-    "--criterion",
-    "word_kd",
-    "--kd-temperature",
-    "2",
-    "--kd-weight",
-    "0.9",
-    "--label-smoothing",
-    "0.1",
-]
-
-
-def logged_updates(stdout: str) -> list[dict]:
-    """fairseq's json log lines of single training updates (``train_inner``)."""
-    rows = []
-    for line in stdout.splitlines():
-        match = re.search(r"\{.*\}", line)
-        if match and '"train_inner"' not in line and '"update"' in match.group(0):
-            rows.append(json.loads(match.group(0)))
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +192,6 @@ def test_two_process_gloo_run_matches_update_freq_two(toy_bin, teacher_checkpoin
 
 
 def build_args(common, save_dir):
-    from conftest import TINY_TRANSFORMER, TRAINING
-
     return [*TINY_TRANSFORMER, *TRAINING, "--save-dir", save_dir, *common]
 
 

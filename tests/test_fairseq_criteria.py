@@ -6,7 +6,8 @@ import pytest
 import torch
 from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-from conftest import build_training, first_batch, require_row_kernel
+from fixtures.fairseq_runs import build_training, first_batch
+from fixtures.loss_paths import require_row_kernel
 from lskd.errors import InvalidConfig
 from lskd.losses import fairseq_epsilon
 from lskd.reference import kd_objective as specified_objective

@@ -11,13 +11,14 @@ import time
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd.errors import InvalidConfig
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.settle import stage_code
 from lskd_grid.stages import check_records, redo_paths
-from test_recipe_grid import run_recipe
+from recipe_runs import run_recipe
+from repo_root import REPO
 
 TOY = RECIPES["toy_translation"]
 

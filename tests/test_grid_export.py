@@ -13,8 +13,8 @@ from lskd_deploy.export import QUANTIZATIONS
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.stages import check_records
-from test_recipe_grid import run_recipe as recipe_run
-from test_results import add_run, results
+from recipe_runs import run_recipe as recipe_run
+from results_runs import add_run, results
 
 TOY = RECIPES["toy_translation"]
 

@@ -10,12 +10,13 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd_grid.recipe_settings import settle
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.runs import RunManifest, read_manifest, write_manifest
-from test_recipe_grid import run_recipe
-from test_results import results
+from recipe_runs import run_recipe
+from repo_root import REPO
+from results_runs import results
 
 
 def plan(recipe, env, tmp_path):

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from repo_root import REPO
+
 
 def python(code: str, **env) -> str:
     result = subprocess.run(
@@ -41,3 +43,16 @@ lskd_fairseq.install_process_hooks()
 print(sys.excepthook is hook, hook.__name__)
 """
     assert python(code) == "True one_line_lskd_errors"
+
+
+def test_the_suites_fixtures_leave_the_plugins_process_hooks_uninstalled():
+    """The hooks are the plugin's to install in fairseq's processes; a test that needs them imports the plugin."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import conftest
+for plugin in conftest.pytest_plugins:
+    __import__(plugin)
+print(sorted(name for name in ("fairseq", "lskd_fairseq") if name in sys.modules), sys.excepthook is sys.__excepthook__)
+"""
+    assert python(code) == "[] True"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_only, require_row_kernel, without_write_override
+from bad_input_helpers import read_only, without_write_override
+from fixtures.loss_paths import require_row_kernel
 from lskd import cpu_kernel
 from lskd.kernel_build import MANIFEST, build_name, failure_reason, library_problem
 from repo_root import REPO

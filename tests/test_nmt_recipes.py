@@ -13,9 +13,11 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, REPO
+from environment import PYTHON
 from lskd_grid.recipe_table import distill_command
 from lskd_grid.runs import RunManifest, find_runs
+from repo_root import REPO
+from sacrebleu_cli import cli_bleu
 
 pytestmark = pytest.mark.slow  # end to end: deselect with -m "not slow"
 
@@ -41,6 +43,7 @@ LANES = {
     for a in ALPHAS
 }
 STAGES = ["data"] + [stage for lane in LANES.values() for stage in lane] + ["results"]
+SCORED_TEXTS = ("hyp.detok", "ref.detok", "hyp.tok", "ref.tok")
 PROGRESS = re.compile(r"^(start|skip|done) +(\S+?):?(?: |$)")
 
 
@@ -165,14 +168,21 @@ def test_students_distil_from_the_cache_of_their_seeds_teacher_at_their_temperat
         assert (run_dir / student / "checkpoints" / "checkpoint_best.pt").is_file()
 
 
-def test_every_model_is_scored_on_the_tiny_profile_subset(grid):
+def test_every_model_is_scored_on_the_tiny_profile_subset(grid, tmp_path):
     run_dir = grid[0]
     references = (run_dir / "data" / "valid.de").read_text().splitlines()
     for run in TEACHERS + STUDENTS:
         scores = json.loads((run_dir / run / "bleu.json").read_text())
         assert scores["subset"] == "valid" and scores["n_sentences"] == len(references)
         assert scores["checkpoint"] == str(run_dir / run / "checkpoints" / "checkpoint_best.pt")
-        assert 0 <= scores["sacrebleu"]["score"] <= 100 and 0 <= scores["tokenized_bleu"]["score"] <= 100
+        # The sacreBLEU command re-scores the texts the evaluation wrote beside bleu.json (the recipe's paper
+        # text profile: both numbers case-insensitive).
+        text = {name: (run_dir / run / f"valid.{name}").read_text().splitlines() for name in SCORED_TEXTS}
+        assert len(text["hyp.detok"]) == len(text["hyp.tok"]) == len(references)
+        sacrebleu = cli_bleu(tmp_path, text["hyp.detok"], text["ref.detok"], "-lc")
+        tokenized = cli_bleu(tmp_path, text["hyp.tok"], text["ref.tok"], "-tok", "none", "-lc")
+        assert scores["sacrebleu"]["score"] == pytest.approx(sacrebleu, abs=1e-4), run
+        assert scores["tokenized_bleu"]["score"] == pytest.approx(tokenized, abs=1e-4), run
 
 
 def test_results_are_built_by_lskd_results_on_the_grid_folder(grid):

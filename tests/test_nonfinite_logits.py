@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import require_row_kernel
+from fixtures.loss_paths import require_row_kernel
 from lskd.losses import distillation_terms, kd_objective
 
 ROWS, VOCAB = 3, 37  # 37: a vector body and a scalar tail in the kernel's loops

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import dump_teacher, fairseq_cli, train
+from fixtures.fairseq_runs import dump_teacher, fairseq_cli, train
 from lskd_fairseq.binarised import load_subset, translation_task
 from lskd_fairseq.cli import dump_teacher as dump_module
 from lskd_tools.cli import parse_config

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from conftest import BAD_PAIRS, MAX_LINES, PYTHON
+from environment import PYTHON
+from fixtures.iwslt_release import BAD_PAIRS, MAX_LINES
 from lskd_nmt.nmt_profiles import MIN_VOCAB_SIZE, VALID_EVERY, CleanRule
 from lskd_nmt.prepare_iwslt import PrepConfig, clean_and_split
 from release_fixtures import count_seg_lines

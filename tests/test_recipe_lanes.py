@@ -4,7 +4,7 @@ timing: with JOBS=2 each lane waits (bounded) for the other's start marker, whic
 
 import subprocess
 
-from conftest import REPO
+from repo_root import REPO
 
 LANE_SCRIPT = r"""
 set -euo pipefail

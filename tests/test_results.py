@@ -1,9 +1,7 @@
 """lskd-results on hand-made grids of run folders (run.json + metrics file), checked against numbers computed
 here with ``statistics``; the stored paper numbers against the reference digest."""
 
-import contextlib
 import csv
-import io
 import json
 import math
 import os
@@ -12,67 +10,16 @@ import re
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import scipy.stats
 
-from lskd_grid.runs import RunManifest, write_manifest
 from lskd_report.paper_results import paper_tables
-from lskd_report.results import main
+from results_runs import Outcome, add_run, results
 
 DIGEST_ENV = "LSKD_PAPER_DIGEST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def results(*args) -> Outcome:
-    """``lskd-results`` in-process, through its console-script entry (exit status and error line included)."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return Outcome(code, stdout.getvalue(), stderr.getvalue())
-
-
-def add_run(
-    grid: Path,
-    alpha,
-    temperature=None,
-    seed=1,
-    value=None,
-    kd_mode="word",
-    metrics="metrics.json",
-    metric_path=("best", "top1"),
-    text=None,
-) -> Path:
-    """A run folder with its manifest; ``value`` None writes no metrics file, ``text`` writes that text."""
-    kind = "teacher" if temperature is None and kd_mode != "seq" else "student"
-    if kind == "teacher":
-        name, manifest = f"t-{alpha}-s{seed}", RunManifest("teacher", alpha, seed, metrics=metrics)
-    else:
-        name = f"s-{alpha}-{kd_mode}-{temperature}-s{seed}"
-        manifest = RunManifest("student", alpha, seed, temperature, kd_mode, f"t-{alpha}-s{seed}", metrics)
-    run = grid / name
-    write_manifest(run, manifest)
-    if text is not None:
-        (run / metrics).write_text(text)
-    elif value is not None:
-        document = value
-        for key in reversed(metric_path):
-            document = {key: document}
-        (run / metrics).write_text(json.dumps(document))
-    return run
 
 
 def make_grid(grid: Path, cells: dict, teachers=None) -> Path:

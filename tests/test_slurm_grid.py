@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from conftest import REPO, TINY_TRANSFORMER, TRAINING
-from test_fairseq_cli import STUDENT, logged_updates
+from fixtures.fairseq_runs import STUDENT, TINY_TRANSFORMER, TRAINING, logged_updates
+from repo_root import REPO
 
 SLURM_CONF = os.environ.get("LSKD_SLURM_CONF", "")
 pytestmark = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_training, dump_teacher, fairseq_cli, first_batch, train
+from fixtures.fairseq_runs import build_training, dump_teacher, fairseq_cli, first_batch, train
 from lskd.errors import DataError
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 from lskd_nmt.toy_corpus import write_corpus

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import build_training, dump_teacher, first_batch, train
+from fixtures.fairseq_runs import build_training, dump_teacher, first_batch, train
 from lskd.errors import DataError
 from lskd_fairseq.teacher_cache import DROPPED_MASS_QUANTILES, Fingerprint, TeacherCache
 

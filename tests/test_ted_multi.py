@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from conftest import PYTHON
+from environment import PYTHON
 from lskd.errors import InvalidConfig
 from lskd_nmt.nmt_profiles import moses_detokenize
 from lskd_nmt.ted_multi import SPLIT_FILES, CorpusError, read_columns, read_ted_multi

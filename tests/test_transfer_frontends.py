@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import build_training
+from fixtures.fairseq_runs import build_training
 from lskd.checks import DIVERGENCES
 from lskd.divergences import Transfer
 from lskd.errors import InvalidConfig
