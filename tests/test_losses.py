@@ -14,7 +14,7 @@ from lskd.errors import InvalidConfig
 from lskd.losses import distillation_terms, fairseq_epsilon, kd_objective, label_smoothed_nll, topk_teacher
 
 PAD = 1
-# Each test runs with the eager loss passes and with the compiled row kernel (conftest.loss_passes).
+# Each test runs with the eager loss passes and with the compiled row kernel (fixtures.loss_paths.loss_passes).
 pytestmark = pytest.mark.usefixtures("loss_passes")
 
 

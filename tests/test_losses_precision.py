@@ -13,7 +13,7 @@ TEMPERATURES = (0.5, 0.6, 1.0, 2.0, 8.0, 64.0)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 RELATIVE = 5e-6
 PAD = 1
-# Each test runs with the eager loss passes and with the compiled row kernel (conftest.loss_passes).
+# Each test runs with the eager loss passes and with the compiled row kernel (fixtures.loss_paths.loss_passes).
 pytestmark = pytest.mark.usefixtures("loss_passes")
 
 
