@@ -135,13 +135,13 @@ def plan_rows(grid: Grid, metrics: str = "metrics.json", kind: Optional[str] = N
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """``plan``'s flags: a grid's axes as the recipes' settings of the same names write them."""
+    """``plan``'s flags: a grid's axes, written as the recipes' settings of the same names (``ALPHAS``...)."""
 
-    alphas: str = option(help="teacher label smoothing values, space-separated (ALPHAS)")
-    temperatures: str = option(help="student temperatures, space-separated (TEMPERATURES)")
-    seeds: str = option("1", help="training seeds (SEEDS)")
-    kd_modes: str = option("word", help=f"student kinds, any of {' '.join(KD_MODES)} (KD_MODES)")
-    divergences: str = option(DEFAULT_DIVERGENCE, help="the students' KD divergences (DIVERGENCES)")
+    alphas: str = option(help="teacher label smoothing values, space-separated")
+    temperatures: str = option(help="student temperatures, space-separated")
+    seeds: str = option("1", help="training seeds, space-separated")
+    kd_modes: str = option("word", help=f"student kinds, any of {' '.join(KD_MODES)}")
+    divergences: str = option(DEFAULT_DIVERGENCE, help="the students' KD divergences, any of " + " ".join(DIVERGENCES))
     metrics: str = option("metrics.json", help="scores file of each run (bleu.json for NMT)")
 
 

@@ -24,7 +24,13 @@ CONSOLE_SCRIPTS = (
     "lskd-export-ct2",
     "lskd-distill-corpus",
 )
-MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_grid.runs", "lskd_nmt.ted_multi")
+MODULES = (
+    "lskd_vision.prepare_cub",
+    "lskd_vision.prepare_imagenet",
+    "lskd_grid.runs",
+    "lskd_grid.grid",
+    "lskd_nmt.ted_multi",
+)
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
     ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES
@@ -32,6 +38,7 @@ COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
 SUBCOMMANDS = {
     "lskd-vision": ("train-teacher", "train-student", "visualize"),
     "python -m lskd_grid.runs": ("record",),
+    "python -m lskd_grid.grid": ("plan",),
 }
 BAD_FLAG_RUNS = COMMANDS + [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())]
 HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())] + [
