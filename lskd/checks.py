@@ -1,8 +1,9 @@
 """Every check of a setting's value, in one place (stdlib only): the front-ends, the recipes and the core share
 these, so a range or an error's wording is never written twice.
 
-- Range checks of a number (``check_smoothing``, ``check_temperature``...): the loss functions call them, the
-  fairseq criteria and ``lskd-vision`` call them before training starts, and the recipes through ``through``.
+- Range checks of a number (``check_smoothing``, ``check_temperature``, ``check_open_unit``...): the loss
+  functions call them, the fairseq criteria and ``lskd-vision`` call them before training starts, and the
+  recipes through ``through``.
 - ``check_choice``: a value among fixed names (``--device``, a run's kind, a KD mode).
 - Checks of a setting's text (a recipe's environment variable or flag): ``integer``, ``number``, ``choice``,
   ``optional``, ``existing``, ``through`` each make a ``check(text)``.
@@ -52,6 +53,13 @@ def check_topk(k: int, vocabulary: int, flag: str) -> None:
         raise InvalidConfig(
             f"{flag} must be in [1, {vocabulary}] (the target vocabulary has {vocabulary} symbols), got {k}"
         )
+
+
+def check_open_unit(value: float, name: str) -> None:
+    """A divergence's β and skew weigh two distributions; 0 and 1 are the plain KLs, which have their own
+    names (``lskd.divergences``)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 < value < 1.0):
+        raise InvalidConfig(f"{name} must be in (0, 1) exclusive, got {value}")
 
 
 def check_choice(what: str, value: str, options: Sequence[str]) -> None:

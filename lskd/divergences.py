@@ -22,14 +22,13 @@ value and gradient shrink as 1/T² at high temperature (Hinton et al.), and T fo
 shrinks as 1/T; T is the student's temperature.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from lskd.checks import check_temperature
+from lskd.checks import check_open_unit, check_temperature
 from lskd.errors import InvalidConfig
 
 DIVERGENCES = ("kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl")
@@ -39,12 +38,6 @@ NEG_INF = float("-inf")
 def check_divergence(divergence: str) -> None:
     if divergence not in DIVERGENCES:
         raise InvalidConfig(f"KD divergence must be one of {', '.join(DIVERGENCES)}, got {divergence!r}")
-
-
-def check_open_unit(value: float, name: str) -> None:
-    """β and skew weigh two distributions; 0 and 1 are the plain KLs, which have their own names."""
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 < value < 1.0):
-        raise InvalidConfig(f"{name} must be in (0, 1) exclusive, got {value}")
 
 
 @dataclass(frozen=True)

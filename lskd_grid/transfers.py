@@ -9,8 +9,8 @@ forward-KL grid is named and resumed exactly as before. The formulas are ``lskd.
 
 import math
 
-from lskd.checks import check_temperature, choice, members, optional, through
-from lskd.divergences import DIVERGENCES, check_open_unit
+from lskd.checks import check_open_unit, check_temperature, choice, members, optional, through
+from lskd.divergences import DIVERGENCES
 from lskd_grid.grid import Grid, number_name
 from lskd_grid.recipe_settings import Setting
 from lskd_grid.runs import DEFAULT_DIVERGENCE
