@@ -1,10 +1,11 @@
 """How every recipe (``recipes/*.sh``) takes its settings: checked once, here, before the recipe writes anything.
 
 Each setting is an environment variable ``NAME`` that can also be given as the flag ``--name VALUE`` (the flag
-wins). ``python -m lskd_grid.settle RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
-settled values, the recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one
-``lskd_grid.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
-setting with its default. The recipes themselves are described in ``lskd_grid.recipe_table``.
+wins; the flags are parsed by ``lskd_tools.cli.parse_settings``, the values checked by ``lskd.checks``).
+``python -m lskd_grid.settle RECIPE ARG...`` prints bash code for the recipe to ``eval``: the settled values, the
+recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one ``lskd_grid.grid`` row each); or
+``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every setting with its default. The
+recipes themselves are described in ``lskd_grid.recipe_table``.
 """
 
 import shlex

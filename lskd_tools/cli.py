@@ -1,4 +1,4 @@
-"""The one way every lskd console script reads its flags, starts and fails.
+"""The one way every lskd command and recipe reads its flags, starts and fails.
 
 - ``console_script(prog)`` decorates ``main(argv)``: a user error (``lskd.errors.LskdError``) prints one line
   ``PROG: error: ...`` and exits with status 2, as argparse does for a bad flag; any other exception is a
