@@ -23,6 +23,7 @@ from typing import Optional
 import ctranslate2
 from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
 
+from lskd.checks import check_choice
 from lskd.errors import DataError, InvalidConfig
 from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import atomic_write_json, check_writable, file_digest
@@ -50,8 +51,7 @@ class ExportConfig:
 
 def check_request(config: ExportConfig) -> None:
     """The flags alone: quantisation and --out, before any file is read."""
-    if config.quantization not in QUANTIZATIONS:
-        raise InvalidConfig(f"--quantization {config.quantization!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    check_choice("--quantization", config.quantization, QUANTIZATIONS)
     out = config.out
     if out.exists() and not out.is_dir():
         raise InvalidConfig(f"--out {out} is a file; expected a new or empty folder")

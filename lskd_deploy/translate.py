@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 
 import ctranslate2
 
+from lskd.checks import check_choice
 from lskd.errors import DataError, InvalidConfig
 
 # CTranslate2's compute types; "default" keeps the type the model was exported with.
@@ -58,8 +59,7 @@ class Hypothesis:
 
 def ctranslate2_device(name: str) -> str:
     """``--device auto|cpu|cuda`` for CTranslate2; ``cuda`` without a visible GPU is refused."""
-    if name not in DEVICES:
-        raise InvalidConfig(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+    check_choice("--device", name, DEVICES)
     gpus = ctranslate2.get_cuda_device_count()
     if name == "cuda" and gpus == 0:
         raise InvalidConfig("--device cuda given but CTranslate2 sees no CUDA device; expected --device cpu or auto")
@@ -68,8 +68,7 @@ def ctranslate2_device(name: str) -> str:
 
 def check_compute_type(compute_type: str, device: str) -> None:
     supported = sorted(ctranslate2.get_supported_compute_types(device))
-    if compute_type not in COMPUTE_TYPES:
-        raise InvalidConfig(f"--compute-type {compute_type!r}: expected one of {', '.join(COMPUTE_TYPES)}")
+    check_choice("--compute-type", compute_type, COMPUTE_TYPES)
     if compute_type not in ("default", "auto") and compute_type not in supported:
         raise InvalidConfig(
             f"--compute-type {compute_type} does not run on this {device}; it supports {', '.join(supported)}"

@@ -5,8 +5,9 @@ stage kind)."""
 import re
 from typing import Mapping
 
+from lskd.checks import choice, integer
 from lskd.errors import InvalidConfig
-from lskd_grid.recipe_settings import Setting, choice, integer
+from lskd_grid.recipe_settings import Setting
 from lskd_grid.stages import KINDS
 
 TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]+){0,2}")

@@ -1,6 +1,6 @@
 """The runs of a recipe's grid: teachers per α and seed, students per teacher, temperature, KD mode and transfer.
 
-A recipe asks for its plan once, before anything is written; the values are validated here (ranges through
+A recipe asks for its plan once, before anything is written; the values are validated here (through
 ``lskd.checks``), never in bash. Each planned run has a folder name that carries every coordinate
 (``teacher-a0.1-s1``, ``student-a0.1-T2-word-s1``, ``student-a0.05-seq-s2``) and the manifest it records
 when it starts (``lskd_grid.runs``). A student of seed s distils from the teacher of seed s. The transfer
@@ -13,16 +13,14 @@ prints one line per run: folder, kind, α, T, seed, KD mode, teacher folder (``-
 divergence for a student of a divergence other than ``kl`` (``--divergences "kl reverse_kl"``).
 """
 
-import argparse
-import math
 from dataclasses import dataclass
 from typing import Optional
 
-from lskd.checks import DIVERGENCES, check_smoothing, check_temperature
-from lskd.errors import InvalidConfig
+from lskd.checks import DIVERGENCES, check_smoothing, check_temperature, members, numbers, seeds
 from lskd_grid.runs import DEFAULT_DIVERGENCE, KD_MODES, RunManifest
-from lskd_tools.cli import console_script
+from lskd_tools.cli import ArgumentParser, add_options, config_from, console_script, option
 
+PROG = "python -m lskd_grid.grid"
 NONE = "-"
 
 
@@ -34,61 +32,6 @@ def number_name(value: float) -> str:
 def alpha_name(value: float) -> str:
     """α keeps at least one decimal (a0.0, a0.1, a0.05), as the grids have always been named."""
     return repr(value)
-
-
-def words(name: str, text: str) -> list[str]:
-    values = text.split()
-    if not values:
-        raise InvalidConfig(f"{name} is empty: expected a space-separated list")
-    if len(set(values)) != len(values):
-        raise InvalidConfig(f"{name} {text!r}: a value is repeated")
-    return values
-
-
-def numbers(name: str, text: str, check, what: str) -> tuple[float, ...]:
-    values = []
-    for token in words(name, text):
-        try:
-            value = float(token)
-        except ValueError:
-            raise InvalidConfig(f"{name} value {token!r}: expected {what}") from None
-        if not math.isfinite(value):
-            raise InvalidConfig(f"{name} value {token!r}: expected {what}")
-        try:
-            check(value)
-        except InvalidConfig as error:
-            raise InvalidConfig(f"{name} value {token!r}: {error}") from None
-        values.append(value)
-    if len(set(values)) != len(values):
-        raise InvalidConfig(f"{name} {text!r}: two values are the same number")
-    return tuple(values)
-
-
-def seeds(name: str, text: str) -> tuple[int, ...]:
-    values = []
-    for token in words(name, text):
-        if not token.isdigit():
-            raise InvalidConfig(f"{name} value {token!r}: expected an integer >= 0 (a training seed)")
-        values.append(int(token))
-    if len(set(values)) != len(values):
-        raise InvalidConfig(f"{name} {text!r}: two values are the same seed")
-    return tuple(values)
-
-
-def kd_modes(name: str, text: str) -> tuple[str, ...]:
-    modes = words(name, text)
-    for mode in modes:
-        if mode not in KD_MODES:
-            raise InvalidConfig(f"{name} value {mode!r}: expected one of {', '.join(KD_MODES)}")
-    return tuple(modes)
-
-
-def divergences(name: str, text: str) -> tuple[str, ...]:
-    chosen = words(name, text)
-    for divergence in chosen:
-        if divergence not in DIVERGENCES:
-            raise InvalidConfig(f"{name} value {divergence!r}: expected one of {', '.join(DIVERGENCES)}")
-    return tuple(chosen)
 
 
 def divergence_suffix(divergence: Optional[str]) -> str:
@@ -143,8 +86,8 @@ class Grid:
             numbers("ALPHAS", alphas, check_smoothing, "a label smoothing in [0, 1) such as 0.1"),
             numbers("TEMPERATURES", temperatures, check_temperature, "a temperature > 0 such as 2 or 1.5"),
             seeds("SEEDS", seeds_text),
-            kd_modes("KD_MODES", modes),
-            divergences("DIVERGENCES", divergence_text),
+            members("KD_MODES", modes, KD_MODES),
+            members("DIVERGENCES", divergence_text, DIVERGENCES),
         )
 
     def teachers(self, metrics: str) -> list[PlannedRun]:
@@ -189,18 +132,24 @@ def plan_rows(grid: Grid, metrics: str = "metrics.json", kind: Optional[str] = N
     return [run.row() for run in grid.plan(metrics) if kind in (None, run.manifest.kind)]
 
 
-@console_script("lskd_grid.grid")
+@dataclass(frozen=True)
+class PlanOptions:
+    """``plan``'s flags: a grid's axes, written as the recipes' settings of the same names (``ALPHAS``...)."""
+
+    alphas: str = option(help="teacher label smoothing values, space-separated")
+    temperatures: str = option(help="student temperatures, space-separated")
+    seeds: str = option("1", help="training seeds, space-separated")
+    kd_modes: str = option("word", help=f"student kinds, any of {' '.join(KD_MODES)}")
+    divergences: str = option(DEFAULT_DIVERGENCE, help="the students' KD divergences, any of " + " ".join(DIVERGENCES))
+    metrics: str = option("metrics.json", help="scores file of each run (bleu.json for NMT)")
+
+
+@console_script(PROG)
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lskd_grid.grid", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    plan = commands.add_parser("plan", help="validate a grid and print its runs, one line each")
-    plan.add_argument("--alphas", required=True)
-    plan.add_argument("--temperatures", required=True)
-    plan.add_argument("--seeds", default="1")
-    plan.add_argument("--kd-modes", default="word")
-    plan.add_argument("--divergences", default=DEFAULT_DIVERGENCE)
-    plan.add_argument("--metrics", default="metrics.json", help="scores file of each run (bleu.json for NMT)")
-    args = parser.parse_args(argv)
+    add_options(commands.add_parser("plan", help="validate a grid and print its runs, one line each"), PlanOptions)
+    args = config_from(PlanOptions, parser.parse_args(argv))
     grid = Grid.parse(args.alphas, args.temperatures, args.seeds, args.kd_modes, args.divergences)
     print("\n".join(plan_rows(grid, args.metrics)))
 

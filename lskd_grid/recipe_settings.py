@@ -1,22 +1,20 @@
 """How every recipe (``recipes/*.sh``) takes its settings: checked once, here, before the recipe writes anything.
 
 Each setting is an environment variable ``NAME`` that can also be given as the flag ``--name VALUE`` (the flag
-wins). ``python -m lskd_grid.settle RECIPE ARG...`` prints bash code for the recipe to ``eval``: the
-settled values, the recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one
-``lskd_grid.grid`` row each); or ``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every
-setting with its default. The recipes themselves are described in ``lskd_grid.recipe_table``.
+wins; the flags are parsed by ``lskd_tools.cli.parse_settings``, the values checked by ``lskd.checks``).
+``python -m lskd_grid.settle RECIPE ARG...`` prints bash code for the recipe to ``eval``: the settled values, the
+recipe's constants and its grid's planned runs (``TEACHERS``, ``STUDENTS``: one ``lskd_grid.grid`` row each); or
+``RECIPE: error: ...`` on one line and exit status 2; ``--help`` lists every setting with its default. The
+recipes themselves are described in ``lskd_grid.recipe_table``.
 """
 
-import math
-import os
-import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Union
 
-from lskd.checks import check_kd_weight, check_smoothing
 from lskd.errors import InvalidConfig
 from lskd_grid.grid import Grid, number_name, plan_rows
+from lskd_tools.cli import parse_settings, setting_flag
 
 Default = Union[str, Mapping[str, str], Callable[[dict], str]]
 
@@ -36,7 +34,7 @@ class Setting:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.lower().replace("_", "-")
+        return setting_flag(self.name)
 
     def default_for(self, profile: str, values: dict) -> str:
         if callable(self.default):
@@ -74,93 +72,10 @@ class Recipe:
     plan: Optional[Callable[[dict], list]] = None  # the grid's stages (lskd_grid.stages)
 
 
-# Checks of one value (text from the environment or a flag); each raises InvalidConfig naming what was expected.
-
-
-def integer(minimum: int) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        if not re.fullmatch(r"-?[0-9]+", text) or int(text) < minimum:
-            raise InvalidConfig(f"expected an integer >= {minimum}")
-
-    return check
-
-
-def number(low: float, high: float = math.inf, high_open: bool = False) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not (low <= value and (value < high if high_open else value <= high)):
-            raise InvalidConfig(f"expected a number in [{low:g}, {high:g}{')' if high_open else ']'}")
-
-    return check
-
-
-def choice(*options: str) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        if text not in options:
-            raise InvalidConfig(
-                f"expected {' or '.join(options) if len(options) < 3 else 'one of: ' + ' '.join(options)}"
-            )
-
-    return check
-
-
-def optional(inner: Callable[[str], None]) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        if text:
-            inner(text)
-
-    return check
-
-
-def existing(kind: str, what: str) -> Callable[[str], None]:
-    def check(text: str) -> None:
-        if not (os.path.isdir(text) if kind == "folder" else os.path.isfile(text)):
-            raise InvalidConfig(f"no such {kind} (expected {what})")
-
-    return check
-
-
-def through(core_check: Callable[[float], None]) -> Callable[[str], None]:
-    """A range check of ``lskd.checks`` applied to a setting's text."""
-
-    def check(text: str) -> None:
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidConfig("expected a number") from None
-        core_check(value)
-
-    return check
-
-
-smoothing = through(check_smoothing)
-kd_weight = through(check_kd_weight)
-
-
 def parse_argv(recipe: Recipe, argv: list[str]) -> dict:
     """Flags given on the command line, by setting name; ``--tiny`` is ``--profile tiny``."""
-    flags = {s.flag: s.name for s in recipe.settings}
-    given = {}
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        name, _, value = arg.partition("=")
-        if arg == "--tiny" and "tiny" in recipe.profiles:
-            given["PROFILE"] = "tiny"
-        elif name in flags:
-            if not _ and not args:
-                raise InvalidConfig(f"{name} needs a value ({flags[name]}; see --help)")
-            given[flags[name]] = value if _ else args.pop(0)
-        else:
-            tiny = "--tiny, " if "tiny" in recipe.profiles else ""
-            raise InvalidConfig(
-                f"unknown argument {arg!r} (expected --help, {tiny}or a setting flag such as "
-                f"{recipe.settings[0].flag} VALUE; see --help)"
-            )
-    return given
+    switches = {"--tiny": ("PROFILE", "tiny")} if "tiny" in recipe.profiles else {}
+    return parse_settings(argv, [setting.name for setting in recipe.settings], switches)
 
 
 def settle(recipe: Recipe, argv: list[str], environ: Mapping[str, str]) -> dict:

@@ -9,21 +9,23 @@ import shutil
 import sys
 from pathlib import Path
 
-from lskd.checks import check_temperature
-from lskd.errors import InvalidConfig
-from lskd_grid.executor_settings import check_execution, execution
-from lskd_grid.grid import Grid, kd_modes, number_name, numbers, seeds
-from lskd_grid.recipe_settings import (
-    Recipe,
-    Setting,
+from lskd.checks import (
+    check_temperature,
     choice,
     existing,
     integer,
     kd_weight,
+    members,
     number,
+    numbers,
     optional,
+    seeds,
     smoothing,
 )
+from lskd.errors import InvalidConfig
+from lskd_grid.executor_settings import check_execution, execution
+from lskd_grid.grid import Grid, number_name
+from lskd_grid.recipe_settings import Recipe, Setting
 from lskd_grid.runs import KD_MODES
 from lskd_grid.stages import nmt_stages, vision_stages
 from lskd_grid.transfers import settings as transfer_settings
@@ -401,7 +403,7 @@ def vision(
 def check_demo(v: dict) -> None:
     seeds("DEMO_SEEDS", v["DEMO_SEEDS"])
     seeds("DEMO_DIGITS_SEEDS", v["DEMO_DIGITS_SEEDS"])
-    kd_modes("DEMO_KD_MODES", v["DEMO_KD_MODES"])
+    members("DEMO_KD_MODES", v["DEMO_KD_MODES"], KD_MODES)
     temperatures = numbers("DEMO_TEMPERATURES", v["DEMO_TEMPERATURES"], check_temperature, "a temperature > 0")
     if not {1.0, 3.0} <= set(temperatures):
         raise InvalidConfig(

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional
 
-from lskd.checks import DIVERGENCES, check_smoothing, check_temperature
+from lskd.checks import DIVERGENCES, check_choice, check_smoothing, check_temperature
 from lskd.errors import DataError, InvalidConfig
 from lskd_tools.cli import ArgumentParser, add_options, config_from, console_script, option
 from lskd_tools.files import atomic_write_json
@@ -69,19 +69,18 @@ class RunManifest:
         return self.divergence or DEFAULT_DIVERGENCE
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise InvalidConfig(f"run kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        check_choice("run kind", self.kind, KINDS)
         check_smoothing(self.alpha)
         if self.temperature is not None:
             check_temperature(self.temperature)
-        if self.kind == "student" and self.kd_mode not in KD_MODES:
-            raise InvalidConfig(f"student KD mode {self.kd_mode!r}: expected one of {', '.join(KD_MODES)}")
+        if self.kind == "student":
+            check_choice("student KD mode", self.kd_mode, KD_MODES)
         if self.kind == "student" and self.kd_mode != "seq" and self.temperature is None:
             raise InvalidConfig(f"a {self.kd_mode} KD student needs a temperature")
         if self.kind == "teacher" and (self.temperature, self.kd_mode, self.teacher) != (None, None, None):
             raise InvalidConfig("a teacher run has no temperature, KD mode or teacher")
-        if self.divergence is not None and self.divergence not in DIVERGENCES:
-            raise InvalidConfig(f"divergence {self.divergence!r}: expected one of {', '.join(DIVERGENCES)}")
+        if self.divergence is not None:
+            check_choice("divergence", self.divergence, DIVERGENCES)
         if (self.divergence, self.transfer_options) != (None, None) and self.transfer is None:
             raise InvalidConfig("a teacher or seq-KD student run has no divergence or transfer options")
 

@@ -14,7 +14,7 @@ from lskd.errors import InvalidConfig
 from lskd_grid.recipe_settings import Recipe, settle, shell_array, shell_code, usage
 from lskd_grid.recipe_table import RECIPES
 from lskd_grid.stages import check_records, redo_paths
-from lskd_tools.cli import run_command
+from lskd_tools.cli import asks_for_help, run_command
 
 
 def shell_map(name: str, items: dict) -> str:
@@ -43,7 +43,7 @@ def recipe_from(argv: list[str]) -> Recipe:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     recipe = recipe_from(argv)
-    if "-h" in argv[1:] or "--help" in argv[1:]:
+    if asks_for_help(argv[1:]):
         print(f"printf '%s\\n' {shlex.quote(usage(recipe))}\nexit 0")
         return
     values = settle(recipe, argv[1:], os.environ)

@@ -9,9 +9,9 @@ forward-KL grid is named and resumed exactly as before. The formulas are ``lskd.
 
 import math
 
-from lskd.checks import check_open_unit, check_temperature
-from lskd_grid.grid import Grid, divergences, number_name
-from lskd_grid.recipe_settings import Setting, choice, optional, through
+from lskd.checks import DIVERGENCES, check_open_unit, check_temperature, choice, members, optional, through
+from lskd_grid.grid import Grid, number_name
+from lskd_grid.recipe_settings import Setting
 from lskd_grid.runs import DEFAULT_DIVERGENCE
 
 # The setting, the divergences that read it (None: all of them), and its default.
@@ -25,7 +25,7 @@ OPTIONS = (
 
 
 def divergence_list(text: str) -> None:
-    divergences("DIVERGENCES", text)
+    members("DIVERGENCES", text, DIVERGENCES)
 
 
 def open_unit(name: str):
@@ -109,7 +109,7 @@ def options_text(values: dict, divergence: str) -> str:
 
 def with_transfers(values: dict, grid: Grid) -> Grid:
     """``grid`` with the recipe's divergences and their options."""
-    chosen = divergences("DIVERGENCES", values.get("DIVERGENCES", DEFAULT_DIVERGENCE))
+    chosen = members("DIVERGENCES", values.get("DIVERGENCES", DEFAULT_DIVERGENCE), DIVERGENCES)
     options = tuple((d, options_text(values, d)) for d in chosen)
     return Grid(grid.alphas, grid.temperatures, grid.seeds, grid.kd_modes, chosen, options)
 

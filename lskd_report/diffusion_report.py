@@ -1,7 +1,6 @@
 """The one call front-ends make: features of several models in, Fig. 1-style PNG and measures JSON out; and the
 markdown table of such a JSON (``python -m lskd_report.diffusion_report diffusion.json``)."""
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lskd.diffusion import ModelProjection, SplitProjection, check_classes, project_model, space_diffusion
-from lskd.errors import InvalidConfig
+from lskd.errors import DataError, InvalidConfig
+from lskd_tools.cli import console_script, option, parse_config
 from lskd_tools.files import atomic_write_json
 
 MEASURE_NOTE = (
@@ -232,12 +232,29 @@ def summary_markdown(report: dict, space: str = "penultimate") -> str:
     return "\n".join(lines) + "\n"
 
 
+PROG = "python -m lskd_report.diffusion_report"
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    report: Path = option(positional=True, help="JSON written by analyse_models (e.g. diffusion.json)")
+    space: str = option(
+        "penultimate",
+        choices=("penultimate", "projection_3d"),
+        help="whose measures the table shows: the penultimate features or their 3-D projection",
+    )
+
+
+@console_script(PROG)
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Print the measures of a diffusion JSON as a markdown table.")
-    parser.add_argument("report", type=Path, help="JSON written by analyse_models (e.g. diffusion.json)")
-    parser.add_argument("--space", choices=("penultimate", "projection_3d"), default="penultimate")
-    args = parser.parse_args(argv)
-    print(summary_markdown(json.loads(args.report.read_text()), args.space), end="")
+    args = parse_config(
+        SummaryOptions, argv, prog=PROG, description="Print the measures of a diffusion JSON as a markdown table."
+    )
+    try:
+        report = json.loads(args.report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"{args.report}: cannot read the diffusion JSON ({error})") from None
+    print(summary_markdown(report, args.space), end="")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one way every lskd console script reads its flags, starts and fails.
+"""The one way every lskd command and recipe reads its flags, starts and fails.
 
 - ``console_script(prog)`` decorates ``main(argv)``: a user error (``lskd.errors.LskdError``) prints one line
   ``PROG: error: ...`` and exits with status 2, as argparse does for a bad flag; any other exception is a
@@ -8,6 +8,12 @@
   ``add_options``/``parse_config`` build the parser from it, and ``--help`` prints every default.
 - ``device_option()`` and ``torch_device()``: the ``--device auto|cpu|cuda`` rule of every command that runs
   a model.
+- ``parse_settings`` reads the recipes' settings (``recipes/*.sh``, ``lskd_grid.settle``): each is an environment
+  variable ``NAME`` that is also the flag ``--name VALUE``; the same parser class, so the same one-line errors.
+  The recipes' ``--help`` page is their own (``lskd_grid.recipe_settings.usage``): it shows a default per
+  profile, which argparse's formatter cannot.
+
+Values are checked by ``lskd.checks``, the one module of validators; docs/options.md says how it fits together.
 """
 
 import argparse
@@ -17,8 +23,9 @@ import functools
 import sys
 import types
 import typing
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Mapping, Optional, Sequence
 
+from lskd.checks import check_choice
 from lskd.errors import InvalidConfig, LskdError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -65,6 +72,58 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InvalidConfig(message)
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def setting_flag(name: str) -> str:
+    """The flag of a setting named like an environment variable: ``RUN_DIR`` -> ``--run-dir``."""
+    return "--" + name.lower().replace("_", "-")
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """``-h`` or ``--help`` anywhere on a recipe's line asks for its help, even beside a bad flag."""
+    return any(arg in HELP_FLAGS for arg in argv)
+
+
+def _bind_values(argv: Sequence[str], flags: Collection[str]) -> list[str]:
+    """``--name VALUE`` as ``--name=VALUE``: a setting flag takes the next word whatever it looks like
+    (``--train-args --fp16``), as a shell user means it; argparse would take ``--fp16`` for a flag of its own."""
+    bound, words = [], iter(argv)
+    for word in words:
+        value = next(words, None) if word in flags else None
+        bound.append(word if value is None else f"{word}={value}")
+    return bound
+
+
+def parse_settings(
+    argv: Sequence[str], names: Sequence[str], switches: Mapping[str, tuple[str, str]] = {}
+) -> dict[str, str]:
+    """The settings given as flags, by name (``--run-dir X`` or ``--run-dir=X`` -> ``{"RUN_DIR": "X"}``).
+    ``switches``: flags that stand for a setting's value (``--tiny`` -> ``PROFILE=tiny``). Later flags win."""
+    flags = {setting_flag(name): name for name in names}
+    parser = ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    for flag, name in flags.items():
+        parser.add_argument(flag, dest=name, default=argparse.SUPPRESS)
+    for flag, (name, value) in switches.items():
+        parser.add_argument(flag, dest=name, action="store_const", const=value, default=argparse.SUPPRESS)
+    try:
+        given, unknown = parser.parse_known_args(_bind_values(argv, flags))
+    except argparse.ArgumentError as error:
+        if error.argument_name in flags:
+            raise InvalidConfig(
+                f"{error.argument_name} needs a value ({flags[error.argument_name]}; see --help)"
+            ) from None
+        # the only other error: a switch given a value (--tiny=x)
+        unknown = [arg for arg in argv if arg.startswith(f"{error.argument_name}=")] or [error.argument_name]
+    if unknown:
+        also = "".join(f"{flag}, " for flag in switches)
+        raise InvalidConfig(
+            f"unknown argument {unknown[0]!r} (expected --help, {also}or a setting flag such as "
+            f"{setting_flag(names[0])} VALUE; see --help)"
+        )
+    return vars(given)
+
+
 def option(
     default: Any = dataclasses.MISSING,
     *,
@@ -102,8 +161,7 @@ def torch_device(name: str):
     """``--device auto|cpu|cuda`` as a ``torch.device``; ``cuda`` with no visible GPU is refused."""
     import torch  # only commands that run a model pay for the import
 
-    if name not in DEVICES:
-        raise InvalidConfig(f"--device {name!r}: expected one of {', '.join(DEVICES)}")
+    check_choice("--device", name, DEVICES)
     if name == "cuda" and not torch.cuda.is_available():
         raise InvalidConfig("--device cuda given but no CUDA device is visible; expected --device cpu or auto")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")

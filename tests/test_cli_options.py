@@ -7,7 +7,7 @@ from typing import Optional
 import pytest
 
 from lskd.errors import InvalidConfig
-from lskd_tools.cli import option, parse_config
+from lskd_tools.cli import option, parse_config, parse_settings
 
 
 @dataclass
@@ -61,3 +61,35 @@ def test_a_none_default_must_say_what_it_means():
 
     with pytest.raises(TypeError, match="--limit defaults to None"):
         parse_config(Vague, [], prog="vague", description="")
+
+
+SETTINGS = ("RUN_DIR", "TRAIN_ARGS", "PROFILE")
+
+
+def test_recipe_settings_are_flags_named_after_their_variables():
+    given = parse_settings(
+        ["--run-dir", "out", "--train-args", "--fp16", "--tiny", "--profile=paper", "--train-args=-x"],
+        SETTINGS,
+        {"--tiny": ("PROFILE", "tiny")},
+    )
+    # a setting flag takes the next word even when it looks like a flag; the later of two flags wins
+    assert given == {"RUN_DIR": "out", "TRAIN_ARGS": "-x", "PROFILE": "paper"}
+    assert parse_settings([], SETTINGS) == {}
+
+
+EXPECTED = "(expected --help, --tiny, or a setting flag such as --run-dir VALUE; see --help)"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--run-dir"], "--run-dir needs a value (RUN_DIR; see --help)"),
+        (["--run"], f"unknown argument '--run' {EXPECTED}"),
+        (["--tiny=x"], f"unknown argument '--tiny=x' {EXPECTED}"),
+        (["out"], f"unknown argument 'out' {EXPECTED}"),
+    ],
+)
+def test_a_bad_recipe_flag_is_one_message(argv, message):
+    with pytest.raises(InvalidConfig) as error:
+        parse_settings(argv, SETTINGS, {"--tiny": ("PROFILE", "tiny")})
+    assert str(error.value) == message

@@ -24,7 +24,14 @@ CONSOLE_SCRIPTS = (
     "lskd-export-ct2",
     "lskd-distill-corpus",
 )
-MODULES = ("lskd_vision.prepare_cub", "lskd_vision.prepare_imagenet", "lskd_grid.runs", "lskd_nmt.ted_multi")
+MODULES = (
+    "lskd_vision.prepare_cub",
+    "lskd_vision.prepare_imagenet",
+    "lskd_grid.runs",
+    "lskd_grid.grid",
+    "lskd_nmt.ted_multi",
+    "lskd_report.diffusion_report",
+)
 # (command line, the prog its errors name)
 COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
     ([sys.executable, "-m", module], f"python -m {module}") for module in MODULES
@@ -32,6 +39,7 @@ COMMANDS = [([str(BIN / name)], name) for name in CONSOLE_SCRIPTS] + [
 SUBCOMMANDS = {
     "lskd-vision": ("train-teacher", "train-student", "visualize"),
     "python -m lskd_grid.runs": ("record",),
+    "python -m lskd_grid.grid": ("plan",),
 }
 BAD_FLAG_RUNS = COMMANDS + [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())]
 HELP_PAGES = [(command + [sub], prog) for command, prog in COMMANDS for sub in SUBCOMMANDS.get(prog, ())] + [
@@ -119,3 +127,13 @@ def test_vision_help_lists_the_preset_values():
     result = help_page(str(BIN / "lskd-vision"), "train-student")
     presets = {line.split(":")[0].strip(): line for line in result.stdout.splitlines() if "-student:" in line}
     assert "epochs=200" in presets["imagenet-student"] and "digits-student" in presets
+
+
+def test_the_diffusion_table_of_a_missing_report_is_one_error_line(tmp_path):
+    missing = tmp_path / "diffusion.json"
+    result = run([sys.executable, "-m", "lskd_report.diffusion_report"], str(missing))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"python -m lskd_report.diffusion_report: error: {missing}: cannot read the diffusion JSON "
+        f"([Errno 2] No such file or directory: '{missing}')"
+    ]
