@@ -71,6 +71,12 @@ def check_open_unit(value: float, name: str) -> None:
         raise InvalidConfig(f"{name} must be in (0, 1) exclusive, got {value}")
 
 
+def check_at_least(flag: str, value: float, minimum: float) -> None:
+    """A count or rate with a floor (a beam, a batch's tokens, epochs); ``flag`` names where it came from."""
+    if value < minimum:
+        raise InvalidConfig(f"{flag} must be >= {minimum}, got {value}")
+
+
 def check_choice(what: str, value: str, options: Sequence[str]) -> None:
     """``what`` names the value in the error: a flag (``--device``) or a description (``run kind``)."""
     if value not in options:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
-from lskd.checks import check_kd_weight, check_smoothing, check_temperature
+from lskd.checks import check_at_least, check_kd_weight, check_smoothing, check_temperature
 from lskd.cpu_kernel import check_kernel
 from lskd.divergences import Transfer
 from lskd.errors import InvalidConfig
@@ -58,15 +58,12 @@ class TrainConfig:
         check_kernel(self.kd_kernel)
         self.transfer()
         for name in ("epochs", "batch_size", "lr_step", "crop_size", "resize_size"):
-            if getattr(self, name) < 1:
-                raise InvalidConfig(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+            check_at_least(f"--{name.replace('_', '-')}", getattr(self, name), 1)
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "workers"):
-            if getattr(self, name) < 0:
-                raise InvalidConfig(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise InvalidConfig(f"--threads must be >= 1, got {self.threads}")
-        if self.stop_after is not None and self.stop_after < 1:
-            raise InvalidConfig(f"--stop-after must be >= 1, got {self.stop_after}")
+            check_at_least(f"--{name.replace('_', '-')}", getattr(self, name), 0)
+        for name in ("threads", "stop_after"):
+            if getattr(self, name) is not None:
+                check_at_least(f"--{name.replace('_', '-')}", getattr(self, name), 1)
         if self.role == "student" and self.teacher is None:
             raise InvalidConfig("train-student needs --teacher CKPT")
 

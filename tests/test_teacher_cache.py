@@ -6,25 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.fairseq_runs import build_training, dump_teacher, fairseq_cli, first_batch, train
+from fixtures.fairseq_runs import STUDENT, build_training, dump_teacher, fairseq_cli, first_batch, train
 from lskd.errors import DataError
 from lskd_fairseq.teacher_cache import CacheWriter, Fingerprint, TeacherCache
 from lskd_nmt.toy_corpus import write_corpus
 
 pytestmark = pytest.mark.slow  # trains a teacher and dumps caches through the CLIs: deselect with -m "not slow"
-
-KD = [
-    "--task",
-    "translation_kd",
-    "--criterion",
-    "word_kd",
-    "--kd-temperature",
-    "2",
-    "--kd-weight",
-    "0.9",
-    "--label-smoothing",
-    "0.1",
-]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +32,10 @@ def caches(tmp_path_factory, toy_bin, teacher_checkpoint, vocab_size):
 
 
 def kd_losses(toy_bin, teacher_checkpoint, cached_args, online_args):
-    cached_task, model, cached_criterion = build_training(toy_bin, *KD, *cached_args)
-    online_task, _, online_criterion = build_training(toy_bin, *KD, "--teacher-path", teacher_checkpoint, *online_args)
+    cached_task, model, cached_criterion = build_training(toy_bin, *STUDENT, *cached_args)
+    online_task, _, online_criterion = build_training(
+        toy_bin, *STUDENT, "--teacher-path", teacher_checkpoint, *online_args
+    )
     cached_batch, online_batch = first_batch(cached_task), first_batch(online_task)
     assert torch.equal(cached_batch["id"], online_batch["id"])
     online_task.attach_teacher_outputs(online_batch, model)
@@ -141,7 +130,7 @@ def test_stale_cache_after_rebinarising_is_refused(tmp_path, toy_text, toy_bin, 
         "1",
     )
     save_dir = tmp_path / "save"
-    result = train(rebinarised, save_dir, *KD, "--teacher-cache", caches["top4"], "--max-epoch", "1", check=False)
+    result = train(rebinarised, save_dir, *STUDENT, "--teacher-cache", caches["top4"], "--max-epoch", "1", check=False)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "does not match the 'train' data" in errors[0], result.stderr[-1500:]
@@ -189,14 +178,14 @@ def test_dump_bad_input_is_one_line_before_writing(tmp_path, toy_bin, teacher_ch
 def test_training_without_a_valid_cache_names_the_command(tmp_path, toy_bin, teacher_checkpoint):
     out = tmp_path / "train-only"
     dump_teacher(toy_bin, teacher_checkpoint, out, "--subset", "train")
-    result = train(toy_bin, tmp_path / "save", *KD, "--teacher-cache", out, "--max-epoch", "1", check=False)
+    result = train(toy_bin, tmp_path / "save", *STUDENT, "--teacher-cache", out, "--max-epoch", "1", check=False)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and len(errors) == 1
     assert "no complete cache for subset 'valid'" in errors[0] and "lskd-dump-teacher" in errors[0]
 
 
 def test_student_trains_from_cache_without_loading_a_teacher(tmp_path, toy_bin, caches):
-    result = train(toy_bin, tmp_path / "save", *KD, "--teacher-cache", caches["top4"], "--max-epoch", "1")
+    result = train(toy_bin, tmp_path / "save", *STUDENT, "--teacher-cache", caches["top4"], "--max-epoch", "1")
     assert "kd_loss" in result.stdout
-    task, _, _ = build_training(toy_bin, *KD, "--teacher-cache", caches["top4"])
+    task, _, _ = build_training(toy_bin, *STUDENT, "--teacher-cache", caches["top4"])
     assert task.teacher is None

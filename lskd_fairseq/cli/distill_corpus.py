@@ -21,6 +21,7 @@ from fairseq.dataclass.configs import GenerationConfig
 from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (checkpoint allow-list)
+from lskd.checks import check_at_least
 from lskd.errors import InvalidConfig
 from lskd_fairseq.binarised import load_subset, too_long_sentences, translation_task
 from lskd_fairseq.checkpoints import load_frozen_model
@@ -77,16 +78,13 @@ def parse_args(argv=None) -> DistillConfig:
 
 
 def check_args(args: DistillConfig) -> None:
-    if args.beam < 1:
-        raise InvalidConfig(f"--beam must be >= 1, got {args.beam}")
+    check_at_least("--beam", args.beam, 1)
     if not math.isfinite(args.lenpen):
         raise InvalidConfig(f"--lenpen must be a finite number, got {args.lenpen}")
-    if args.max_tokens < 1:
-        raise InvalidConfig(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    check_at_least("--max-tokens", args.max_tokens, 1)
     if not (math.isfinite(args.max_len_a) and args.max_len_a >= 0):
         raise InvalidConfig(f"--max-len-a must be a finite number >= 0, got {args.max_len_a}")
-    if args.min_len < 0:
-        raise InvalidConfig(f"--min-len must be >= 0, got {args.min_len}")
+    check_at_least("--min-len", args.min_len, 0)
     if args.max_len_b < max(args.min_len, 1):
         raise InvalidConfig(f"--max-len-b must be >= 1 and >= --min-len ({args.min_len}), got {args.max_len_b}")
     if args.fp16 and (args.cpu or not torch.cuda.is_available()):

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 import lskd_fairseq  # noqa: F401  (the plugin's process hooks: checkpoint allow-list)
-from lskd.checks import check_temperature
+from lskd.checks import check_at_least, check_temperature
 from lskd.errors import InvalidConfig
 from lskd.transfer_loss import row_moments, standardized
 from lskd_fairseq.binarised import load_subset, too_long_sentences, translation_task
@@ -80,10 +80,8 @@ class DumpConfig:
 
 def check_args(args: DumpConfig) -> torch.device:
     """Every refusal before the teacher loads; returns the device the teacher runs on."""
-    if args.topk < 1:
-        raise InvalidConfig(f"--topk must be >= 1, got {args.topk}")
-    if args.max_tokens < 1:
-        raise InvalidConfig(f"--max-tokens must be >= 1, got {args.max_tokens}")
+    check_at_least("--topk", args.topk, 1)
+    check_at_least("--max-tokens", args.max_tokens, 1)
     for temperature in args.tail_temperatures:
         try:
             check_temperature(temperature)
