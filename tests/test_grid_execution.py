@@ -119,7 +119,15 @@ def start_lanes(run_dir, lanes="a b", group=False):
         text=True,
         env={"PATH": os.environ["PATH"], "LANES": lanes, "JOBS": "2"},
         start_new_session=group,
+        preexec_fn=default_interrupt,
     )
+
+
+def default_interrupt():
+    """A suite started in the background of a non-interactive shell (``nohup make test &``) inherits SIGINT
+    ignored, and bash cannot trap a signal ignored at its start: the recipe starts with the default, as from a
+    terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(path, seconds=30):
