@@ -170,7 +170,9 @@ class FusedPasses(NamedTuple):
     picked: Optional[Tensor]
 
 
-def _fused_passes(student, *, target, teacher_logits, topk_indices, topk_logits, temperature, compiled) -> FusedPasses:
+def _fused_passes(
+    student, *, target, teacher_logits, topk_indices, topk_logits, temperature, compiled, teacher_log_probs=None
+) -> FusedPasses:
     """The forward passes of ``_FusedKD``, from the ``compiled`` row kernel (``lskd.cpu_kernel.row_kernel``),
     or from eager row chunks when it is None."""
     rows, vocab = student.shape
@@ -184,8 +186,11 @@ def _fused_passes(student, *, target, teacher_logits, topk_indices, topk_logits,
     probs = torch.empty(rows, vocab, **buffers) if hard_loss else None
     tempered_probs = None if sparse and shared else torch.empty(rows, vocab, **buffers)
     q = log_q = picked = None
-    if sparse:
-        log_q = F.log_softmax(topk_logits.to(buffers["dtype"]) / temperature, dim=-1)
+    if sparse:  # the top-k teacher's log q: given (its own temperature, a tail column), or from its logits at T
+        if teacher_log_probs is None:
+            log_q = F.log_softmax(topk_logits.to(buffers["dtype"]) / temperature, dim=-1)
+        else:
+            log_q = teacher_log_probs.to(buffers["dtype"])
         q = log_q.exp()
     if compiled is not None:
         compiled.kd_rows(student, teacher_logits, temperature, probs, tempered_probs, table)
@@ -290,6 +295,7 @@ class _FusedKD(torch.autograd.Function):
             topk_logits=topk_logits,
             temperature=temperature,
             compiled=compiled,
+            teacher_log_probs=teacher_log_probs,
         )
         lse_t = _log_sum_exp(stats.tempered)
         dense_factor = None
@@ -297,9 +303,6 @@ class _FusedKD(torch.autograd.Function):
             p_t = tempered_probs if tempered_probs is not None else probs
             cross_entropy, kl, q, dense_factor = _tail_terms(p_t, topk_indices, picked, teacher_log_probs, lse_t)
         elif q is not None:
-            if teacher_log_probs is not None:
-                log_q = teacher_log_probs.to(q.dtype)
-                q = log_q.exp()
             cross_entropy = lse_t - (q * picked).nansum(-1).double()
             kl = cross_entropy + (q * log_q).sum(-1).double()  # over k entries: no large cancellation
         else:
